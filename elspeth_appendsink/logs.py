@@ -1,0 +1,53 @@
+"""Structured logging for the package: structlog, configured once, secrets always redacted.
+
+:func:`get_logger` is what modules use. :func:`configure` picks the renderer (console for people,
+JSON for machines); it is called lazily with the console renderer if nobody configured logging.
+Whatever the configuration, the redaction processor runs last before rendering, so no event field
+can carry a key, SAS signature, client secret or connection string into output.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+from elspeth_appendsink.redact import redact_value
+
+__all__ = ["configure", "get_logger", "redact_processor"]
+
+_configured = False
+
+
+def redact_processor(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: redact every string in the event dict (keys kept, values scrubbed)."""
+    return {key: redact_value(value) for key, value in event_dict.items()}
+
+
+def configure(*, json: bool = False, level: int = logging.INFO, stream: TextIO | None = None) -> None:
+    """Configure structlog for this process: console (default) or JSON lines, redaction included."""
+    global _configured
+    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redact_processor,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    _configured = True
+
+
+def get_logger(name: str = "elspeth_appendsink") -> Any:
+    """A bound logger for ``name``. Configures the console renderer on first use if needed."""
+    if not _configured and not structlog.is_configured():
+        configure()
+    return structlog.get_logger(name)
