@@ -24,10 +24,10 @@ _PATTERNS: tuple[re.Pattern[str], ...] = (
     # SAS query parameters: the signature is the secret; keep the rest readable
     re.compile(r"(?i)([?&]sig=)([^&\s\"']+)"),
     re.compile(r"(?i)(\bsig=)([A-Za-z0-9%+/=]{8,})"),
-    # key/value pairs in reprs and JSON
+    # key/value pairs in reprs and JSON: `'sas_token': 'v'`, `"client_secret": "v"`, `password=v`
     re.compile(
         r"(?i)(['\"]?(?:account_key|sas_token|client_secret|connection_string|credential|password)['\"]?"
-        r"\s*[:=]\s*['\"]?)([^'\",\s}]+)"
+        r"\s*(?:=\s*['\"]?|:\s*['\"]))([^'\",\s}]+)"
     ),
     re.compile(r"(?i)(Bearer\s+)([A-Za-z0-9._~+/=-]{8,})"),
 )

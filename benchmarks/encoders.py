@@ -1,0 +1,186 @@
+"""Encoder throughput: candidate ways to turn rows into CSV / JSONL / Arrow bytes, no Azure needed.
+
+Run ``python -m benchmarks.encoders [--rows 200000] [--repeat 3] [--slice 4096]``. It prints
+rows/s and MB/s (output bytes) for every candidate, best of ``--repeat`` runs. Candidates
+marked ``*`` are the ones the package uses. ``--slice`` also times them on slices of that
+many rows, which is how ``AppendWriter`` calls ``encode``.
+
+Rows are generated deterministically: 9 fields, about 200 bytes each as JSON. They hold
+2 ints, 2 floats (one with 17 significant digits, one with 3 decimals), a bool, and 4 strs,
+one of which is None in 30% of rows. Some text is non-ASCII, and some contains the delimiter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import json
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from elspeth_appendsink.encoders import create_encoder
+
+Rows = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class _Observed:
+    mode: str = "observed"
+    field_names: tuple[str, ...] = ()
+
+
+def make_rows(count: int, seed: int = 7) -> Rows:
+    """``count`` rows of mixed ELSPETH types, the same for the same seed."""
+    rnd = random.Random(seed)
+    letters = "abcdefghij klmnopqrstuvwxyzé"
+    cities = ["Oslo", "Zürich", "Lisbon", "New York, NY", "Canberra"]
+    return [
+        {
+            "id": i,
+            "name": "".join(rnd.choice(letters) for _ in range(rnd.randint(10, 40))),
+            "amount": rnd.random() * 1000,
+            "flag": rnd.random() < 0.5,
+            "note": None if rnd.random() < 0.3 else f"note {i}",
+            "city": rnd.choice(cities),
+            "score": round(rnd.random(), 3),
+            "count": rnd.randint(0, 10**6),
+            "description": "lorem ipsum " * rnd.randint(2, 6),
+        }
+        for i in range(count)
+    ]
+
+
+class _Lines:
+    """A file-like collector: the csv module calls ``write`` once per row."""
+
+    __slots__ = ("write",)
+
+    def __init__(self, lines: list[str]) -> None:
+        self.write = lines.append
+
+
+def csv_stdlib_writer(rows: Rows) -> list[bytes]:
+    columns = list(rows[0])
+    lines: list[str] = []
+    csv.writer(_Lines(lines), lineterminator="\r\n").writerows(map(itemgetter(*columns), rows))
+    return list(map(str.encode, lines))
+
+
+def csv_stdlib_dictwriter(rows: Rows) -> list[bytes]:
+    lines: list[str] = []
+    csv.DictWriter(_Lines(lines), list(rows[0]), lineterminator="\r\n").writerows(rows)
+    return [line.encode("utf-8") for line in lines]
+
+
+def jsonl_json_dumps(rows: Rows) -> list[bytes]:
+    return [
+        (json.dumps(row, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n").encode()
+        for row in rows
+    ]
+
+
+def jsonl_json_encoder(rows: Rows) -> list[bytes]:
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+    return [(encode(row) + "\n").encode() for row in rows]
+
+
+def jsonl_orjson_bare(rows: Rows) -> list[bytes]:
+    return list(map(orjson.dumps, rows, repeat(None), repeat(orjson.OPT_APPEND_NEWLINE)))
+
+
+def arrow_from_pylist_bare(rows: Rows) -> list[bytes]:
+    return [pa.RecordBatch.from_pylist(rows).serialize().to_pybytes()]
+
+
+def _package(fmt: str, rows: Rows, *, blocks: bool, encode: bool = True) -> Callable[[Rows], list[bytes]]:
+    encoder = create_encoder(fmt, schema=_Observed(), first_rows=rows[:1000])
+    pre = encoder.encode(rows) if not encode else None
+
+    def run(batch: Rows) -> list[bytes]:
+        encoded = encoder.encode(batch) if pre is None else pre
+        return [encoder.block(encoded, batch)] if blocks else encoded
+
+    return run
+
+
+def _sliced(run: Callable[[Rows], list[bytes]], size: int) -> Callable[[Rows], list[bytes]]:
+    def sliced(rows: Rows) -> list[bytes]:
+        out: list[bytes] = []
+        for start in range(0, len(rows), size):
+            out.extend(run(rows[start : start + size]))
+        return out
+
+    return sliced
+
+
+def measure(run: Callable[[Rows], list[bytes]], rows: Rows, repeats: int) -> tuple[float, int]:
+    """Best wall time over ``repeats`` runs, and the output size in bytes."""
+    best, size = float("inf"), 0
+    for _ in range(repeats):
+        gc.collect()
+        started = time.perf_counter()
+        out = run(rows)
+        best = min(best, time.perf_counter() - started)
+        size = sum(map(len, out))
+    return best, size
+
+
+def candidates(rows: Rows, slice_size: int) -> list[tuple[str, Callable[[Rows], list[bytes]]]]:
+    """(label, callable) pairs; ``*`` marks what the package uses."""
+    chosen = [
+        ("* csv: CsvEncoder.encode (columnar)", _package("csv", rows, blocks=False)),
+        ("* jsonl: JsonlEncoder.encode (orjson + checks)", _package("jsonl", rows, blocks=False)),
+        ("* arrow: ArrowEncoder.encode (check + canonical)", _package("arrow", rows, blocks=False)),
+        ("* arrow: ArrowEncoder encode + block", _package("arrow", rows, blocks=True)),
+    ]
+    block_only = (
+        "* arrow: ArrowEncoder.block (record batch)",
+        _package("arrow", rows, blocks=True, encode=False),
+    )
+    out: list[tuple[str, Callable[[Rows], list[bytes]]]] = [
+        ("  csv: stdlib csv.writer, list collector", csv_stdlib_writer),
+        ("  csv: stdlib csv.DictWriter", csv_stdlib_dictwriter),
+        ("  jsonl: json.dumps per row", jsonl_json_dumps),
+        ("  jsonl: JSONEncoder.encode per row", jsonl_json_encoder),
+        ("  jsonl: orjson.dumps per row, no checks", jsonl_orjson_bare),
+        ("  arrow: RecordBatch.from_pylist, no checks", arrow_from_pylist_bare),
+        *chosen,
+        block_only,
+    ]
+    if slice_size:
+        out += [(f"{label} [slices of {slice_size}]", _sliced(run, slice_size)) for label, run in chosen]
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--slice", type=int, default=4096, help="also time in slices of N rows (0: off)")
+    args = parser.parse_args(argv)
+    rows = make_rows(args.rows)
+    json_size = sum(map(len, jsonl_orjson_bare(rows))) / len(rows)
+    print(
+        f"{len(rows)} rows, {json_size:.0f} bytes/row as JSON; python {sys.version.split()[0]}, "
+        f"orjson {orjson.__version__}, pyarrow {pa.__version__}; best of {args.repeat}"
+    )
+    print(f"{'candidate':62s} {'rows/s':>10s} {'MB/s':>8s} {'1M rows':>8s}")
+    for label, run in candidates(rows, args.slice):
+        seconds, size = measure(run, rows, args.repeat)
+        rate = len(rows) / seconds
+        print(f"{label:62s} {rate:10,.0f} {size / seconds / 1e6:8.1f} {1e6 / rate:7.2f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

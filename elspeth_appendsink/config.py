@@ -1,0 +1,796 @@
+"""The sink's options: :class:`SinkConfig`, built once from the ``options`` mapping and frozen.
+
+:meth:`SinkConfig.from_options` is the only way in. It validates every option at construction
+and turns every problem into a :class:`~elspeth_appendsink.errors.ConfigError` whose ``option``
+names the offending option (``auth`` when the problem is the combination of credentials).
+Option names follow the stock ``azure_blob`` sink where it has them:
+
+==========================  ==================================================================
+auth (exactly one method)   ``connection_string`` | ``sas_token`` + ``account_url`` |
+                            ``use_managed_identity: true`` + ``account_url`` |
+                            ``tenant_id`` + ``client_id`` + ``client_secret`` + ``account_url``
+where                       ``container``, ``blob_path`` (Jinja2: ``run_id``, ``timestamp``)
+what                        ``format`` (csv|jsonl|arrow), ``csv_options``, ``headers``, ``schema``
+existing output             ``if_exists`` (fail|append|continue), ``row_key``
+blocks and segments         ``block_size``, ``segment_max_blocks``, ``segment_max_bytes``,
+                            ``seal_on_complete``
+fencing and transport       ``lease``, ``lease_duration``, ``validate_content``, ``retry``,
+                            ``api_version``
+==========================  ==================================================================
+
+Secrets (``connection_string``, ``sas_token``, ``client_secret``, and the account key or SAS
+inside a connection string) are held as :class:`pydantic.SecretStr`, registered with
+:func:`~elspeth_appendsink.redact.register_secret` the moment they are seen, and never appear in
+an error, ``repr``, ``str`` or :meth:`SinkConfig.public_summary`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal, Self, cast
+from urllib.parse import unquote, urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from elspeth_appendsink.errors import ConfigError
+from elspeth_appendsink.paths import BlobPathTemplate, validate_container_name
+from elspeth_appendsink.redact import REDACTED, redact_value, register_secret
+from elspeth_appendsink.schema import RowSchema
+
+__all__ = [
+    "DEFAULT_BLOCK_SIZE",
+    "DEFAULT_SEGMENT_MAX_BLOCKS",
+    "LARGE_BLOCK_API_VERSION",
+    "LEGACY_MAX_BLOCK_SIZE",
+    "MAX_BLOCK_SIZE",
+    "MAX_SEGMENT_BLOCKS",
+    "MIN_API_VERSION",
+    "AuthMethod",
+    "AuthSettings",
+    "CsvOptions",
+    "ExistingBlobPolicy",
+    "OutputFormat",
+    "RetryOptions",
+    "SinkConfig",
+    "parse_size",
+]
+
+KiB = 1024
+MiB = 1024 * KiB
+
+#: Default block size: the append-block limit every service version accepts.
+DEFAULT_BLOCK_SIZE = 4 * MiB
+LEGACY_MAX_BLOCK_SIZE = 4 * MiB
+#: The largest append block, accepted from service version 2022-11-02 ("preview").
+MAX_BLOCK_SIZE = 100 * MiB
+LARGE_BLOCK_API_VERSION = "2022-11-02"
+#: Append Blob Seal (used on segment rollover) needs this service version or later.
+MIN_API_VERSION = "2019-12-12"
+MAX_SEGMENT_BLOCKS = 50_000
+DEFAULT_SEGMENT_MAX_BLOCKS = 49_000
+
+AuthMethod = Literal["connection_string", "sas_token", "managed_identity", "service_principal"]
+OutputFormat = Literal["csv", "jsonl", "arrow"]
+ExistingBlobPolicy = Literal["fail", "append", "continue"]
+
+_FORMATS: tuple[OutputFormat, ...] = ("csv", "jsonl", "arrow")
+_IF_EXISTS: tuple[ExistingBlobPolicy, ...] = ("fail", "append", "continue")
+_SECRET_OPTIONS = ("connection_string", "sas_token", "client_secret")
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+_AUTH_CHOICES = (
+    "connection_string, sas_token + account_url, managed identity (use_managed_identity + account_url), "
+    "or service principal (tenant_id + client_id + client_secret + account_url)"
+)
+_URL_EXAMPLE = "Example: https://mystorageaccount.blob.core.windows.net"
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*", re.IGNORECASE)
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "kib": KiB,
+    "mib": MiB,
+    "gib": 1024 * MiB,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# small value parsers
+
+
+def parse_size(value: Any, option: str) -> int:
+    """Bytes from an int or a string such as ``"4MiB"``, ``"512 KiB"``, ``"100MB"``, ``"4096"``.
+
+    Units: ``B``, ``KiB``/``MiB``/``GiB`` (powers of 1024), ``KB``/``MB``/``GB`` (powers of
+    1000), case-insensitive. The result must be a whole number of bytes.
+
+    Raises:
+        ConfigError: for ``option``, naming the accepted syntax.
+    """
+    syntax = "a byte count such as 4194304 or a size such as '4MiB', '512KiB', '100MB'"
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ConfigError(option, f"must be {syntax}, got {type(value).__name__}")
+    if isinstance(value, int):
+        return int(value)
+    match = _SIZE.fullmatch(value)
+    if match is None:
+        raise ConfigError(option, f"must be {syntax}, got {value!r}")
+    number, unit = match.group(1), (match.group(2) or "").lower()
+    whole, _, fraction = number.partition(".")
+    scale = _SIZE_UNITS[unit]
+    numerator = int(whole + fraction) * scale
+    denominator: int = 10 ** len(fraction)
+    if numerator % denominator:
+        raise ConfigError(option, f"{value!r} is not a whole number of bytes")
+    return numerator // denominator
+
+
+def _reject_bool(value: Any) -> Any:
+    """Refuse ``True``/``False`` where a number is expected (pydantic would read them as 1/0)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    return value
+
+
+def _choice(value: Any, option: str, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ConfigError(option, f"must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def _check_url(url: str, option: str) -> None:
+    """An endpoint URL is https, or http to a loopback host (Azurite); no query, no credentials."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        raise ConfigError(option, f"is not a valid URL. {_URL_EXAMPLE}") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(option, f"must be an http(s) URL with a host. {_URL_EXAMPLE}")
+    if parts.query or parts.fragment:
+        raise ConfigError(
+            option,
+            "must not carry a query string or fragment",
+            hint="give a SAS token through the sas_token option, not inside the URL",
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(option, "must not carry a user name or password")
+    if parts.scheme == "http" and host not in _LOOPBACK_HOSTS:
+        raise ConfigError(
+            option,
+            f"plain http is only allowed for a loopback host (127.0.0.1, localhost, [::1]), not {host!r}",
+            hint="use https",
+        )
+
+
+def _check_connection_string(value: str) -> None:
+    """Check the shape of a connection string without ever echoing a value from it."""
+    pairs: dict[str, str] = {}
+    for part in value.split(";"):
+        if not part.strip():
+            continue
+        key, sep, item = part.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                "connection_string",
+                "is not a connection string: every part must be key=value, separated by ';'",
+            )
+        pairs[key.strip().lower()] = item.strip()
+    for key in ("accountkey", "sharedaccesssignature"):
+        if pairs.get(key):
+            register_secret(pairs[key])
+    _register_signature(pairs.get("sharedaccesssignature", ""))
+    if pairs.get("usedevelopmentstorage", "").lower() == "true":
+        return
+    if not pairs.get("accountname") and not pairs.get("blobendpoint"):
+        raise ConfigError(
+            "connection_string",
+            "names no storage account: it needs AccountName or BlobEndpoint (or UseDevelopmentStorage=true)",
+        )
+    if pairs.get("blobendpoint"):
+        _check_url(pairs["blobendpoint"], "connection_string")
+    elif pairs.get("defaultendpointsprotocol", "https").lower() != "https":
+        raise ConfigError(
+            "connection_string",
+            "DefaultEndpointsProtocol must be https (plain http is only allowed for a loopback BlobEndpoint)",
+        )
+
+
+def _register_signature(sas: str) -> None:
+    """Register the ``sig`` of a SAS query string on its own (raw and percent-decoded)."""
+    for part in sas.lstrip("?").split("&"):
+        key, _, item = part.partition("=")
+        if key.strip().lower() == "sig" and item:
+            register_secret(item)
+            register_secret(unquote(item))
+
+
+# --------------------------------------------------------------------------------------------
+# nested option groups
+
+
+class CsvOptions(BaseModel):
+    """``csv_options``: how rows become CSV text and bytes (only for ``format: csv``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    include_header: bool = True
+    line_terminator: Literal["\r\n", "\n"] = "\r\n"
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, value: str) -> str:
+        if len(value) != 1:
+            raise ConfigError("csv_options", f"delimiter must be a single character, got {value!r}")
+        if value in '\r\n"':
+            raise ConfigError("csv_options", f"delimiter cannot be a quote or a line break, got {value!r}")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _text_codec(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+            probe = "a,b\r\n".encode(value)
+        except LookupError:
+            raise ConfigError("csv_options", f"unknown text encoding {value!r}") from None
+        if "".encode(value):
+            raise ConfigError(
+                "csv_options",
+                f"encoding {value!r} writes a byte-order mark on every encode, "
+                "which would repeat inside the appended blob",
+                hint="use a BOM-free codec such as 'utf-8', 'utf-16-le' or 'utf-16-be'",
+            )
+        if not probe:
+            raise ConfigError("csv_options", f"encoding {value!r} cannot encode text")
+        return value
+
+    @field_validator("line_terminator", mode="before")
+    @classmethod
+    def _crlf_or_lf(cls, value: Any) -> Any:
+        if value not in ("\r\n", "\n"):
+            raise ConfigError(
+                "csv_options",
+                f'line_terminator must be "\\r\\n" (CRLF) or "\\n" (LF), got {value!r}',
+                hint='in YAML, write it in double quotes: "\\r\\n"',
+            )
+        return value
+
+
+class RetryOptions(BaseModel):
+    """``retry``: the storage client's own retry policy and timeouts (seconds)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True, allow_inf_nan=False)
+
+    total: int = Field(default=5, ge=0, le=20)
+    initial_backoff: float = Field(default=0.5, ge=0)
+    increment_base: float = Field(default=2.0, ge=0)
+    jitter: float = Field(default=0.2, ge=0)
+    connection_timeout: float = Field(default=20.0, gt=0)
+    read_timeout: float = Field(default=60.0, gt=0)
+
+    _numbers = field_validator("*", mode="before")(_reject_bool)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """The one configured way to authenticate, for the storage module to turn into a client.
+
+    * ``connection_string``: ``connection_string``;
+    * ``sas_token``: ``account_url`` + ``sas_token`` (without a leading ``?``);
+    * ``managed_identity``: ``account_url`` (``DefaultAzureCredential``);
+    * ``service_principal``: ``account_url`` + ``tenant_id`` + ``client_id`` + ``client_secret``.
+    """
+
+    method: AuthMethod
+    account_url: str | None = None
+    connection_string: SecretStr | None = None
+    sas_token: SecretStr | None = None
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+
+    def public_summary(self) -> dict[str, Any]:
+        """The method and non-secret fields, with each secret shown as ``***`` when set."""
+        return {
+            "auth_method": self.method,
+            "account_url": self.account_url,
+            "connection_string": REDACTED if self.connection_string is not None else None,
+            "sas_token": REDACTED if self.sas_token is not None else None,
+            "use_managed_identity": self.method == "managed_identity",
+            "tenant_id": self.tenant_id,
+            "client_id": self.client_id,
+            "client_secret": REDACTED if self.client_secret is not None else None,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# the sink config
+
+
+class SinkConfig(BaseModel):
+    """Every option of the ``azure_append_blob`` sink, validated and frozen.
+
+    Build it with :meth:`from_options`. Derived values: :attr:`auth`, :attr:`path_template`
+    (the compiled ``blob_path``), :attr:`row_schema` (the parsed ``schema``).
+    """
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        hide_input_in_errors=True,
+        arbitrary_types_allowed=True,
+        allow_inf_nan=False,
+    )
+
+    # authentication
+    connection_string: SecretStr | None = None
+    sas_token: SecretStr | None = None
+    account_url: str | None = None
+    use_managed_identity: bool = False
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    # where and what
+    container: str
+    blob_path: str
+    format: OutputFormat = "csv"
+    csv_options: CsvOptions = CsvOptions()
+    headers: str | Mapping[str, str] = "normalized"
+    row_schema: RowSchema = Field(alias="schema")
+    # existing output and row identity
+    if_exists: ExistingBlobPolicy = "fail"
+    row_key: tuple[str, ...] | None = None
+    # blocks and segments
+    block_size: int = DEFAULT_BLOCK_SIZE
+    segment_max_blocks: int = Field(default=DEFAULT_SEGMENT_MAX_BLOCKS, ge=1, le=MAX_SEGMENT_BLOCKS)
+    segment_max_bytes: int | None = None
+    seal_on_complete: bool = False
+    # fencing and transport
+    lease: bool = True
+    lease_duration: int = 60
+    validate_content: bool = False
+    retry: RetryOptions = RetryOptions()
+    api_version: str | None = None
+
+    _auth: AuthSettings = PrivateAttr()
+    _template: BlobPathTemplate = PrivateAttr()
+
+    OPTION_NAMES: ClassVar[tuple[str, ...]]
+
+    # -- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> SinkConfig:
+        """Validate the sink's ``options`` mapping.
+
+        Raises:
+            ConfigError: naming the offending option and the rule it breaks; secrets redacted.
+        """
+        if not isinstance(options, Mapping):
+            raise ConfigError("options", f"sink options must be a mapping, got {type(options).__name__}")
+        for name in _SECRET_OPTIONS:
+            value = options.get(name)
+            if isinstance(value, str):
+                register_secret(value)
+                register_secret(value.strip())
+        try:
+            return cls.model_validate(dict(options))
+        except ValidationError as exc:
+            # ``from None``: the pydantic error holds option values, secrets among them.
+            raise _config_error(exc) from None
+
+    # -- field rules ------------------------------------------------------------------------
+
+    @field_validator(
+        "connection_string",
+        "sas_token",
+        "client_secret",
+        "account_url",
+        "tenant_id",
+        "client_id",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if not isinstance(value, str):
+            return value
+        if info.field_name in _SECRET_OPTIONS:
+            register_secret(value)
+            register_secret(value.strip())
+        stripped = value.strip()
+        return stripped or None
+
+    @field_validator("account_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_url(value, "account_url")
+        return value
+
+    @field_validator("connection_string")
+    @classmethod
+    def _connection_string_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _check_connection_string(value.get_secret_value())
+        return value
+
+    @field_validator("sas_token")
+    @classmethod
+    def _sas_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        token = value.get_secret_value().lstrip("?")
+        _register_signature(token)
+        if "sig=" not in token:
+            raise ConfigError(
+                "sas_token",
+                "does not look like a SAS token (it has no 'sig=' parameter)",
+                hint="pass the token's query string, e.g. 'sv=...&sig=...'; an account key belongs "
+                "in a connection_string",
+            )
+        return SecretStr(token)
+
+    @field_validator("container", mode="before")
+    @classmethod
+    def _container_name(cls, value: Any) -> Any:
+        return validate_container_name(value)
+
+    @field_validator("blob_path", mode="before")
+    @classmethod
+    def _blob_path_text(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError("blob_path", "must be a non-empty template such as 'out/{{ run_id }}/rows.csv'")
+        return value
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _known_format(cls, value: Any) -> Any:
+        if value == "json":
+            raise ConfigError(
+                "format",
+                "'json' writes one JSON array, which cannot be appended to without rewriting the blob",
+                hint="use 'jsonl' (one JSON object per line)",
+            )
+        return _choice(value, "format", _FORMATS)
+
+    @field_validator("csv_options", mode="before")
+    @classmethod
+    def _csv_options_mapping(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping | CsvOptions):
+            raise ConfigError("csv_options", f"must be a mapping, got {type(value).__name__}")
+        return value
+
+    @field_validator("retry", mode="before")
+    @classmethod
+    def _retry_mapping(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping | RetryOptions):
+            raise ConfigError("retry", f"must be a mapping, got {type(value).__name__}")
+        return value
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _header_mode(cls, value: Any) -> Any:
+        if value is None:
+            return "normalized"
+        if isinstance(value, str):
+            if value not in ("normalized", "original"):
+                raise ConfigError(
+                    "headers",
+                    f"invalid header mode {value!r}; expected 'normalized', 'original' or a mapping",
+                )
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(
+                "headers", f"must be 'normalized', 'original' or a mapping, got {type(value).__name__}"
+            )
+        for field_name, display in value.items():
+            if not isinstance(field_name, str) or not isinstance(display, str) or not display.strip():
+                raise ConfigError(
+                    "headers",
+                    f"mapping must be field name -> non-empty display name, got {field_name!r}: {display!r}",
+                )
+        targets = list(value.values())
+        duplicates = sorted({t for t in targets if targets.count(t) > 1})
+        if duplicates:
+            raise ConfigError(
+                "headers", f"duplicate display names {duplicates}; each output header must be unique"
+            )
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _freeze_headers(cls, value: str | Mapping[str, str]) -> str | Mapping[str, str]:
+        return value if isinstance(value, str) else MappingProxyType(dict(value))
+
+    @field_validator("row_schema", mode="before")
+    @classmethod
+    def _parse_schema(cls, value: Any) -> Any:
+        return value if isinstance(value, RowSchema) else RowSchema.from_dict(value)
+
+    @field_validator("if_exists", mode="before")
+    @classmethod
+    def _known_policy(cls, value: Any) -> Any:
+        return _choice(value, "if_exists", _IF_EXISTS)
+
+    @field_validator("row_key", mode="before")
+    @classmethod
+    def _key_fields(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, list | tuple) or not names:
+            raise ConfigError("row_key", "must be a field name or a non-empty list of field names")
+        for name in names:
+            if not isinstance(name, str) or not name.strip():
+                raise ConfigError("row_key", f"field names must be non-empty strings, got {name!r}")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigError("row_key", f"lists a field more than once: {', '.join(duplicates)}")
+        return tuple(names)
+
+    @field_validator("block_size", "segment_max_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name == "segment_max_bytes":
+            return None
+        size = parse_size(value, str(info.field_name))
+        if size <= 0:
+            raise ConfigError(str(info.field_name), f"must be greater than 0, got {size}")
+        return size
+
+    @field_validator("block_size")
+    @classmethod
+    def _block_limit(cls, value: int) -> int:
+        if value > MAX_BLOCK_SIZE:
+            raise ConfigError(
+                "block_size", f"{value} bytes is more than the service's append-block limit of 100 MiB"
+            )
+        return value
+
+    @field_validator("segment_max_blocks", "lease_duration", mode="before")
+    @classmethod
+    def _integer(cls, value: Any) -> Any:
+        return _reject_bool(value)
+
+    @field_validator("lease_duration")
+    @classmethod
+    def _lease_seconds(cls, value: int) -> int:
+        if value != -1 and not 15 <= value <= 60:
+            raise ConfigError(
+                "lease_duration", f"must be 15-60 seconds, or -1 for an infinite lease; got {value}"
+            )
+        return value
+
+    @field_validator("api_version")
+    @classmethod
+    def _service_version(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+                raise ValueError(value)
+            date.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(
+                "api_version", f"must be a service version date such as '2025-01-05', got {value!r}"
+            ) from None
+        if value < MIN_API_VERSION:
+            raise ConfigError(
+                "api_version",
+                f"{value} is older than {MIN_API_VERSION}, the first version with Append Blob Seal "
+                "(used when a segment is full)",
+            )
+        return value
+
+    # -- rules across options ---------------------------------------------------------------
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Self:
+        self._auth = self._resolve_auth()
+        if self.format != "csv" and "csv_options" in self.model_fields_set:
+            raise ConfigError("csv_options", f"applies only to format 'csv', and format is '{self.format}'")
+        self._template = BlobPathTemplate(self.blob_path, self.container)
+        if self.if_exists == "continue" and not self._template.is_static:
+            used = " and ".join(f"{{{{ {name} }}}}" for name in sorted(self._template.variables))
+            raise ConfigError(
+                "if_exists",
+                f"'continue' resumes the output an earlier run wrote, but blob_path uses {used}, "
+                "so every run writes a different blob",
+                hint="use a blob_path without run_id/timestamp, or if_exists: fail",
+            )
+        if self.row_key is not None and not self.row_schema.is_observed:
+            declared = set(self.row_schema.field_names)
+            for name in self.row_key:
+                if name not in declared:
+                    raise ConfigError(
+                        "row_key",
+                        f"field {name!r} is not declared in the schema",
+                        hint=f"declared fields: {', '.join(self.row_schema.field_names)}",
+                    )
+        if self.segment_max_bytes is not None and self.segment_max_bytes < self.block_size:
+            raise ConfigError(
+                "segment_max_bytes",
+                f"{self.segment_max_bytes} is smaller than block_size ({self.block_size}); "
+                "a segment must hold at least one block",
+            )
+        if (
+            self.api_version is not None
+            and self.api_version < LARGE_BLOCK_API_VERSION
+            and self.block_size > LEGACY_MAX_BLOCK_SIZE
+        ):
+            raise ConfigError(
+                "block_size",
+                f"blocks over 4 MiB need service version {LARGE_BLOCK_API_VERSION} or later, "
+                f"and api_version is {self.api_version}",
+            )
+        return self
+
+    def _resolve_auth(self) -> AuthSettings:
+        """Exactly one method, with the stock sink's messages for partial configurations."""
+        has_url = self.account_url is not None
+        sp_fields = {
+            "tenant_id": self.tenant_id,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+        }
+        sp_given = [name for name, value in sp_fields.items() if value is not None]
+        if self.sas_token is not None and not has_url:
+            raise ConfigError("account_url", f"SAS token auth requires account_url. {_URL_EXAMPLE}")
+        if self.use_managed_identity and not has_url:
+            raise ConfigError("account_url", f"Managed Identity auth requires account_url. {_URL_EXAMPLE}")
+        if 0 < len(sp_given) < len(sp_fields):
+            missing = [name for name in sp_fields if name not in sp_given]
+            raise ConfigError(
+                missing[0], f"Service Principal auth requires all fields. Missing: {', '.join(missing)}"
+            )
+        if sp_given and not has_url:
+            raise ConfigError("account_url", f"Service Principal auth requires account_url. {_URL_EXAMPLE}")
+        methods: list[AuthMethod] = []
+        if self.connection_string is not None:
+            methods.append("connection_string")
+        if self.sas_token is not None:
+            methods.append("sas_token")
+        if self.use_managed_identity:
+            methods.append("managed_identity")
+        if sp_given:
+            methods.append("service_principal")
+        if not methods:
+            raise ConfigError("auth", f"No authentication method configured. Provide one of: {_AUTH_CHOICES}")
+        if len(methods) > 1:
+            raise ConfigError(
+                "auth",
+                f"Multiple authentication methods configured: {', '.join(methods)}. "
+                f"Provide exactly one of: {_AUTH_CHOICES}",
+            )
+        method = methods[0]
+        if method == "connection_string" and has_url:
+            raise ConfigError(
+                "account_url",
+                "cannot be combined with connection_string (the connection string names the endpoint)",
+            )
+        return AuthSettings(
+            method=method,
+            account_url=self.account_url,
+            connection_string=self.connection_string,
+            sas_token=self.sas_token,
+            tenant_id=self.tenant_id,
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+        )
+
+    # -- derived values -------------------------------------------------------------------
+
+    @property
+    def auth(self) -> AuthSettings:
+        """The one configured authentication method and its fields."""
+        return self._auth
+
+    @property
+    def path_template(self) -> BlobPathTemplate:
+        """The compiled ``blob_path``."""
+        return self._template
+
+    @property
+    def template_digest(self) -> str:
+        """Keys the per-run path pointers (see :func:`~elspeth_appendsink.paths.run_pointer_name`)."""
+        return self._template.template_digest
+
+    @property
+    def schema_options(self) -> dict[str, Any]:
+        """A fresh copy of the ``schema`` option as configured (what ELSPETH parses)."""
+        return self.row_schema.options()
+
+    def public_summary(self) -> dict[str, Any]:
+        """Every option, JSON-safe, secrets shown as ``***``: for audit records and logs."""
+        summary: dict[str, Any] = {
+            **self._auth.public_summary(),
+            "container": self.container,
+            "blob_path": self.blob_path,
+            "template_digest": self.template_digest,
+            "format": self.format,
+            "csv_options": self.csv_options.model_dump() if self.format == "csv" else None,
+            "headers": self.headers if isinstance(self.headers, str) else dict(self.headers),
+            "schema": self.schema_options,
+            "if_exists": self.if_exists,
+            "row_key": list(self.row_key) if self.row_key is not None else None,
+            "block_size": self.block_size,
+            "segment_max_blocks": self.segment_max_blocks,
+            "segment_max_bytes": self.segment_max_bytes,
+            "seal_on_complete": self.seal_on_complete,
+            "lease": self.lease,
+            "lease_duration": self.lease_duration,
+            "validate_content": self.validate_content,
+            "retry": self.retry.model_dump(),
+            "api_version": self.api_version,
+        }
+        return cast(dict[str, Any], redact_value(summary))
+
+    # -- serialisation of the derived types -------------------------------------------------
+
+    @field_serializer("headers")
+    def _plain_headers(self, value: str | Mapping[str, str]) -> str | dict[str, str]:
+        return value if isinstance(value, str) else dict(value)
+
+    @field_serializer("row_schema")
+    def _plain_schema(self, value: RowSchema) -> dict[str, Any]:
+        return value.options()
+
+
+SinkConfig.OPTION_NAMES = tuple(
+    sorted((info.alias or name) for name, info in SinkConfig.model_fields.items())
+)
+
+
+# --------------------------------------------------------------------------------------------
+# pydantic errors -> ConfigError
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    """The first problem in ``exc`` as a ConfigError naming its option (never echoing input)."""
+    error = exc.errors(include_url=False, include_input=False)[0]
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, ConfigError):
+        return cause
+    loc = [str(part) for part in error["loc"]]
+    option = loc[0] if loc else "options"
+    inner = ".".join(loc[1:])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        if not inner:
+            return ConfigError(
+                option,
+                f"unknown option {option!r}",
+                hint=f"allowed options: {', '.join(SinkConfig.OPTION_NAMES)}",
+            )
+        groups: dict[str, type[BaseModel]] = {"csv_options": CsvOptions, "retry": RetryOptions}
+        group = groups.get(option)
+        allowed = ", ".join(group.model_fields) if group is not None else ""
+        return ConfigError(option, f"unknown key {inner!r} in {option}", hint=f"allowed keys: {allowed}")
+    if kind == "missing":
+        return ConfigError(option, "required option is missing" if not inner else f"{inner} is required")
+    message = str(cause) if isinstance(cause, ValueError) else error["msg"]
+    return ConfigError(option, f"{inner}: {message}" if inner else message)

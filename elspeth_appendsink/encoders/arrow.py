@@ -1,0 +1,352 @@
+"""Arrow IPC stream output: the schema message once, then one record batch message per block.
+
+Owns :class:`ArrowEncoder`, :func:`decide_kinds` (the column types) and :func:`restore`.
+
+Bytes: :meth:`ArrowEncoder.header` returns ``schema.serialize()``, the schema message that
+``pyarrow.ipc.new_stream`` writes before the first batch. :meth:`ArrowEncoder.block` returns
+``RecordBatch.serialize()``, one encapsulated record batch message with no schema and no
+end-of-stream marker. ``header + block1 + block2 + ...`` is therefore a valid IPC stream.
+Tests check that it equals, byte for byte, what ``new_stream`` writes for the same batches.
+``pyarrow.ipc.open_stream`` reads such a stream to the end without the 8-byte end-of-stream
+marker (``FFFFFFFF 00000000``): a clean end of file at a message boundary counts as the end.
+A stream cut inside a message raises ``OSError``. Since an append blob cannot be finalised
+later, the marker is never written.
+
+Column kinds (every field nullable; a value that does not fit raises
+:class:`~elspeth_appendsink.errors.UnencodableRow` in :meth:`ArrowEncoder.encode`):
+
+==============  ======================  ====================================================
+kind            Arrow type              accepted Python values (exact types, or None)
+==============  ======================  ====================================================
+int             int64                   int in [-2**63, 2**63)
+float           float64                 float (NaN and +-inf kept); int with abs <= 2**53
+bool            bool                    bool
+str             string                  str (lone surrogates rejected)
+binary          binary                  bytes
+date            date32                  date
+timestamp       timestamp[us]           naive datetime
+timestamp_utc   timestamp[us, UTC]      aware datetime (stored as the UTC instant)
+json            string (``json`` kind   any value JSONL accepts, stored as its compact JSON
+                in field metadata)      text (``any`` fields, mixed types, dict/list)
+==============  ======================  ====================================================
+
+Kinds come from the declared schema type when the schema has one (ELSPETH's
+``SchemaConfig.fields[*].field_type``: ``int``/``float``/``bool``/``str``, and ``any`` →
+``json``). Otherwise they are inferred from the first batch: one non-null Python type gives its
+kind, int+float gives ``float``, an all-null column gives ``str``, and anything else gives
+``json``. Decimal and other types with no JSON form are refused.
+
+:meth:`ArrowEncoder.encode` returns a canonical per-row encoding. It is used for row identity
+and for size planning, and is never written. It is the compact JSON array of the row's values
+in column order (orjson, missing → null, json cells as their text, bytes as base64, NaN and
+infinities as ``{"float": "nan"|"inf"|"-inf"}`` so that they never collide with null). Like
+JSONL, :meth:`ArrowEncoder.describe` records orjson's spelling fingerprint, and :func:`restore`
+refuses an orjson that spells differently. The encoding's length approximates the row's share
+of a record batch. It is **not** an upper bound: an int64 cell always costs 8 bytes, and a
+batch message adds a few hundred bytes of metadata and 8-byte padding per buffer. A writer
+that plans blocks against a hard limit must check ``len(block(...))``.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime
+from functools import partial
+from itertools import repeat
+from operator import is_not
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from elspeth_appendsink.encoders.base import Row
+from elspeth_appendsink.encoders.csv import column_values, reject_undeclared
+from elspeth_appendsink.encoders.jsonl import (
+    check_fingerprint,
+    json_fingerprint,
+    json_value,
+    json_value_error,
+)
+from elspeth_appendsink.errors import InvariantViolation, ManifestCorruptError, UnencodableRow
+
+__all__ = ["KINDS", "ArrowEncoder", "decide_kinds", "restore"]
+
+_NONE = type(None)
+_KIND_KEY = b"elspeth_appendsink.kind"
+_JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_INT64 = (-(2**63), 2**63 - 1)
+_EXACT_FLOAT_INT = 2**53
+
+KINDS: dict[str, Any] = {
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "str": pa.string(),
+    "binary": pa.binary(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us"),
+    "timestamp_utc": pa.timestamp("us", tz="UTC"),
+    "json": pa.string(),
+}
+_ACCEPTS: dict[str, frozenset[type]] = {
+    "int": frozenset({int}),
+    "float": frozenset({float, int}),
+    "bool": frozenset({bool}),
+    "str": frozenset({str}),
+    "binary": frozenset({bytes}),
+    "date": frozenset({date}),
+    "timestamp": frozenset({datetime}),
+    "timestamp_utc": frozenset({datetime}),
+}
+_DECLARED = {"int": "int", "float": "float", "bool": "bool", "str": "str", "any": "json"}
+_INFERRED = {int: "int", float: "float", bool: "bool", str: "str", bytes: "binary", date: "date"}
+
+
+def _is_aware(value: datetime) -> bool:
+    return value.utcoffset() is not None
+
+
+def _infer_kind(values: list[Any]) -> str:
+    types = set(map(type, values)) - {_NONE}
+    if not types:
+        return "str"
+    if types == {int, float}:
+        return "float"
+    if types == {datetime}:
+        awareness = {_is_aware(v) for v in values if v is not None}
+        if len(awareness) == 1:
+            return "timestamp_utc" if awareness.pop() else "timestamp"
+        return "json"
+    if len(types) == 1:
+        return _INFERRED.get(types.pop(), "json")
+    return "json"
+
+
+def decide_kinds(
+    columns: Sequence[str], first_rows: Sequence[Row], declared: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
+    """The kind of each column: its declared type when known, else inferred from the first batch."""
+    declared = declared or {}
+    kinds = []
+    values_by_column = [[row.get(column) for row in first_rows] for column in columns]
+    for column, values in zip(columns, values_by_column, strict=True):
+        kind = _DECLARED.get(declared.get(column, ""))
+        kinds.append(kind if kind is not None else _infer_kind(values))
+    return tuple(kinds)
+
+
+def _nonfinite_marker(value: float) -> dict[str, str]:
+    return {"float": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
+
+
+def _canonical_default(value: Any) -> Any:
+    """orjson's hook for the canonical encoding: datetime/date as ISO text, bytes as base64."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def _json_text(value: Any) -> str:
+    """A json column's cell: the value's JSONL encoding (already validated by ``encode``)."""
+    return json_value(value).decode("utf-8")
+
+
+def _outside_int64(value: int) -> bool:
+    return not _INT64[0] <= value <= _INT64[1]
+
+
+def _inexact_as_float(value: int | float) -> bool:
+    return type(value) is int and abs(value) > _EXACT_FLOAT_INT
+
+
+def _has_surrogate(value: str) -> bool:
+    return any(0xD800 <= ord(char) <= 0xDFFF for char in value)
+
+
+def _misfit_test(kind: str, present: list[Any]) -> Callable[[Any], bool] | None:
+    """A per-value test for the values of an accepted type that still do not fit, when some exist.
+
+    ``present`` holds the column's non-null values, all of accepted types. A cheap
+    whole-column check runs first, and a per-value test is returned only when it fails.
+    """
+    if kind == "int" and (min(present) < _INT64[0] or max(present) > _INT64[1]):
+        return _outside_int64
+    if kind == "float":
+        ints = [value for value in present if type(value) is int]
+        if ints and (min(ints) < -_EXACT_FLOAT_INT or max(ints) > _EXACT_FLOAT_INT):
+            return _inexact_as_float
+    if kind == "str":
+        try:
+            "".join(present).encode("utf-8")
+        except UnicodeEncodeError:
+            return _has_surrogate
+    if kind in ("timestamp", "timestamp_utc"):
+        aware = kind == "timestamp_utc"
+        if any(_is_aware(value) != aware for value in present):
+            return lambda value: _is_aware(value) != aware
+    return None
+
+
+class ArrowEncoder:
+    """Arrow IPC stream for a fixed list of typed columns. See the module docstring.
+
+    Args:
+        columns: the decided columns, in output order (at least one).
+        kinds: one kind per column, keys of :data:`KINDS`.
+    """
+
+    name = "arrow"
+
+    __slots__ = ("_allowed", "_header", "columns", "kinds", "schema")
+
+    def __init__(self, columns: Sequence[str], kinds: Sequence[str]) -> None:
+        self.columns = tuple(columns)
+        self.kinds = tuple(kinds)
+        if len(self.columns) != len(self.kinds):
+            raise InvariantViolation("arrow: one kind is needed per column")
+        if not self.columns:
+            raise UnencodableRow(
+                "the first batch has no fields, and an Arrow stream needs at least one column",
+                row_index=0,
+                hint="declare the schema's fields, or start the output with a row that has fields",
+            )
+        unknown = [kind for kind in self.kinds if kind not in KINDS]
+        if unknown:
+            raise InvariantViolation(f"arrow: unknown column kinds {unknown}")
+        self.schema = pa.schema(
+            [
+                pa.field(column, KINDS[kind], nullable=True, metadata={_KIND_KEY: kind.encode("ascii")})
+                for column, kind in zip(self.columns, self.kinds, strict=True)
+            ]
+        )
+        self._allowed = frozenset(self.columns)
+        self._header: bytes = self.schema.serialize().to_pybytes()
+
+    def header(self) -> bytes:
+        """The IPC schema message (continuation marker, length, flatbuffer, padding)."""
+        return self._header
+
+    def encode(self, rows: Sequence[Row]) -> list[bytes]:
+        """Validate every value against its column and return the canonical per-row encoding."""
+        if not rows:
+            return []
+        reject_undeclared(rows, self._allowed, self.columns)
+        columns = column_values(rows, self.columns)
+        problems = [
+            found
+            for found in (
+                self._first_problem(column, kind, values)
+                for column, kind, values in zip(self.columns, self.kinds, columns, strict=True)
+            )
+            if found is not None
+        ]
+        if problems:
+            index, message = min(problems)
+            raise UnencodableRow(
+                message, row_index=index, hint="fix the value upstream or declare the field's type"
+            )
+        canonical = [
+            self._canonical_column(kind, values) for kind, values in zip(self.kinds, columns, strict=True)
+        ]
+        rows_as_tuples = zip(*canonical, strict=True)
+        return list(map(orjson.dumps, rows_as_tuples, repeat(_canonical_default), repeat(_JSON_OPTIONS)))
+
+    def block(self, encoded: Sequence[bytes], rows: Sequence[Row]) -> bytes:
+        """One record batch message holding exactly these rows (already accepted by ``encode``)."""
+        if len(encoded) != len(rows):
+            raise InvariantViolation("arrow: block() got a different number of encodings and rows")
+        if not rows:
+            return b""
+        columns = column_values(rows, self.columns)
+        try:
+            arrays = [
+                pa.array(self._arrow_values(kind, values), type=KINDS[kind])
+                for kind, values in zip(self.kinds, columns, strict=True)
+            ]
+            batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+        except (pa.ArrowException, OverflowError, UnicodeError, TypeError, ValueError) as exc:
+            raise InvariantViolation(f"arrow: pyarrow refused a value that encode() accepted: {exc}") from exc
+        data: bytes = batch.serialize().to_pybytes()
+        return data
+
+    def describe(self) -> dict[str, Any]:
+        """The frozen decisions, JSON-safe; :func:`restore` rebuilds the identical encoder."""
+        return {
+            "format": self.name,
+            "version": 1,
+            "columns": [
+                {"name": column, "kind": kind} for column, kind in zip(self.columns, self.kinds, strict=True)
+            ],
+            "schema": base64.b64encode(self._header).decode("ascii"),
+            "orjson": orjson.__version__,
+            "json_fingerprint": json_fingerprint(),
+        }
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _first_problem(column: str, kind: str, values: list[Any]) -> tuple[int, str] | None:
+        """(row index, message) for the first value that does not fit the column, or None."""
+        if kind == "json":
+            for index, value in enumerate(values):
+                problem = None if value is None else json_value_error(value)
+                if problem is not None:
+                    return index, f"field {column!r} (json column): {problem}"
+            return None
+        accepts = _ACCEPTS[kind]
+        all_types = set(map(type, values))
+        if not all_types - {_NONE} <= accepts:
+            for index, value in enumerate(values):
+                if value is not None and type(value) not in accepts:
+                    got = type(value).__name__
+                    return index, f"field {column!r}: column is {KINDS[kind]}, got a value of type {got}"
+        present = list(filter(partial(is_not, None), values)) if _NONE in all_types else values
+        misfit = _misfit_test(kind, present) if present else None
+        if misfit is None:
+            return None
+        for index, value in enumerate(values):
+            if value is not None and misfit(value):
+                return index, f"field {column!r}: value does not fit the {KINDS[kind]} column"
+        raise InvariantViolation(f"arrow: column {column!r} failed its batch check but no value did")
+
+    @staticmethod
+    def _canonical_column(kind: str, values: list[Any]) -> list[Any]:
+        if kind == "json":
+            return [None if value is None else _json_text(value) for value in values]
+        if kind == "float":
+            present = list(filter(partial(is_not, None), values))
+            if not math.isfinite(sum(present)):
+                return [
+                    _nonfinite_marker(value) if type(value) is float and not math.isfinite(value) else value
+                    for value in values
+                ]
+        return values
+
+    @staticmethod
+    def _arrow_values(kind: str, values: list[Any]) -> list[Any]:
+        if kind == "json":
+            return [None if value is None else _json_text(value) for value in values]
+        return values
+
+
+def restore(described: Mapping[str, Any]) -> ArrowEncoder:
+    """Rebuild the encoder :meth:`ArrowEncoder.describe` described (same bytes for the same rows)."""
+    try:
+        if described["format"] != ArrowEncoder.name or described["version"] != 1:
+            raise ManifestCorruptError(f"not a version-1 arrow encoder description: {described!r}")
+        columns = [entry["name"] for entry in described["columns"]]
+        kinds = [entry["kind"] for entry in described["columns"]]
+        check_fingerprint(described)
+        encoder = ArrowEncoder(columns, kinds)
+        recorded = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(described["schema"])))
+    except (KeyError, TypeError, ValueError, InvariantViolation, pa.ArrowException) as exc:
+        raise ManifestCorruptError(f"arrow encoder description is unusable: {exc}") from None
+    if not recorded.equals(encoder.schema, check_metadata=True):
+        raise ManifestCorruptError(
+            "arrow encoder description: the recorded schema differs from the one its columns describe"
+        )
+    return encoder

@@ -1,0 +1,261 @@
+"""JSON Lines output: one RFC 8259 JSON object per row, each line ending with ``\\n``.
+
+Owns :class:`JsonlEncoder`, :func:`restore`, and :func:`json_value` / :func:`json_value_error`,
+which the Arrow encoder reuses for its ``json`` columns.
+
+Bytes are what ``orjson.dumps(row, option=OPT_APPEND_NEWLINE)`` writes. That is UTF-8, with
+compact separators, keys in row order, non-ASCII unescaped (as ``ensure_ascii=False`` would
+leave it), and control characters escaped. ``orjson`` is 4-5x faster than ``json.dumps`` for
+this job (see ``benchmarks/encoders.py``). Some floats are spelled differently from ``json.dumps``
+(``0.00001`` where ``json.dumps`` writes ``1e-05``); both are valid JSON. orjson has changed
+that spelling between releases, so :meth:`JsonlEncoder.describe` records a fingerprint of it.
+:func:`restore` refuses, with ``RecoveryError``, an orjson that would spell the rows of an
+open output differently.
+
+Values:
+
+=========================  ==========================================================
+value                      JSON
+=========================  ==========================================================
+``None``                   ``null``
+str / int / float / bool   string / number / number / ``true`` ``false``
+dict / list / tuple        object / array (nested values follow this table)
+datetime / date / time     ``isoformat()`` string
+NaN, +-Infinity            :class:`~elspeth_appendsink.errors.UnencodableRow` (JSON has
+                           no such numbers; orjson would silently write ``null``)
+int < -2**63 or >= 2**64   ``UnencodableRow`` (orjson's range)
+Decimal, bytes, set, ...   ``UnencodableRow`` (no silent change of type or precision)
+non-str dict key           ``UnencodableRow``
+lone surrogate in text     ``UnencodableRow`` (not valid UTF-8)
+UUID, Enum                 what orjson writes natively: the string / the member's value
+=========================  ==========================================================
+
+Columns: a JSONL line carries its own keys, so rows are written as they come. The decided
+columns are still recorded in :meth:`JsonlEncoder.describe`. In ``fixed`` mode a key outside
+them raises :class:`~elspeth_appendsink.errors.SchemaDriftError`, as the CSV encoder does.
+``headers`` renames keys the way ELSPETH's display headers do. A row whose renamed keys
+collide raises ``UnencodableRow`` rather than dropping a value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, time
+from itertools import chain, compress, repeat
+from operator import is_, methodcaller
+from typing import Any
+
+import orjson
+
+from elspeth_appendsink.encoders.base import Row
+from elspeth_appendsink.encoders.csv import reject_undeclared
+from elspeth_appendsink.errors import (
+    ConfigError,
+    InvariantViolation,
+    ManifestCorruptError,
+    RecoveryError,
+    UnencodableRow,
+)
+
+__all__ = [
+    "JsonlEncoder",
+    "check_fingerprint",
+    "json_fingerprint",
+    "json_value",
+    "json_value_error",
+    "restore",
+]
+
+_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_VALUE_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_MODES = ("fixed", "flexible", "observed")
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_PROBE = [0.1, 1e-05, 1e-07, 1e16, 1e22, 1.5e300, 5e-324, -0.0, 123456789.125, 2.0**70, 1 / 3,
+          "\x00\x1f\u2028\x7f\"\\/é", date(2024, 1, 2), 2**64 - 1]  # fmt: skip
+
+
+def _default(value: Any) -> Any:
+    """orjson's hook for types it does not write itself: datetimes become ISO strings."""
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def _has_nonfinite(value: Any) -> bool:
+    """True when ``value`` is, or contains, a NaN or infinite float."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(map(_has_nonfinite, value.values()))
+    if isinstance(value, list | tuple):
+        return any(map(_has_nonfinite, value))
+    return False
+
+
+def _may_hold_nonfinite(rows: Sequence[Row]) -> bool:
+    """False when no value of ``rows`` can be NaN or infinite (one C-level pass over all values).
+
+    Only str, int, bool and None values, plus floats whose sum is finite, rule it out. A NaN
+    or infinity always makes the sum non-finite; an overflowing sum only costs a precise check.
+    """
+    values = list(chain.from_iterable(map(methodcaller("values"), rows)))
+    types = set(map(type, values))
+    if not types <= _SCALARS:
+        return True
+    if float not in types:
+        return False
+    return not math.isfinite(sum(compress(values, map(is_, map(type, values), repeat(float)))))
+
+
+def json_fingerprint() -> str:
+    """A digest of how the installed orjson spells a set of tricky values.
+
+    Output bytes must not change while an output is open. Resume recognises rows already
+    written by their encoded bytes. orjson has changed its float spelling between releases
+    (3.13 writes ``0.00001`` and ``1e-7``), so :meth:`JsonlEncoder.describe` records this
+    digest and :func:`restore` refuses an orjson that spells differently.
+    """
+    return hashlib.sha256(orjson.dumps(_PROBE, default=_default, option=_VALUE_OPTIONS)).hexdigest()[:16]
+
+
+def check_fingerprint(described: Mapping[str, Any]) -> None:
+    """Raise ``RecoveryError`` when this orjson would write other bytes than the one recorded."""
+    if described["json_fingerprint"] != json_fingerprint():
+        raise RecoveryError(
+            f"this output was written with orjson {described.get('orjson')}, whose JSON spelling differs "
+            f"from the installed orjson {orjson.__version__}; resuming would change row bytes and "
+            "could duplicate rows",
+            hint=f"install orjson=={described.get('orjson')} to resume this run",
+        )
+
+
+def json_value(value: Any) -> bytes:
+    """One value as compact JSON, by the table above; call :func:`json_value_error` first."""
+    return orjson.dumps(value, default=_default, option=_VALUE_OPTIONS)
+
+
+def json_value_error(value: Any) -> str | None:
+    """Why ``value`` cannot be written as JSON by this package, or ``None`` when it can."""
+    try:
+        json_value(value)
+    except orjson.JSONEncodeError as exc:
+        return f"a value of type {type(value).__name__} cannot be written as JSON ({exc})"
+    if _has_nonfinite(value):
+        return "NaN and Infinity have no JSON representation"
+    return None
+
+
+class JsonlEncoder:
+    """JSON Lines, one object per row. See the module docstring for the exact bytes.
+
+    Args:
+        columns: the decided columns (recorded; enforced only in ``fixed`` mode).
+        mode: the schema mode the columns were decided under.
+        headers: optional field -> display name; renames keys on output.
+    """
+
+    name = "jsonl"
+
+    __slots__ = ("_allowed", "_rename", "columns", "headers", "mode")
+
+    def __init__(
+        self, columns: Sequence[str], *, mode: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        if mode not in _MODES:
+            raise ConfigError("schema.mode", f"must be one of {', '.join(_MODES)}, got {mode!r}")
+        self.columns = tuple(columns)
+        self.mode = mode
+        self.headers = dict(headers or {})
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items()):
+            raise ConfigError("headers", "field and display names must be strings")
+        self._rename = {k: v for k, v in self.headers.items() if k != v}
+        self._allowed = frozenset(self.columns) if mode == "fixed" else None
+
+    def header(self) -> bytes:
+        """JSONL has no header."""
+        return b""
+
+    def encode(self, rows: Sequence[Row]) -> list[bytes]:
+        """One ``bytes`` per row: its JSON object and a ``\\n``."""
+        if not rows:
+            return []
+        if self._allowed is not None:
+            reject_undeclared(rows, self._allowed, self.columns)
+        source = self._renamed(rows) if self._rename else rows
+        try:
+            encoded = list(map(orjson.dumps, source, repeat(_default), repeat(_OPTIONS)))
+        except orjson.JSONEncodeError:
+            self._raise_first_error(source)
+            raise
+        # orjson writes NaN/Infinity as null: only rows whose text holds "null" can hide one.
+        suspects = list(compress(range(len(encoded)), map(bytes.__contains__, encoded, repeat(b"null"))))
+        if suspects and _may_hold_nonfinite([source[index] for index in suspects]):
+            for index in suspects:
+                if _has_nonfinite(source[index]):
+                    self._raise_first_error(source, start=index)
+        return encoded
+
+    def block(self, encoded: Sequence[bytes], rows: Sequence[Row]) -> bytes:
+        """The block holding exactly these rows: the concatenation of their lines."""
+        return b"".join(encoded)
+
+    def describe(self) -> dict[str, Any]:
+        """The frozen decisions, JSON-safe; :func:`restore` rebuilds the identical encoder."""
+        return {
+            "format": self.name,
+            "version": 1,
+            "mode": self.mode,
+            "columns": list(self.columns),
+            "headers": dict(self.headers),
+            "orjson": orjson.__version__,
+            "json_fingerprint": json_fingerprint(),
+        }
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _renamed(self, rows: Sequence[Row]) -> list[dict[str, Any]]:
+        rename = self._rename
+        renamed = [{rename.get(k, k): v for k, v in row.items()} for row in rows]
+        for index, (before, after) in enumerate(zip(rows, renamed, strict=True)):
+            if len(before) != len(after):
+                targets = [rename.get(k, k) for k in before]
+                clashing = sorted(
+                    {str(k) for k, t in zip(before, targets, strict=True) if targets.count(t) > 1}
+                )
+                raise UnencodableRow(
+                    f"display headers map two fields of this row to the same key ({', '.join(clashing)})",
+                    row_index=index,
+                    hint="fix the display-header mapping so that names stay unique",
+                )
+        return renamed
+
+    def _raise_first_error(self, rows: Sequence[Row], start: int = 0) -> None:
+        for index in range(start, len(rows)):
+            for key, value in rows[index].items():
+                if not isinstance(key, str):
+                    raise UnencodableRow(
+                        f"field name {key!r} is a {type(key).__name__}, JSON object keys must be strings",
+                        row_index=index,
+                    )
+                problem = json_value_error(value)
+                if problem is not None:
+                    raise UnencodableRow(
+                        f"field {key!r}: {problem}",
+                        row_index=index,
+                        hint="convert the value upstream (Decimal/bytes to str, NaN to null)",
+                    )
+        if start == 0:
+            raise InvariantViolation("jsonl: orjson refused a batch but no single value failed")
+
+
+def restore(described: Mapping[str, Any]) -> JsonlEncoder:
+    """Rebuild the encoder :meth:`JsonlEncoder.describe` described (same bytes for the same rows)."""
+    try:
+        if described["format"] != JsonlEncoder.name or described["version"] != 1:
+            raise ManifestCorruptError(f"not a version-1 jsonl encoder description: {described!r}")
+        check_fingerprint(described)
+        return JsonlEncoder(described["columns"], mode=described["mode"], headers=described["headers"])
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise ManifestCorruptError(f"jsonl encoder description is unusable: {exc}") from None

@@ -1,0 +1,276 @@
+"""The run-scoped manifest: what every append committed, as a hash-chained sequence of records.
+
+A manifest is one append blob per run (``<blob_path>.manifest/<run_id>``) holding records, each
+framed so that a reader can walk the blob without any index::
+
+    b"EAS1" | header length (u32 BE) | body length (u32 BE) | header | body
+
+``header`` is canonical JSON (sorted keys, compact); ``body`` is binary (for block entries, the
+8-byte identity digests of the block's rows, so the manifest stays ~4 % of the data at 200-byte
+rows). Every header carries ``prev``, the sha256 of the previous record's full bytes, so editing,
+dropping or reordering any record breaks the chain (the first record links to the last record of
+the run it continues, or to ``GENESIS``).
+
+Record kinds (the write protocol that orders them is described in :mod:`writer`):
+
+* :class:`OpenRecord` — run id, resolved blob path, format decisions, identity scheme, limits,
+  the pre-existing bytes of segment 0 and the earlier runs this one continues.
+* :class:`BlockEntry` — the *intent* to append one block: segment, offset, length, sha256, token
+  range, write call, row digests. Written before the data; it is committed once its bytes are
+  in the segment at that offset, which recovery proves by length and sha256.
+* :class:`VoidRecord` — a block intent that provably never landed (recovery writes it).
+* :class:`RolloverRecord` — intent to seal a full segment at its final length and open the next.
+* :class:`SealRecord` — the output's last segment was sealed on completion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from elspeth_appendsink.errors import ManifestCorruptError
+
+__all__ = [
+    "GENESIS",
+    "BlockEntry",
+    "ManifestReader",
+    "OpenRecord",
+    "Record",
+    "RolloverRecord",
+    "SealRecord",
+    "TokenRange",
+    "VoidRecord",
+    "decode_records",
+    "encode_record",
+]
+
+MAGIC = b"EAS1"
+_PREFIX = struct.Struct(">4sII")
+GENESIS = "0" * 64
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRange:
+    """Half-open range ``[start, end)`` of row sequence numbers within a run."""
+
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start <= self.end:
+            raise ValueError(f"bad token range [{self.start}, {self.end})")
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class OpenRecord:
+    kind: ClassVar[str] = "open"
+    seq: int
+    prev: str
+    run_id: str
+    container: str
+    blob_path: str
+    encoder: dict[str, Any]
+    identity: dict[str, Any]
+    block_size: int
+    segment_max_blocks: int
+    segment_max_bytes: int | None
+    if_exists: str
+    base_segment: int  # the segment this run's first block goes to
+    base_length: int  # bytes already in that segment before this run's first block
+    base_sha256: str  # sha256 of those bytes (for append mode); of b"" when none
+    continues: tuple[str, ...]  # run ids of earlier runs of this output, oldest first
+    header_written: bool  # whether this run writes the format header at the start of its first block
+    created_at: str
+    sink_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlockEntry:
+    kind: ClassVar[str] = "block"
+    seq: int
+    prev: str
+    segment: int
+    offset: int
+    length: int
+    sha256: str
+    tokens: TokenRange
+    write_call: int
+    digests: bytes = field(repr=False)  # 8 bytes per row, in token order
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+    def digest_list(self) -> list[bytes]:
+        d = self.digests
+        return [d[i : i + 8] for i in range(0, len(d), 8)]
+
+
+@dataclass(frozen=True, slots=True)
+class VoidRecord:
+    kind: ClassVar[str] = "void"
+    seq: int
+    prev: str
+    voids: int  # seq of the BlockEntry that never landed
+    segment: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class RolloverRecord:
+    kind: ClassVar[str] = "rollover"
+    seq: int
+    prev: str
+    segment: int  # the segment being sealed
+    final_length: int
+    next_segment: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SealRecord:
+    kind: ClassVar[str] = "seal"
+    seq: int
+    prev: str
+    segment: int
+    final_length: int
+
+
+Record = OpenRecord | BlockEntry | VoidRecord | RolloverRecord | SealRecord
+_KINDS: dict[str, type[Any]] = {
+    cls.kind: cls for cls in (OpenRecord, BlockEntry, VoidRecord, RolloverRecord, SealRecord)
+}
+
+
+def _header_of(record: Record) -> dict[str, Any]:
+    header: dict[str, Any] = {"kind": record.kind, "v": FORMAT_VERSION}
+    for name in record.__dataclass_fields__:
+        if name == "digests":
+            continue
+        value = getattr(record, name)
+        if isinstance(value, TokenRange):
+            value = [value.start, value.end]
+        elif isinstance(value, tuple):
+            value = list(value)
+        header[name] = value
+    return header
+
+
+def encode_record(record: Record) -> bytes:
+    """Frame one record. Deterministic: the same record always gives the same bytes."""
+    header = json.dumps(_header_of(record), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    head = header.encode("utf-8")
+    body = record.digests if isinstance(record, BlockEntry) else b""
+    return _PREFIX.pack(MAGIC, len(head), len(body)) + head + body
+
+
+def record_hash(encoded: bytes) -> str:
+    """The chain hash of one encoded record (what the next record's ``prev`` must be)."""
+    return hashlib.sha256(encoded).hexdigest()
+
+
+def _build(header: dict[str, Any], body: bytes, where: str) -> Record:
+    kind = header.pop("kind", None)
+    version = header.pop("v", None)
+    cls = _KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None or version != FORMAT_VERSION:
+        raise ManifestCorruptError(f"unknown manifest record kind {kind!r} (format v{version}) {where}")
+    try:
+        if cls is BlockEntry:
+            tokens = header.pop("tokens")
+            header["tokens"] = TokenRange(int(tokens[0]), int(tokens[1]))
+            header["digests"] = body
+        elif cls is OpenRecord:
+            header["continues"] = tuple(header["continues"])
+        record: Record = cls(**header)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ManifestCorruptError(f"malformed {kind} record {where}: {exc}") from exc
+    if isinstance(record, BlockEntry) and len(record.digests) != 8 * len(record.tokens):
+        raise ManifestCorruptError(
+            f"block record {where} has {len(record.digests)} digest bytes for {len(record.tokens)} rows"
+        )
+    return record
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedRecord:
+    """A record with where it sits in the manifest blob and its chain hash."""
+
+    record: Record
+    offset: int
+    length: int
+    hash: str
+
+
+class ManifestReader:
+    """Incremental decoder: feed bytes as they stream in, get whole records out.
+
+    Checks framing, the hash chain and sequence numbers as it goes. ``expect_prev`` is the hash
+    the first record must link to (``GENESIS`` or the continued run's last record hash).
+    """
+
+    def __init__(self, name: str = "manifest", expect_prev: str | None = None) -> None:
+        self.name = name
+        self._buf = bytearray()
+        self._offset = 0  # offset of _buf[0] in the blob
+        self.head = expect_prev
+        self.next_seq = 0
+
+    def feed(self, data: bytes) -> Iterator[DecodedRecord]:
+        self._buf += data
+        while True:
+            if len(self._buf) < _PREFIX.size:
+                return
+            magic, hlen, blen = _PREFIX.unpack_from(self._buf)
+            where = f"at offset {self._offset} of {self.name}"
+            if magic != MAGIC:
+                raise ManifestCorruptError(f"bad record magic {bytes(magic)!r} {where}")
+            total = _PREFIX.size + hlen + blen
+            if len(self._buf) < total:
+                return
+            raw = bytes(self._buf[:total])
+            try:
+                header = json.loads(raw[_PREFIX.size : _PREFIX.size + hlen])
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ManifestCorruptError(f"undecodable record header {where}: {exc}") from exc
+            if not isinstance(header, dict):
+                raise ManifestCorruptError(f"record header is not an object {where}")
+            record = _build(header, raw[_PREFIX.size + hlen :], where)
+            if record.seq != self.next_seq:
+                raise ManifestCorruptError(f"record seq {record.seq} where {self.next_seq} was due {where}")
+            if self.head is not None and record.prev != self.head:
+                raise ManifestCorruptError(
+                    f"hash chain broken {where}: record {record.seq} links to "
+                    f"{record.prev[:12]}…, previous record hashes to {self.head[:12]}…"
+                )
+            digest = record_hash(raw)
+            yield DecodedRecord(record, self._offset, total, digest)
+            self.head = digest
+            self.next_seq += 1
+            del self._buf[:total]
+            self._offset += total
+
+    def finish(self) -> None:
+        """Raise if bytes remain that do not form a whole record (a torn or foreign tail)."""
+        if self._buf:
+            raise ManifestCorruptError(
+                f"{len(self._buf)} trailing bytes at offset {self._offset} of {self.name} are not a whole record"
+            )
+
+
+def decode_records(
+    data: bytes, name: str = "manifest", expect_prev: str | None = None
+) -> list[DecodedRecord]:
+    """Decode a whole manifest held in memory (tests and tools; the writer streams)."""
+    reader = ManifestReader(name, expect_prev)
+    out = list(reader.feed(data))
+    reader.finish()
+    return out

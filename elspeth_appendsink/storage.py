@@ -1,0 +1,522 @@
+"""The only module that speaks Azure: segments, manifests, leases — every request audited.
+
+:class:`AzureStore` wraps one container of a ``BlobServiceClient``. It knows Azure's verbs
+(create, append_block, read, properties, lease, seal) and Azure's failure modes, and nothing
+about rows, manifests or ELSPETH. Three promises:
+
+* **Create-only.** Blobs are created with ``If-None-Match: *``; a plain ``create_append_blob``
+  (which silently truncates an existing blob) is never sent.
+* **Guarded appends.** Every append carries ``appendpos_condition``. A 412
+  ``AppendPositionConditionNotMet`` — also one produced by the SDK's own hidden retry after a
+  lost response — and a lost response itself (``ServiceResponseError``, no status) are resolved
+  by reading back ``[pos, pos+len)``: our bytes there → the append landed; nothing there → it
+  did not (safe to send again); anything else → :class:`AppendConflictError`. Never a blind
+  re-append.
+* **Every request observed.** Each call reports a :class:`StorageCall` (operation, blob,
+  request/response facts, error, latency) to ``on_call``; the ELSPETH sink turns these into audit
+  records. No credential is ever part of a call record or an error.
+
+Azure exceptions are translated into :mod:`errors` in one place, :func:`map_azure_error`.
+The retry policy is ours (bounded, short exponential backoff, retries 408/5xx and network
+errors), set through :class:`RetrySettings`; tests inject faults through the azure-core
+``transport``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.core.pipeline.transport import HttpTransport
+from azure.storage.blob import BlobClient, BlobServiceClient, BlobType, ContainerClient, ExponentialRetry
+
+from elspeth_appendsink.errors import (
+    AppendConflictError,
+    BlobExistsError,
+    BlobTypeError,
+    LeaseHeldError,
+    SegmentFullError,
+    StorageError,
+    StorageUnavailableError,
+)
+from elspeth_appendsink.redact import redact
+
+__all__ = [
+    "AppendResult",
+    "AzureStore",
+    "BlobInfo",
+    "RetrySettings",
+    "StorageCall",
+    "build_service_client",
+    "map_azure_error",
+]
+
+PROVIDER = "azure_blob_storage"
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySettings:
+    """Our retry policy: bounded attempts and a short exponential backoff (not the SDK's 15 s)."""
+
+    total: int = 5
+    initial_backoff: float = 0.5
+    increment_base: float = 2.0
+    jitter: float = 0.2
+    connection_timeout: float = 20.0
+    read_timeout: float = 60.0
+
+    def policy(self) -> ExponentialRetry:
+        return _Retry(
+            initial_backoff=self.initial_backoff,  # type: ignore[arg-type]
+            increment_base=self.increment_base,  # type: ignore[arg-type]
+            retry_total=self.total,
+            random_jitter_range=self.jitter,  # type: ignore[arg-type]
+        )
+
+
+class _Retry(ExponentialRetry):
+    """ExponentialRetry that sleeps through the *caller's* transport.
+
+    The storage SDK wraps a client's transport in a ``TransportWrapper`` for every blob client it
+    hands out (once per level: service, container, blob), and the wrapper's ``sleep`` is plain ``time.sleep``. Unwrapping keeps the transport
+    the single seam: a test transport that overrides ``sleep`` makes every backoff instant.
+    """
+
+    def sleep(self, settings: Any, transport: Any) -> None:
+        backoff = self.get_backoff_time(settings)
+        if not backoff or backoff < 0:
+            return
+        while hasattr(transport, "_transport"):  # service -> container -> blob: wrapped once per level
+            transport = transport._transport
+        transport.sleep(backoff)
+
+
+@dataclass(frozen=True, slots=True)
+class StorageCall:
+    """One request to Azure, as the audit trail sees it. JSON-safe, secret-free."""
+
+    operation: str
+    blob: str
+    ok: bool
+    request: dict[str, Any]
+    response: dict[str, Any] | None
+    error: dict[str, Any] | None
+    latency_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    """What ``get_blob_properties`` told us about one blob."""
+
+    name: str
+    size: int
+    is_append_blob: bool
+    sealed: bool
+    committed_blocks: int | None
+    metadata: dict[str, str]
+    lease_state: str | None
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """A block that is durably in the segment at ``offset``; ``resolved`` if proven by read-back."""
+
+    offset: int
+    length: int
+    committed_blocks: int | None
+    resolved: bool = False
+
+
+_UNAVAILABLE_STATUSES = {408, 429, 500, 502, 503, 504}
+_LEASE_CODES = {
+    "LeaseIdMissing",
+    "LeaseIdMismatchWithBlobOperation",
+    "LeaseNotPresentWithBlobOperation",
+    "LeaseAlreadyPresent",
+    "LeaseIdMismatchWithLeaseOperation",
+    "LeaseLost",
+}
+
+
+def _code(exc: AzureError) -> str | None:
+    code = getattr(exc, "error_code", None)
+    if code is None:
+        return None
+    return str(getattr(code, "value", code))
+
+
+def map_azure_error(
+    exc: BaseException, *, blob: str, offset: int | None = None, operation: str = ""
+) -> StorageError:
+    """Translate an Azure SDK exception into this package's error tree (the one place that does)."""
+    status = getattr(getattr(exc, "response", None), "status_code", None) or getattr(exc, "status_code", None)
+    code = _code(exc) if isinstance(exc, AzureError) else None
+    message = redact(
+        str(getattr(exc, "message", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
+    )
+    what = f"{operation} failed: {message}" if operation else message
+    kw: dict[str, Any] = {"blob": blob, "offset": offset, "status": status, "error_code": code}
+    if code == "BlobAlreadyExists":
+        return BlobExistsError(
+            f"{operation}: blob already exists", hint="set if_exists or use a new blob_path", **kw
+        )
+    if code in ("InvalidBlobType", "BlobIsSealed"):
+        return BlobTypeError(
+            what, hint="the blob is not an unsealed append blob; use another blob_path", **kw
+        )
+    if code in ("BlockCountExceedsLimit", "MaxBlobSizeConditionNotMet"):
+        return SegmentFullError(what, **kw)
+    if code in _LEASE_CODES:
+        return LeaseHeldError(
+            what, hint="another writer holds the lease; see `elspeth-appendsink inspect`", **kw
+        )
+    if isinstance(exc, ServiceRequestError | ServiceResponseError) or status in _UNAVAILABLE_STATUSES:
+        return StorageUnavailableError(
+            what,
+            hint="the storage account is unreachable or throttling; retry later (resume continues exactly)",
+            **kw,
+        )
+    if code == "Md5Mismatch":
+        return StorageUnavailableError(
+            what, hint="the block was corrupted in transit and was not stored", **kw
+        )
+    if isinstance(exc, ResourceNotFoundError):
+        return StorageError(what, hint="check the container exists and the blob was not deleted", **kw)
+    return StorageError(what, **kw)
+
+
+def build_service_client(
+    *,
+    connection_string: str | None = None,
+    account_url: str | None = None,
+    credential: Any = None,
+    retry: RetrySettings | None = None,
+    transport: HttpTransport | None = None,
+    api_version: str | None = None,
+) -> BlobServiceClient:
+    """A ``BlobServiceClient`` with our retry policy, timeouts and (for tests) transport."""
+    retry = retry or RetrySettings()
+    kw: dict[str, Any] = {
+        "retry_policy": retry.policy(),
+        "connection_timeout": retry.connection_timeout,
+        "read_timeout": retry.read_timeout,
+    }
+    if transport is not None:
+        kw["transport"] = transport
+    if api_version:
+        kw["api_version"] = api_version
+    if connection_string is not None:
+        return BlobServiceClient.from_connection_string(connection_string, **kw)
+    if account_url is None:
+        raise ValueError("account_url or connection_string is required")
+    return BlobServiceClient(account_url, credential=credential, **kw)
+
+
+@dataclass
+class AzureStore:
+    """One container, seen as segments and manifests. Every request goes through :meth:`_call`."""
+
+    service: BlobServiceClient
+    container: str
+    on_call: Callable[[StorageCall], None] | None = None
+    validate_content: bool = False
+    _container: ContainerClient = field(init=False, repr=False)
+    _blobs: dict[str, BlobClient] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._container = self.service.get_container_client(self.container)
+
+    # --- plumbing ---------------------------------------------------------------------------
+    def blob(self, name: str) -> BlobClient:
+        client = self._blobs.get(name)
+        if client is None:
+            client = self._blobs[name] = self._container.get_blob_client(name)
+        return client
+
+    def uri(self, name: str) -> str:
+        return f"azure://{self.container}/{name}"
+
+    def _emit(self, call: StorageCall) -> None:
+        if self.on_call is not None:
+            self.on_call(call)
+
+    def _call(
+        self,
+        operation: str,
+        name: str,
+        request: dict[str, Any],
+        fn: Callable[[], Any],
+        summarise: Callable[[Any], dict[str, Any]] = lambda _r: {},
+        *,
+        offset: int | None = None,
+        quiet_codes: frozenset[str] = frozenset(),
+    ) -> Any:
+        """Run one request, report it, and translate failures. ``quiet_codes`` are expected answers
+        (still reported as calls with error status, but raised as the mapped error)."""
+        started = time.perf_counter()
+        request = {"operation": operation, "container": self.container, "blob": name, **request}
+        try:
+            result = fn()
+        except AzureError as exc:
+            elapsed = (time.perf_counter() - started) * 1000
+            mapped = map_azure_error(exc, blob=name, offset=offset, operation=operation)
+            error = mapped.audit_fields()
+            if isinstance(mapped, BlobExistsError):
+                error["reason"] = BlobExistsError.reason
+            self._emit(StorageCall(operation, name, False, request, None, error, elapsed))
+            raise mapped from exc
+        elapsed = (time.perf_counter() - started) * 1000
+        self._emit(StorageCall(operation, name, True, request, summarise(result), None, elapsed))
+        return result
+
+    # --- blobs ------------------------------------------------------------------------------
+    def create_append_blob(self, name: str, metadata: Mapping[str, str] | None = None) -> None:
+        """Create an empty append blob; :class:`BlobExistsError` if anything is at ``name``."""
+        client = self.blob(name)
+        self._call(
+            "create_append_blob",
+            name,
+            {"if_none_match": "*", "metadata": dict(metadata or {})},
+            lambda: client.create_append_blob(
+                metadata=dict(metadata or {}), match_condition=MatchConditions.IfMissing
+            ),
+            lambda r: {"etag": str(r.get("etag"))},
+        )
+
+    def properties(self, name: str) -> BlobInfo | None:
+        """Properties of ``name``, or None when it does not exist."""
+        client = self.blob(name)
+        try:
+            props = self._call(
+                "get_blob_properties",
+                name,
+                {},
+                client.get_blob_properties,
+                lambda p: {
+                    "size": p.size,
+                    "blob_type": str(p.blob_type),
+                    "sealed": bool(p.is_append_blob_sealed),
+                    "committed_blocks": p.append_blob_committed_block_count,
+                },
+            )
+        except StorageError as exc:
+            if exc.status == 404 and exc.error_code in ("BlobNotFound", None):
+                return None
+            raise
+        lease = getattr(props, "lease", None)
+        return BlobInfo(
+            name=name,
+            size=int(props.size),
+            is_append_blob=props.blob_type == BlobType.APPENDBLOB,
+            sealed=bool(props.is_append_blob_sealed),
+            committed_blocks=props.append_blob_committed_block_count,
+            metadata=dict(props.metadata or {}),
+            lease_state=None if lease is None else str(lease.state),
+            etag=str(props.etag),
+        )
+
+    def append_block(self, name: str, data: bytes, offset: int, *, lease: str | None = None) -> AppendResult:
+        """Append ``data`` at exactly ``offset``, exactly once (see the module docstring)."""
+        if not data:
+            raise ValueError("refusing to send an empty block")
+        client = self.blob(name)
+        length = len(data)
+        try:
+            result = self._call(
+                "append_block",
+                name,
+                {
+                    "offset": offset,
+                    "length": length,
+                    "appendpos_condition": offset,
+                    "leased": lease is not None,
+                },
+                lambda: client.append_block(
+                    data,
+                    length=length,
+                    appendpos_condition=offset,
+                    lease=lease,
+                    validate_content=self.validate_content,
+                ),
+                lambda r: {
+                    "blob_append_offset": int(r["blob_append_offset"]),
+                    "committed_blocks": r.get("blob_committed_block_count"),
+                },
+                offset=offset,
+            )
+        except StorageError as exc:
+            cause = exc.__cause__
+            ambiguous = exc.error_code == "AppendPositionConditionNotMet" or isinstance(
+                cause, ServiceResponseError | ServiceRequestError
+            )
+            if not ambiguous:
+                raise
+            return self._resolve_append(name, data, offset, exc)
+        landed = int(result["blob_append_offset"])
+        if landed != offset:  # impossible with appendpos; never continue on a lie
+            raise AppendConflictError("service reports the block landed elsewhere", blob=name, offset=landed)
+        return AppendResult(offset, length, result.get("blob_committed_block_count"))
+
+    def _resolve_append(self, name: str, data: bytes, offset: int, cause: StorageError) -> AppendResult:
+        """After an ambiguous append: read back ``[offset, offset+len)`` and decide."""
+        info = self.properties(name)
+        size = -1 if info is None else info.size
+        end = offset + len(data)
+        if info is not None and size >= end and self.read(name, offset, len(data)) == data:
+            return AppendResult(offset, len(data), info.committed_blocks, resolved=True)
+        if info is not None and size == offset and cause.error_code != "AppendPositionConditionNotMet":
+            # the request never took effect; the caller may send it again
+            raise StorageUnavailableError(
+                f"append did not land ({cause})",
+                blob=name,
+                offset=offset,
+                status=cause.status,
+                error_code=cause.error_code,
+                hint="nothing was written; retrying is safe",
+            ) from cause
+        raise AppendConflictError(
+            f"bytes at the expected append position are not ours (segment size is {size}, "
+            f"expected {offset} before this block)",
+            blob=name,
+            offset=offset,
+            status=cause.status,
+            error_code=cause.error_code,
+            hint="another writer appended to this blob; nothing more will be appended",
+        ) from cause
+
+    def read(self, name: str, offset: int, length: int) -> bytes:
+        client = self.blob(name)
+        data: bytes = self._call(
+            "download_range",
+            name,
+            {"offset": offset, "length": length},
+            lambda: client.download_blob(offset=offset, length=length).readall(),
+            lambda d: {"bytes": len(d)},
+            offset=offset,
+        )
+        return data
+
+    def stream(
+        self, name: str, *, offset: int = 0, length: int | None = None, chunk: int = 8 * 1024 * 1024
+    ) -> Iterator[bytes]:
+        """Yield the blob's bytes ``[offset, offset+length)`` in chunks (bounded memory)."""
+        end = None if length is None else offset + length
+        position = offset
+        while end is None or position < end:
+            size = chunk if end is None else min(chunk, end - position)
+            try:
+                data = self.read(name, position, size)
+            except StorageError as exc:
+                if exc.status == 416:  # position is at (or past) the end: an empty blob answers so too
+                    return
+                raise
+            if not data:
+                return
+            yield data
+            position += len(data)
+            if len(data) < size:
+                return
+
+    def seal(self, name: str, final_length: int, *, lease: str | None = None) -> None:
+        """Seal ``name`` only if its length is exactly ``final_length`` (idempotent)."""
+        client = self.blob(name)
+        self._call(
+            "seal_append_blob",
+            name,
+            {"appendpos_condition": final_length},
+            lambda: client.seal_append_blob(appendpos_condition=final_length, lease=lease),
+            lambda r: {"sealed": bool(r.get("blob_sealed", True))},
+            offset=final_length,
+        )
+
+    def set_metadata(self, name: str, metadata: Mapping[str, str], *, lease: str | None = None) -> None:
+        client = self.blob(name)
+        self._call(
+            "set_blob_metadata",
+            name,
+            {"metadata": dict(metadata)},
+            lambda: client.set_blob_metadata(dict(metadata), lease=lease),
+        )
+
+    # --- leases -----------------------------------------------------------------------------
+    def acquire_lease(self, name: str, lease_id: str, duration: int) -> None:
+        client = self.blob(name)
+        self._call(
+            "acquire_lease",
+            name,
+            {"lease_duration": duration},
+            lambda: client.acquire_lease(lease_duration=duration, lease_id=lease_id),
+        )
+
+    def renew_lease(self, name: str, lease_id: str) -> None:
+        from azure.storage.blob import BlobLeaseClient
+
+        lease = BlobLeaseClient(self.blob(name), lease_id=lease_id)
+        self._call("renew_lease", name, {}, lease.renew)
+
+    def release_lease(self, name: str, lease_id: str) -> None:
+        from azure.storage.blob import BlobLeaseClient
+
+        lease = BlobLeaseClient(self.blob(name), lease_id=lease_id)
+        self._call("release_lease", name, {}, lease.release)
+
+    def break_lease(self, name: str) -> None:
+        from azure.storage.blob import BlobLeaseClient
+
+        lease = BlobLeaseClient(self.blob(name))
+        self._call(
+            "break_lease", name, {"lease_break_period": 0}, lambda: lease.break_lease(lease_break_period=0)
+        )
+
+    # --- small block blobs (run pointers) and listing --------------------------------------
+    def put_if_missing(self, name: str, data: bytes) -> bool:
+        """Upload a small block blob unless one exists; True if we created it."""
+        client = self.blob(name)
+        try:
+            self._call(
+                "upload_blob",
+                name,
+                {"overwrite": False, "length": len(data)},
+                lambda: client.upload_blob(data, overwrite=False),
+            )
+        except BlobExistsError:
+            return False
+        return True
+
+    def get(self, name: str) -> bytes | None:
+        client = self.blob(name)
+        try:
+            data: bytes = self._call(
+                "download_blob",
+                name,
+                {},
+                lambda: client.download_blob().readall(),
+                lambda d: {"bytes": len(d)},
+            )
+        except StorageError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return data
+
+    def list_names(self, prefix: str) -> list[str]:
+        names: list[str] = self._call(
+            "list_blobs",
+            prefix,
+            {"prefix": prefix},
+            lambda: sorted(b.name for b in self._container.list_blobs(name_starts_with=prefix)),
+            lambda n: {"count": len(n)},
+        )
+        return names

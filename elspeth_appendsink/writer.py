@@ -1,0 +1,830 @@
+"""The exactly-once append protocol: rows in, blocks durable in segments, each described once.
+
+:class:`AppendWriter` drives an :class:`~elspeth_appendsink.storage.AzureStore` for one run of
+one output. Objects in the container::
+
+    <blob_path>                        segment 0 (an append blob: the output users read)
+    <blob_path stem>.seg000001<ext>    segment 1, 2, … after a rollover (sealed when full)
+    <blob_path>.manifest/<run_id>      this run's manifest (append blob, hash-chained records)
+    .elspeth-appendsink/runs/<run_id>/<template digest>.json
+                                       run pointer: which blob path the run resolved (the path
+                                       template may hold a timestamp that a resume cannot re-render)
+
+**Ordering** (the property recovery relies on). Every step is one guarded storage request, and
+each is sent only after the previous one is durable:
+
+1. pointer (create-only) → segment 0 (create-only; metadata names the creating run) → lease →
+   manifest (create-only) → ``open`` record;
+2. per block: the ``block`` entry (the *intent*: segment, offset, length, sha256, token range,
+   row digests) is appended to the manifest **first**, then the block to the segment at exactly
+   that offset;
+3. per rollover: a ``rollover`` record, then seal the full segment at its final length, then
+   create the next segment.
+
+So after a crash at any instruction, the manifest's last record is the only step that can be
+unfinished, and the segments' lengths say how far it got: a block intent either did not land
+(segment length == its offset: recovery appends a ``void`` record) or landed (length == its end
+and the bytes hash to its sha256: adopted). Every other byte of every segment is described by a
+committed entry — or recovery stops with :class:`UndescribedBytesError`. Recovery re-reads each
+segment once to rebuild the running sha256 of the whole output and to check every entry's hash.
+
+Rows the engine replays after a crash are recognised by identity (:mod:`identity`): on resume,
+the rows committed by the last write call form a multiset that replayed rows are matched
+against; with ``if_exists: continue`` every row committed by earlier runs of the output does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from elspeth_appendsink import __version__
+from elspeth_appendsink.blocks import needs_rollover
+from elspeth_appendsink.cursor import Cursor
+from elspeth_appendsink.encoders.base import Encoder, Row
+from elspeth_appendsink.errors import (
+    BlobExistsError,
+    BlobTypeError,
+    InvariantViolation,
+    LeaseHeldError,
+    ManifestCorruptError,
+    RecoveryError,
+    RowError,
+    RowTooLarge,
+    SegmentFullError,
+    StorageError,
+    UndescribedBytesError,
+)
+from elspeth_appendsink.identity import DigestMultiset, IdentityScheme
+from elspeth_appendsink.manifest import (
+    GENESIS,
+    BlockEntry,
+    DecodedRecord,
+    ManifestReader,
+    OpenRecord,
+    Record,
+    RolloverRecord,
+    SealRecord,
+    TokenRange,
+    VoidRecord,
+    encode_record,
+    record_hash,
+)
+from elspeth_appendsink.paths import manifest_name, manifest_prefix, run_pointer_name, segment_name
+from elspeth_appendsink.reconcile import PendingFate, RunLayout, classify_pending, expected_lengths, walk
+from elspeth_appendsink.storage import AzureStore
+
+__all__ = ["AppendWriter", "OutputTarget", "WriteReport"]
+
+_LEASE_NAMESPACE = uuid.UUID("5b0c3f0e-7a51-4d7e-9f0a-6a3e2d1c9b84")
+META_CREATOR = "elspeth_appendsink_creator"
+META_WRITER = "elspeth_appendsink_writer"
+_SLICE = 4096  # rows encoded at a time: bounds the memory held besides the current block
+
+
+@dataclass(frozen=True, slots=True)
+class OutputTarget:
+    """Everything the writer needs to know about one run's output (no credentials)."""
+
+    container: str
+    blob_path: str  # rendered
+    run_id: str
+    format: str
+    template_digest: str
+    block_size: int = 4 * 1024 * 1024
+    segment_max_blocks: int = 49_000
+    segment_max_bytes: int | None = None
+    if_exists: str = "fail"  # fail | append | continue
+    lease: bool = True
+    lease_duration: int = 60
+    identity: IdentityScheme = field(default_factory=lambda: IdentityScheme(None))
+
+    @property
+    def manifest(self) -> str:
+        return manifest_name(self.blob_path, self.run_id)
+
+    @property
+    def lease_id(self) -> str:
+        """Deterministic per run: a resume of the same run re-acquires its own lease."""
+        return str(uuid.uuid5(_LEASE_NAMESPACE, self.run_id))
+
+
+@dataclass(slots=True)
+class WriteReport:
+    """What one :meth:`AppendWriter.write` call did."""
+
+    rows_in: int = 0
+    rows_appended: int = 0
+    rows_skipped: int = 0
+    blocks: int = 0
+    bytes: int = 0
+    skipped_from_runs: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class _Replay:
+    """Rows already durable that the caller may hand us again, and where they came from."""
+
+    digests: DigestMultiset
+    source: str  # "resume" | "continue"
+    runs: tuple[str, ...]
+
+
+class AppendWriter:
+    """One run's writer. Not thread-safe; one instance per process per run."""
+
+    def __init__(
+        self,
+        store: AzureStore,
+        target: OutputTarget,
+        *,
+        make_encoder: Callable[[Sequence[Row]], Encoder],
+        restore_encoder: Callable[[dict[str, Any]], Encoder],
+        resume: bool = False,
+        check_existing: Callable[[Encoder, bytes], None] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.target = target
+        self._make_encoder = make_encoder
+        self._restore_encoder = restore_encoder
+        self._check_existing = check_existing
+        self._resume = resume
+        self._clock = clock
+        self.cursor: Cursor | None = None
+        self.encoder: Encoder | None = None
+        self._hash = hashlib.sha256()
+        self._dirty = False
+        self._replay: _Replay | None = None
+        self._needs_header = False
+        self._leased: str | None = None
+        self._lease_at = 0.0
+        self._full_hash: Any = hashlib.sha256()  # set by _verify_output: the whole output's running hash
+        self._full_size = 0
+        self.events: list[dict[str, Any]] = []  # recovery facts for the audit trail
+
+    # --- public -------------------------------------------------------------------------------
+    @property
+    def content_hash(self) -> str:
+        return self._hash.hexdigest()
+
+    @property
+    def size(self) -> int:
+        return 0 if self.cursor is None else self.cursor.total_bytes
+
+    @property
+    def is_open(self) -> bool:
+        return self.cursor is not None
+
+    def segment(self, index: int) -> str:
+        return segment_name(self.target.blob_path, index)
+
+    def prepare(self) -> None:
+        """Recover now (resume) instead of at the first write; no-op for a fresh run."""
+        if self._resume and self.cursor is None:
+            self._recover_own_run()
+
+    def write(self, rows: Sequence[Row]) -> WriteReport:
+        """Append ``rows`` (in order) exactly once. Raises before sending a block with a bad row."""
+        report = WriteReport(rows_in=len(rows))
+        if not rows:
+            return report
+        if self._dirty:
+            self._recover_own_run()
+        if self.cursor is None:
+            if self._resume:
+                self._recover_own_run()
+            if self.cursor is None:
+                self._start(rows)
+        cursor = self._require_cursor()
+        self.cursor = Cursor(**{**_as_dict(cursor), "write_call": cursor.write_call + 1})
+        for block_rows, encoded, digests, header in self._blocks(rows, report):
+            self._append_block(block_rows, encoded, digests, header, report)
+        if self._replay is not None:
+            report.skipped_from_runs = self._replay.runs
+        return report
+
+    def finish(self, *, seal: bool) -> None:
+        """End of run: optionally seal the last segment (recorded in the manifest first)."""
+        if self.cursor is None or self._dirty:
+            return
+        if seal:
+            c = self.cursor
+            self._append_record(SealRecord(c.next_seq, c.head, c.segment, c.offset))
+            self.store.seal(self.segment(c.segment), c.offset, lease=self._leased)
+
+    def close(self) -> None:
+        """Release our lease (a crashed writer's lease simply expires, or is re-acquired on resume)."""
+        if self._leased is not None and self.cursor is not None:
+            try:
+                self.store.release_lease(self.segment(self.cursor.segment), self._leased)
+            except StorageError:
+                pass  # the lease expires by itself; nothing is lost
+        self._leased = None
+
+    # --- blocks -------------------------------------------------------------------------------
+    def _blocks(
+        self, rows: Sequence[Row], report: WriteReport
+    ) -> Iterator[tuple[list[Row], list[bytes], list[bytes], bytes]]:
+        """Encode rows slice by slice and yield whole-row blocks under the size limit."""
+        encoder = self._require_encoder()
+        identity = self.target.identity
+        limit = self.target.block_size
+        header = encoder.header() if self._needs_header else b""
+        used = len(header)
+        cur_rows: list[Row] = []
+        cur_enc: list[bytes] = []
+        cur_dig: list[bytes] = []
+        replay = self._replay
+        for start in range(0, len(rows), _SLICE):
+            chunk = rows[start : start + _SLICE]
+            try:
+                encoded = encoder.encode(chunk)
+            except RowError as exc:
+                if exc.row_index is not None:
+                    exc.row_index += start
+                    exc.args = (f"row {exc.row_index}: {str(exc).split(': ', 1)[-1]}",)
+                raise
+            digests = identity.digests(chunk, encoded)
+            for i, (row, enc, dig) in enumerate(zip(chunk, encoded, digests, strict=True)):
+                if replay is not None and replay.digests.take(dig):
+                    report.rows_skipped += 1
+                    continue
+                size = len(enc)
+                if size > limit:
+                    raise RowTooLarge(
+                        f"encoded row is {size} bytes, larger than the block limit of {limit} bytes",
+                        row_index=start + i,
+                        hint="raise block_size (up to 100MiB) or shrink the row",
+                    )
+                if used + size > limit and (cur_rows or header):
+                    yield cur_rows, cur_enc, cur_dig, header
+                    header, used, cur_rows, cur_enc, cur_dig = b"", 0, [], [], []
+                cur_rows.append(row)
+                cur_enc.append(enc)
+                cur_dig.append(dig)
+                used += size
+        if cur_rows:
+            yield cur_rows, cur_enc, cur_dig, header
+
+    def _append_block(
+        self, rows: list[Row], encoded: list[bytes], digests: list[bytes], header: bytes, report: WriteReport
+    ) -> None:
+        encoder = self._require_encoder()
+        body = encoder.block(encoded, rows) if rows else b""
+        data = header + body
+        if len(data) > self.target.block_size:
+            if len(rows) <= 1:
+                if header and rows:  # header and the row do not fit together: send them apart
+                    self._append_block([], [], [], header, report)
+                    self._append_block(rows, encoded, digests, b"", report)
+                    return
+                raise RowTooLarge(
+                    f"a block of one row encodes to {len(data)} bytes, over the block limit of "
+                    f"{self.target.block_size}",
+                    hint="raise block_size or shrink the row",
+                )
+            half = len(rows) // 2  # Arrow: the estimate was short; split and try again
+            self._append_block(rows[:half], encoded[:half], digests[:half], header, report)
+            self._append_block(rows[half:], encoded[half:], digests[half:], b"", report)
+            return
+        self._commit_block(data, len(rows), b"".join(digests))
+        if header:
+            self._needs_header = False
+        report.rows_appended += len(rows)
+        report.blocks += 1
+        report.bytes += len(data)
+
+    def _commit_block(self, data: bytes, rows: int, digests: bytes, *, retried: bool = False) -> None:
+        c = self._require_cursor()
+        t = self.target
+        if needs_rollover(c.blocks, c.offset, len(data), t.segment_max_blocks, t.segment_max_bytes):
+            self._rollover("segment cap reached")
+            c = self._require_cursor()
+        entry = BlockEntry(
+            seq=c.next_seq,
+            prev=c.head,
+            segment=c.segment,
+            offset=c.offset,
+            length=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            tokens=TokenRange(c.next_token, c.next_token + rows),
+            write_call=c.write_call,
+            digests=digests,
+        )
+        self._append_record(entry)
+        self._keep_lease(self.segment(c.segment))
+        try:
+            try:
+                result = self.store.append_block(self.segment(c.segment), data, c.offset, lease=self._leased)
+            except LeaseHeldError as exc:
+                if exc.error_code != "LeaseNotPresentWithBlobOperation" or self._leased is None:
+                    raise
+                # Our own lease lapsed (a long retry storm or a long pause between writes): take it
+                # back — that fails if anyone else leased the blob meanwhile — and send again, guarded.
+                self._acquire(self.segment(c.segment))
+                result = self.store.append_block(self.segment(c.segment), data, c.offset, lease=self._leased)
+        except SegmentFullError:
+            if retried:
+                self._dirty = True
+                raise
+            # Definitely not appended (409/412 are answers, not lost responses): void the intent,
+            # roll over, and place the block in the next segment.
+            self._void(entry)
+            self._rollover("service refused more blocks")
+            self._commit_block(data, rows, digests, retried=True)
+            return
+        except BaseException:
+            self._dirty = True
+            raise
+        self.cursor = self._require_cursor().after_block(len(data), rows, result.committed_blocks)
+        self._hash.update(data)
+
+    def _append_record(self, record: Record) -> None:
+        c = self._require_cursor()
+        encoded = encode_record(record)
+        try:
+            self.store.append_block(self.target.manifest, encoded, c.manifest_length)
+        except BaseException:
+            self._dirty = True
+            raise
+        self.cursor = c.after_record(len(encoded), record_hash(encoded))
+
+    def _void(self, entry: BlockEntry) -> None:
+        c = self._require_cursor()
+        self._append_record(VoidRecord(c.next_seq, c.head, entry.seq, entry.segment, entry.offset))
+
+    def _rollover(self, reason: str) -> None:
+        c = self._require_cursor()
+        record = RolloverRecord(c.next_seq, c.head, c.segment, c.offset, c.segment + 1, reason)
+        self._append_record(record)
+        self._finish_rollover(record)
+
+    def _finish_rollover(self, record: RolloverRecord) -> None:
+        """Seal the full segment and open the next; both steps are idempotent (redone on recovery)."""
+        old, new = self.segment(record.segment), self.segment(record.next_segment)
+        self.store.seal(old, record.final_length, lease=self._leased)
+        self._create_own_segment(new)
+        if self._leased is not None:
+            self._acquire(new)
+            try:
+                self.store.release_lease(old, self.target.lease_id)
+            except StorageError:
+                pass
+        c = self._require_cursor()
+        if c.segment == record.segment:
+            self.cursor = c.next_segment()
+
+    def _create_own_segment(self, name: str) -> None:
+        try:
+            self.store.create_append_blob(
+                name, {META_CREATOR: self.target.run_id, META_WRITER: self.target.run_id}
+            )
+        except BlobExistsError:
+            info = self.store.properties(name)
+            if info is None or info.metadata.get(META_CREATOR) != self.target.run_id or info.size != 0:
+                raise UndescribedBytesError(
+                    f"segment {name} exists but was not created empty by run {self.target.run_id}"
+                ) from None
+
+    # --- leases ------------------------------------------------------------------------------
+    def _acquire(self, name: str) -> None:
+        """Fence ``name``; our own (crashed) lease is simply re-acquired, since its id is ours."""
+        if not self.target.lease:
+            return
+        try:
+            self.store.acquire_lease(name, self.target.lease_id, self.target.lease_duration)
+        except LeaseHeldError as exc:
+            info = self.store.properties(name)
+            holder = None if info is None else info.metadata.get(META_WRITER)
+            raise LeaseHeldError(
+                f"{name} is leased by another writer" + (f" (run {holder})" if holder else ""),
+                holder=holder,
+                blob=name,
+                status=exc.status,
+                error_code=exc.error_code,
+                hint="wait for that run to finish (a crashed writer's lease expires within lease_duration) "
+                "or break it with `elspeth-appendsink unlock`",
+            ) from exc
+        self._leased = self.target.lease_id
+        self._lease_at = time.monotonic()
+        self.events.append({"event": "lease.acquired", "blob": name, "run_id": self.target.run_id})
+
+    def _keep_lease(self, name: str) -> None:
+        """Renew our lease once half its duration has passed (before it can lapse mid-run)."""
+        duration = self.target.lease_duration
+        if self._leased is None or duration < 0 or time.monotonic() - self._lease_at < duration / 2:
+            return
+        self.store.renew_lease(name, self._leased)
+        self._lease_at = time.monotonic()
+
+    # --- fresh start ----------------------------------------------------------------------------
+    def _start(self, rows: Sequence[Row]) -> None:
+        t = self.target
+        pointer = {
+            "blob_path": t.blob_path,
+            "manifest": t.manifest,
+            "run_id": t.run_id,
+            "created_at": self._clock().isoformat(),
+        }
+        created = self.store.put_if_missing(
+            run_pointer_name(t.template_digest, t.run_id), json.dumps(pointer, sort_keys=True).encode()
+        )
+        if not created and not self._resume:
+            raise RecoveryError(
+                f"run {t.run_id} already started writing this output; it must be resumed, not started again",
+                hint="use `elspeth resume` (the sink's configure_for_resume) or a new run id",
+            )
+        seg0 = self.segment(0)
+        base_segment, base_length = 0, 0
+        base_hash = hashlib.sha256()
+        continues: tuple[str, ...] = ()
+        prev = GENESIS
+        encoder: Encoder | None = None
+        try:
+            self.store.create_append_blob(seg0, {META_CREATOR: t.run_id, META_WRITER: t.run_id})
+            self._acquire(seg0)
+        except BlobExistsError:
+            info = self.store.properties(seg0)
+            if info is None:
+                raise
+            own_empty = info.metadata.get(META_CREATOR) == t.run_id and info.size == 0
+            if own_empty:
+                self._acquire(seg0)
+            elif t.if_exists == "fail":
+                raise
+            elif not info.is_append_blob:
+                raise BlobTypeError(
+                    f"{seg0} exists but is not an append blob; it will not be touched", blob=seg0
+                ) from None
+            elif t.if_exists == "append":
+                if info.sealed:
+                    raise BlobTypeError(
+                        f"{seg0} is sealed; nothing can be appended to it", blob=seg0
+                    ) from None
+                self._acquire(seg0)
+                info = self.store.properties(seg0) or info
+                base_length = info.size
+                head = b""
+                for chunk in self.store.stream(seg0, length=base_length):
+                    base_hash.update(chunk)
+                    if len(head) < 64 * 1024:
+                        head += chunk[: 64 * 1024 - len(head)]
+                encoder = self._make_encoder(rows)
+                if base_length and self._check_existing is not None:
+                    self._check_existing(encoder, head)
+            else:  # continue
+                layouts, replay = self._recover_output(seg0)
+                last = layouts[-1]
+                encoder = self._restore_encoder(last.open.encoder)
+                self._replay = replay
+                continues = tuple(lay.open.run_id for lay in layouts)
+                prev = last.head
+                ends = expected_lengths(layouts)
+                base_segment = last.segment
+                if base_segment in last.sealed:
+                    base_segment += 1
+                    self._create_own_segment(self.segment(base_segment))
+                base_length = ends.get(base_segment, 0)
+                self._acquire(self.segment(base_segment))
+                self._hash = self._full_hash
+        if encoder is None:
+            encoder = self._make_encoder(rows)
+        self.encoder = encoder
+        header_written = base_length == 0 and base_segment == 0
+        self._needs_header = header_written
+        opening = OpenRecord(
+            seq=0,
+            prev=prev,
+            run_id=t.run_id,
+            container=t.container,
+            blob_path=t.blob_path,
+            encoder=encoder.describe(),
+            identity=t.identity.describe(),
+            block_size=t.block_size,
+            segment_max_blocks=t.segment_max_blocks,
+            segment_max_bytes=t.segment_max_bytes,
+            if_exists=t.if_exists,
+            base_segment=base_segment,
+            base_length=base_length,
+            base_sha256=base_hash.hexdigest() if not continues else GENESIS,
+            continues=continues,
+            header_written=header_written,
+            created_at=self._clock().isoformat(),
+            sink_version=__version__,
+        )
+        try:
+            self.store.create_append_blob(t.manifest, {META_CREATOR: t.run_id})
+        except BlobExistsError:
+            info = self.store.properties(t.manifest)
+            if info is None or info.size != 0 or info.metadata.get(META_CREATOR) != t.run_id:
+                raise RecoveryError(
+                    f"manifest {t.manifest} already exists; this run must be resumed"
+                ) from None
+        if not continues and t.if_exists == "append":
+            self._hash = base_hash
+        total = self._full_size if continues else base_length
+        self.cursor = Cursor(
+            segment=base_segment,
+            offset=base_length,
+            blocks=0,
+            next_token=0,
+            write_call=-1,
+            manifest_length=0,
+            next_seq=0,
+            head=prev,
+            total_bytes=total,
+        )
+        self._append_record(opening)
+        if base_segment != 0 or base_length:
+            info = self.store.properties(self.segment(base_segment))
+            if info is not None and info.committed_blocks is not None:
+                self.cursor = Cursor(**{**_as_dict(self.cursor), "blocks": info.committed_blocks})
+
+    # --- recovery ------------------------------------------------------------------------------
+    def _read_manifest(self, name: str) -> list[DecodedRecord]:
+        reader = ManifestReader(name)
+        records: list[DecodedRecord] = []
+        for chunk in self.store.stream(name):
+            records.extend(reader.feed(chunk))
+        reader.finish()
+        return records
+
+    def _recover_own_run(self) -> None:
+        """Resume: restore this run's cursor from its manifest and segments (or find nothing)."""
+        t = self.target
+        self._dirty = False
+        self.cursor = None
+        raw = self.store.get(run_pointer_name(t.template_digest, t.run_id))
+        if raw is None:
+            return  # this run never wrote anything: a fresh start (in resume mode)
+        pointer = json.loads(raw)
+        if pointer.get("blob_path") != t.blob_path:
+            # the template held a timestamp: the run's real path is the one it resolved back then
+            self.target = t = _with_path(t, pointer["blob_path"])
+        if self.store.properties(t.manifest) is None:
+            return
+        records = self._read_manifest(t.manifest)
+        if not records:
+            return  # manifest created, open record never landed: nothing of ours is in any segment
+        later = [n for n in self.store.list_names(manifest_prefix(t.blob_path)) if n != t.manifest]
+        for name in later:
+            other = self._read_manifest(name)
+            if other and isinstance(other[0].record, OpenRecord) and t.run_id in other[0].record.continues:
+                raise RecoveryError(
+                    f"run {other[0].record.run_id} has continued this output after run {t.run_id}; "
+                    "resuming the earlier run would interleave the two",
+                    hint="re-run the pipeline with if_exists: continue instead",
+                )
+        earlier = self._earlier_layouts(records[0].record)
+        layout = self._settle_tail(walk(records, t.manifest))
+        self._verify_output([*earlier, layout])
+        self.encoder = self._restore_encoder(layout.open.encoder)
+        self._hash = self._full_hash
+        self._needs_header = layout.open.header_written and not layout.committed
+        blocks = 0
+        info = self.store.properties(self.segment(layout.segment))
+        if info is not None and info.committed_blocks is not None:
+            blocks = info.committed_blocks
+        self.cursor = Cursor(
+            segment=layout.segment,
+            offset=layout.segment_ends.get(layout.segment, 0),
+            blocks=blocks,
+            next_token=layout.next_token,
+            write_call=layout.last_write_call,
+            manifest_length=layout.manifest_length,
+            next_seq=layout.next_seq,
+            head=layout.head,
+            total_bytes=self._full_size,
+        )
+        # Rows the engine may replay: those committed by the last write call that began, plus (for a
+        # run that continued earlier runs) every row of those runs, which it may have skipped.
+        scope = [e.digests for e in layout.committed if e.write_call == layout.last_write_call]
+        scope += [e.digests for lay in earlier for e in lay.committed]
+        runs = (*(lay.open.run_id for lay in earlier), t.run_id)
+        self._replay = _Replay(DigestMultiset.from_packed(scope), "resume", runs)
+        self.events.append(
+            {
+                "event": "resume.recovered",
+                "run_id": t.run_id,
+                "entries": len(layout.committed),
+                "voided": layout.voided,
+                "bytes": self._full_size,
+                "replay_scope_rows": len(self._replay.digests),
+                "replay_scope_write_call": layout.last_write_call,
+            }
+        )
+        self._acquire(self.segment(layout.segment))
+
+    def _earlier_layouts(self, opening: Record) -> list[RunLayout]:
+        if not isinstance(opening, OpenRecord):
+            raise ManifestCorruptError(f"{self.target.manifest} does not start with an open record")
+        layouts = []
+        for run_id in opening.continues:
+            name = manifest_name(self.target.blob_path, run_id)
+            layouts.append(walk(self._read_manifest(name), name))
+        return layouts
+
+    def _settle_tail(self, layout: RunLayout) -> RunLayout:
+        """Finish or void the unfinished last step of ``layout`` (writes to that run's manifest)."""
+        manifest = manifest_name(self.target.blob_path, layout.open.run_id)
+        if layout.pending is not None:
+            entry = layout.pending
+            name = self.segment(entry.segment)
+            info = self.store.properties(name)
+            size = 0 if info is None else info.size
+            fate = classify_pending(entry, {entry.segment: size}, name)
+            if fate is PendingFate.LANDED_IF_SHA_MATCHES:
+                data = b"".join(self.store.stream(name, offset=entry.offset, length=entry.length))
+                if hashlib.sha256(data).hexdigest() != entry.sha256:
+                    raise UndescribedBytesError(
+                        f"segment {name} holds {entry.length} bytes at offset {entry.offset} where the manifest's "
+                        "last intent expected different bytes (sha256 mismatch): someone else appended there"
+                    )
+                layout.adopt_pending()
+                self.events.append(
+                    {
+                        "event": "recovery.adopted",
+                        "segment": name,
+                        "offset": entry.offset,
+                        "length": entry.length,
+                    }
+                )
+            else:
+                void = VoidRecord(layout.next_seq, layout.head, entry.seq, entry.segment, entry.offset)
+                encoded = encode_record(void)
+                self.store.append_block(manifest, encoded, layout.manifest_length)
+                self.events.append({"event": "recovery.voided", "segment": name, "offset": entry.offset})
+                return walk(self._read_manifest(manifest), manifest)
+        elif layout.pending_rollover is not None:
+            record = layout.pending_rollover
+            old = self.segment(record.segment)
+            info = self.store.properties(old)
+            if info is None or info.size != record.final_length:
+                raise UndescribedBytesError(
+                    f"segment {old} is {None if info is None else info.size} bytes; "
+                    f"the rollover sealed it at {record.final_length}"
+                )
+            if not info.sealed:
+                self._acquire(old)
+                self.store.seal(old, record.final_length, lease=self._leased)
+            self._create_own_segment_for(self.segment(record.next_segment), layout.open.run_id)
+            self.events.append({"event": "recovery.rollover_finished", "segment": old})
+        return layout
+
+    def _create_own_segment_for(self, name: str, run_id: str) -> None:
+        try:
+            self.store.create_append_blob(name, {META_CREATOR: run_id, META_WRITER: self.target.run_id})
+        except BlobExistsError:
+            info = self.store.properties(name)
+            if info is None or info.metadata.get(META_CREATOR) != run_id or info.size != 0:
+                raise UndescribedBytesError(
+                    f"segment {name} exists but was not created empty by run {run_id}"
+                ) from None
+
+    def _recover_output(self, seg0: str) -> tuple[list[RunLayout], _Replay]:
+        """``if_exists: continue``: reconcile every earlier run of this output, oldest first."""
+        names = self.store.list_names(manifest_prefix(self.target.blob_path))
+        decoded = {}
+        for name in names:
+            records = self._read_manifest(name)
+            if records:
+                decoded[name] = records
+        if not decoded:
+            raise BlobTypeError(
+                f"{seg0} exists but no manifest of this sink describes it; it will not be continued",
+                blob=seg0,
+                hint="use if_exists: append to add to a blob written by something else",
+            )
+        layouts = []
+        for name, records in decoded.items():
+            layouts.append((walk(records, name), name))
+        layouts.sort(key=lambda pair: len(pair[0].open.continues))
+        ordered = [lay for lay, _ in layouts]
+        for index, layout in enumerate(ordered):
+            expected = tuple(lay.open.run_id for lay in ordered[:index])
+            if layout.open.continues != expected:
+                raise ManifestCorruptError(
+                    f"run {layout.open.run_id} continues {list(layout.open.continues)}, but the manifests "
+                    f"present give {list(expected)}: the chain of runs for this output is broken"
+                )
+        # The earlier runs are over (their leases are gone, or _acquire below fails): finish their tails.
+        last = ordered[-1]
+        fence = last.pending_rollover.segment if last.pending_rollover is not None else last.segment
+        self._acquire(self.segment(fence))
+        ordered = [self._settle_tail(layout) for layout in ordered]
+        for index in range(1, len(ordered)):
+            if ordered[index].open.prev != ordered[index - 1].head:
+                raise ManifestCorruptError(
+                    f"run {ordered[index].open.run_id} does not link to the last record of run "
+                    f"{ordered[index - 1].open.run_id}: the chain of runs is broken"
+                )
+        self._verify_output(ordered)
+        digests = DigestMultiset.from_packed(e.digests for lay in ordered for e in lay.committed)
+        replay = _Replay(digests, "continue", tuple(lay.open.run_id for lay in ordered))
+        self.events.append(
+            {
+                "event": "continue.recovered",
+                "runs": list(replay.runs),
+                "rows": len(digests),
+                "bytes": self._full_size,
+                "identity_bytes": digests.nbytes,
+            }
+        )
+        return ordered, replay
+
+    def _verify_output(self, layouts: Sequence[RunLayout]) -> None:
+        """Read every segment once: each byte described, each entry's sha256 right, full hash rebuilt."""
+        ends = expected_lengths(layouts)
+        full = hashlib.sha256()
+        total = 0
+        first = layouts[0].open
+        for segment in sorted(ends):
+            name = self.segment(segment)
+            end = ends[segment]
+            info = self.store.properties(name)
+            size = 0 if info is None else info.size
+            if info is None and end > 0:
+                raise UndescribedBytesError(
+                    f"segment {name} is missing; the manifest describes {end} bytes in it"
+                )
+            if size != end:
+                raise UndescribedBytesError(
+                    f"segment {name} is {size} bytes but the manifests describe {end}: bytes [{min(size, end)}, "
+                    f"{max(size, end)}) are {'undescribed' if size > end else 'missing'}"
+                )
+            regions: list[tuple[int, int, str, str]] = []
+            if segment == first.base_segment and first.base_length:
+                regions.append((0, first.base_length, first.base_sha256, "pre-existing bytes"))
+            for layout in layouts:
+                for e in layout.committed:
+                    if e.segment == segment:
+                        regions.append(
+                            (e.offset, e.length, e.sha256, f"entry {e.seq} of run {layout.open.run_id}")
+                        )
+            regions.sort()
+            position = 0
+            for offset, length, _sha, what in regions:
+                if offset != position:
+                    raise UndescribedBytesError(
+                        f"segment {name}: bytes [{position}, {offset}) are not described (next is {what})"
+                    )
+                position = offset + length
+            if position != end:
+                raise UndescribedBytesError(f"segment {name}: bytes [{position}, {end}) are not described")
+            self._check_regions(name, end, regions, full)
+            total += end
+        self._full_hash = full
+        self._full_size = total
+
+    def _check_regions(
+        self, name: str, end: int, regions: list[tuple[int, int, str, str]], full: Any
+    ) -> None:
+        index = 0
+        current = hashlib.sha256()
+        filled = 0
+        for chunk in self.store.stream(name, length=end) if end else iter(()):
+            full.update(chunk)
+            view = memoryview(chunk)
+            while view:
+                offset, length, sha, what = regions[index]
+                take = min(len(view), length - filled)
+                current.update(view[:take])
+                filled += take
+                view = view[take:]
+                if filled == length:
+                    if sha != GENESIS and current.hexdigest() != sha:
+                        raise UndescribedBytesError(
+                            f"segment {name}: bytes [{offset}, {offset + length}) ({what}) do not match "
+                            "their recorded sha256"
+                        )
+                    index += 1
+                    current = hashlib.sha256()
+                    filled = 0
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _require_cursor(self) -> Cursor:
+        if self.cursor is None:
+            raise InvariantViolation("writer used before it was opened")
+        return self.cursor
+
+    def _require_encoder(self) -> Encoder:
+        if self.encoder is None:
+            raise InvariantViolation("writer has no encoder")
+        return self.encoder
+
+
+def _as_dict(cursor: Cursor) -> dict[str, Any]:
+    return {name: getattr(cursor, name) for name in cursor.__dataclass_fields__}
+
+
+def _with_path(target: OutputTarget, blob_path: str) -> OutputTarget:
+    from dataclasses import replace
+
+    return replace(target, blob_path=blob_path)

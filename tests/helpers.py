@@ -1,0 +1,95 @@
+"""Helpers shared by the test suites: build writers over Azurite, read outputs back, check them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from azure.storage.blob import BlobServiceClient
+
+from elspeth_appendsink.azurite import Azurite
+from elspeth_appendsink.identity import IdentityScheme
+from elspeth_appendsink.manifest import BlockEntry, VoidRecord, decode_records
+from elspeth_appendsink.paths import manifest_prefix, parse_segment_index
+from elspeth_appendsink.storage import AzureStore, RetrySettings, StorageCall, build_service_client
+from elspeth_appendsink.writer import AppendWriter, OutputTarget
+
+FAST_RETRY = RetrySettings(total=3, initial_backoff=0.0, increment_base=0.0, jitter=0.0)
+DIGEST = "0123456789abcdef"
+
+
+class JsonlStub:
+    """A minimal deterministic JSONL encoder so protocol tests do not depend on the encoders."""
+
+    name = "jsonl"
+
+    def header(self) -> bytes:
+        return b""
+
+    def encode(self, rows: Sequence[Any]) -> list[bytes]:
+        return [json.dumps(r, separators=(",", ":"), sort_keys=True).encode() + b"\n" for r in rows]
+
+    def block(self, encoded: Sequence[bytes], rows: Sequence[Any]) -> bytes:
+        return b"".join(encoded)
+
+    def describe(self) -> dict[str, Any]:
+        return {"format": "jsonl-stub"}
+
+
+class CsvStub(JsonlStub):
+    """Like JsonlStub but with a header line, to prove the header is written exactly once."""
+
+    def header(self) -> bytes:
+        return b"HEADER\n"
+
+
+def make_store(azurite: Azurite, container: str, transport: Any = None,
+               calls: list[StorageCall] | None = None, retry: RetrySettings = FAST_RETRY) -> AzureStore:
+    service = build_service_client(connection_string=azurite.connection_string, retry=retry, transport=transport)
+    return AzureStore(service, container, on_call=None if calls is None else calls.append)
+
+
+def make_writer(store: AzureStore, *, run_id: str = "run-1", blob_path: str = "out/data.jsonl",
+                resume: bool = False, encoder: Any = None, **target: Any) -> AppendWriter:
+    enc = encoder or JsonlStub()
+    t = OutputTarget(container=store.container, blob_path=blob_path, run_id=run_id, format="jsonl",
+                     template_digest=DIGEST, identity=IdentityScheme(target.pop("row_key", None)), **target)
+    return AppendWriter(store, t, make_encoder=lambda rows: enc, restore_encoder=lambda d: enc, resume=resume)
+
+
+def read_output(azurite: Azurite, container: str, blob_path: str) -> bytes:
+    """All segments of an output, concatenated in segment order (independent of the writer)."""
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    cc = service.get_container_client(container)
+    segments = []
+    for blob in cc.list_blobs():
+        index = parse_segment_index(blob_path, blob.name)
+        if index is not None:
+            segments.append((index, blob.name))
+    return b"".join(cc.get_blob_client(name).download_blob().readall() for _, name in sorted(segments))
+
+
+def check_manifests(azurite: Azurite, container: str, blob_path: str) -> list[BlockEntry]:
+    """Decode every manifest of the output (chain checked by the decoder) and prove each committed
+    entry's bytes by sha256 against the segments. Returns the committed entries, oldest first."""
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    cc = service.get_container_client(container)
+    committed: list[BlockEntry] = []
+    from elspeth_appendsink.paths import segment_name
+
+    for blob in cc.list_blobs(name_starts_with=manifest_prefix(blob_path)):
+        records = [d.record for d in decode_records(cc.get_blob_client(blob.name).download_blob().readall())]
+        voided = {r.voids for r in records if isinstance(r, VoidRecord)}
+        for r in records:
+            if isinstance(r, BlockEntry) and r.seq not in voided:
+                data = cc.get_blob_client(segment_name(blob_path, r.segment)).download_blob(
+                    offset=r.offset, length=r.length).readall()
+                assert hashlib.sha256(data).hexdigest() == r.sha256, f"entry {r.seq} bytes differ"
+                committed.append(r)
+    return committed
+
+
+def expected_jsonl(rows: Sequence[Any]) -> bytes:
+    return b"".join(JsonlStub().encode(rows))
