@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlparse
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.core.pipeline.transport import HttpRequest, RequestsTransport, RequestsTransportResponse
 
-__all__ = ["FaultyTransport", "SimulatedCrash", "operation_of"]
+__all__ = ["FaultyTransport", "RecordedCall", "RecordingContext", "SimulatedCrash", "operation_of"]
 
 
 class SimulatedCrash(BaseException):  # noqa: N818 - it is not an error, it is a crash
@@ -154,3 +154,41 @@ def _fake_response(request: Any, status: int) -> RequestsTransportResponse:
 def schedule(faults: Iterable[tuple[int, str]]) -> dict[int, str]:
     """Build an ``at=`` schedule from (request number, fault) pairs."""
     return dict(faults)
+
+
+@dataclass
+class RecordedCall:
+    call_type: str
+    status: str
+    request_data: dict[str, Any]
+    response_data: dict[str, Any] | None
+    error: dict[str, Any] | None
+    latency_ms: float | None
+    provider: str
+
+
+@dataclass
+class RecordingContext:
+    """A stand-in for ELSPETH's SinkContext: ``run_id`` and a ``record_call`` that keeps every call.
+
+    ``fail_records`` makes ``record_call`` raise (to test the audit-integrity path). Every payload
+    is round-tripped through JSON, as ELSPETH's canonical-JSON audit store would require.
+    """
+
+    run_id: str
+    operation_id: str | None = "op-sink-write"
+    contract: Any = None
+    landscape: Any = None
+    calls: list[RecordedCall] = field(default_factory=list)
+    fail_records: bool = False
+
+    def record_call(self, call_type: Any, status: Any, request_data: dict[str, Any],
+                    response_data: dict[str, Any] | None = None, error: dict[str, Any] | None = None,
+                    latency_ms: float | None = None, *, provider: str = "unknown") -> None:
+        import json
+
+        if self.fail_records:
+            raise RuntimeError("audit store unavailable")
+        payloads = json.loads(json.dumps([request_data, response_data, error], allow_nan=False))
+        self.calls.append(RecordedCall(str(call_type), str(status), payloads[0], payloads[1], payloads[2],
+                                       latency_ms, provider))

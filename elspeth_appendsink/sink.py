@@ -1,0 +1,333 @@
+"""``azure_append_blob``: the ELSPETH sink — the only module that knows ELSPETH's contract.
+
+:class:`AzureAppendBlobSink` turns ELSPETH's calls into :class:`~elspeth_appendsink.writer.AppendWriter`
+calls and every storage request into an audit record:
+
+* ``write(rows, ctx)`` — renders the blob path once per run (``run_id``, ``timestamp``), appends the
+  rows exactly once, and returns an artifact whose ``content_hash`` is the sha256 of the whole
+  output so far and ``size_bytes`` its size. Every Azure request made inside ``write`` is recorded
+  through ``ctx.record_call`` (``CallType.HTTP``, provider ``azure_blob_storage``), success or error;
+  failing to record a successful call raises ``AuditIntegrityError``. Rows recognised as already
+  durable (resume, ``if_exists: continue``) are counted in a recorded call of their own.
+* ``flush()`` — a no-op that is nonetheless true to the contract: ``write`` returns only once
+  every block it sent is durable and described.
+* ``configure_for_resume()`` — the next ``write`` first recovers the run from its manifest and
+  skips the replayed rows already in the blob.
+* ``on_complete`` / ``close`` — seal (if asked) and release the lease. ELSPETH forbids recording
+  calls there, so those few requests are logged instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core.pipeline.transport import HttpTransport
+
+from elspeth_appendsink import __version__
+from elspeth_appendsink.config import SinkConfig
+from elspeth_appendsink.encoders import CsvOptions, create_encoder, restore_encoder
+from elspeth_appendsink.encoders.base import Encoder, Row
+from elspeth_appendsink.errors import AppendSinkError, SchemaDriftError
+from elspeth_appendsink.host import (
+    HAVE_ELSPETH,
+    ArtifactDescriptor,
+    AuditIntegrityError,
+    BaseSink,
+    CallStatus,
+    CallType,
+    Determinism,
+    OutputValidationResult,
+    SinkWriteResult,
+    build_input_schema,
+)
+from elspeth_appendsink.host import EMPTY_SHA256 as _EMPTY
+from elspeth_appendsink.identity import IdentityScheme
+from elspeth_appendsink.logs import get_logger
+from elspeth_appendsink.redact import redact_value
+from elspeth_appendsink.storage import PROVIDER, AzureStore, RetrySettings, StorageCall, build_service_client
+from elspeth_appendsink.writer import AppendWriter, OutputTarget
+
+__all__ = ["AzureAppendBlobSink"]
+
+log = get_logger("elspeth_appendsink.sink")
+
+
+class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
+    """Exactly-once, resumable Azure Append Blob output for ELSPETH. Options: see the README."""
+
+    name = "azure_append_blob"
+    plugin_version = __version__
+    determinism = Determinism.IO_WRITE
+    supports_resume = True
+    # A write() retried after it failed appends only the rows not already durable (the writer
+    # re-derives its position and the failed call's committed rows); see writer.py.
+    idempotent = True
+
+    def __init__(self, config: dict[str, Any], *, transport: HttpTransport | None = None) -> None:
+        super().__init__(config)
+        self._cfg = SinkConfig.from_options(config)
+        self.input_schema = build_input_schema(
+            self._cfg.schema_options, self._cfg.row_schema.build_row_model("AzureAppendBlobRowSchema")
+        )
+        self.declared_required_fields = frozenset(self._cfg.row_schema.required_fields())
+        self._transport = transport
+        self._resume = False
+        self._store: AzureStore | None = None
+        self._writer: AppendWriter | None = None
+        self._ctx: Any = None
+        self._run_id: str | None = None
+        self._field_resolution: dict[str, str] | None = None
+        self._needs_resume_field_resolution = self._cfg.headers == "original"
+
+    # --- ELSPETH contract -----------------------------------------------------------------------
+    @property
+    def needs_resume_field_resolution(self) -> bool:
+        return self._needs_resume_field_resolution
+
+    def set_resume_field_resolution(self, mapping: dict[str, str]) -> None:
+        """original → normalized header names, given by the engine before validation on resume."""
+        self._field_resolution = dict(mapping)
+
+    def configure_for_resume(self) -> None:
+        """The next write recovers this run from its manifest and skips rows already durable."""
+        self._resume = True
+
+    def validate_output_target(self) -> OutputValidationResult:
+        """Check an existing output at a fixed ``blob_path`` before a resume or an append.
+
+        It checks that the blob is an (unsealed) append blob and that its first line or schema
+        message matches the columns this schema would write (CSV header; JSONL first object's keys
+        for fixed/flexible schemas). It cannot check a path whose template uses ``run_id`` or
+        ``timestamp`` (the run id is not known yet, and a timestamp path is resolved from the
+        run's pointer at the first write) nor the manifest chain: the first ``write`` does that
+        fully, reading every segment, and stops with a clear error on any mismatch.
+        """
+        template = self._cfg.path_template
+        if not template.is_static:
+            return OutputValidationResult.success()
+        store = self._make_store(None)
+        path = template.render(run_id="validation", timestamp="1970-01-01T00:00:00+00:00")
+        info = store.properties(path)
+        if info is None or info.size == 0:
+            return OutputValidationResult.success()
+        if not info.is_append_blob:
+            return OutputValidationResult.failure(f"{path} exists but is not an append blob")
+        head = store.read(path, 0, min(info.size, 64 * 1024))
+        return self._validate_head(head)
+
+    def on_start(self, ctx: Any) -> None:
+        log.debug("sink.start", sink=self.name, node_id=self.node_id)
+
+    def write(self, rows: list[dict[str, Any]], ctx: Any) -> SinkWriteResult:
+        self._ctx = ctx
+        try:
+            writer = self._writer_for(str(ctx.run_id))
+            report = writer.write(rows)
+            for event in writer.events:
+                self._record_fact("writer_event", event)
+            writer.events.clear()
+            if report.rows_skipped:
+                self._record_fact("replay_skip", {
+                    "rows_in": report.rows_in, "rows_skipped": report.rows_skipped,
+                    "rows_appended": report.rows_appended, "already_durable_in_runs": list(report.skipped_from_runs),
+                })
+        finally:
+            self._ctx = None
+        return SinkWriteResult(artifact=self._artifact())
+
+    def flush(self) -> None:
+        """Nothing is buffered: write() returns only after every block it sent is durable."""
+
+    def on_complete(self, ctx: Any) -> None:
+        if self._writer is not None and self._cfg.seal_on_complete:
+            self._writer.finish(seal=True)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._store is not None:
+            self._store.service.close()
+        self._writer = None
+        self._store = None
+
+    # --- internals ----------------------------------------------------------------------------
+    @property
+    def options(self) -> SinkConfig:
+        return self._cfg
+
+    def _artifact(self) -> ArtifactDescriptor:
+        writer = self._writer
+        path = writer.target.blob_path if writer is not None else self._cfg.blob_path
+        return ArtifactDescriptor(
+            artifact_type="file",
+            path_or_uri=f"azure://{self._cfg.container}/{path}",
+            content_hash=writer.content_hash if writer is not None and writer.is_open else _EMPTY,
+            size_bytes=writer.size if writer is not None else 0,
+        )
+
+    def _make_store(self, on_call: Any) -> AzureStore:
+        if self._store is None:
+            cfg = self._cfg
+            auth = cfg.auth
+            retry = RetrySettings(**cfg.retry.model_dump())
+            common: dict[str, Any] = {"retry": retry, "transport": self._transport, "api_version": cfg.api_version}
+            if auth.method == "connection_string":
+                assert auth.connection_string is not None
+                service = build_service_client(connection_string=auth.connection_string.get_secret_value(), **common)
+            else:
+                service = build_service_client(account_url=auth.account_url, credential=_credential(auth), **common)
+            self._store = AzureStore(service, cfg.container, validate_content=cfg.validate_content)
+        self._store.on_call = on_call
+        return self._store
+
+    def _writer_for(self, run_id: str) -> AppendWriter:
+        if self._writer is not None:
+            return self._writer
+        cfg = self._cfg
+        store = self._make_store(self._on_call)
+        timestamp = datetime.now(UTC).isoformat()
+        target = OutputTarget(
+            container=cfg.container, blob_path=cfg.path_template.render(run_id=run_id, timestamp=timestamp),
+            run_id=run_id, format=cfg.format, template_digest=cfg.template_digest, block_size=cfg.block_size,
+            segment_max_blocks=cfg.segment_max_blocks, segment_max_bytes=cfg.segment_max_bytes,
+            if_exists=cfg.if_exists, lease=cfg.lease, lease_duration=cfg.lease_duration,
+            identity=IdentityScheme(cfg.row_key),
+        )
+        self._writer = AppendWriter(
+            store, target, make_encoder=self._new_encoder, restore_encoder=self._restore_encoder,
+            resume=self._resume, check_existing=self._check_existing,
+        )
+        return self._writer
+
+    def _display_headers(self) -> dict[str, str] | None:
+        headers = self._cfg.headers
+        if isinstance(headers, Mapping):
+            return dict(headers)
+        if headers == "original" and self._field_resolution:
+            return {normalized: original for original, normalized in self._field_resolution.items()}
+        return None
+
+    def _new_encoder(self, first_rows: Sequence[Row]) -> Encoder:
+        cfg = self._cfg
+        csv = cfg.csv_options
+        options = CsvOptions(delimiter=csv.delimiter, encoding=csv.encoding, include_header=csv.include_header,
+                             line_terminator=csv.line_terminator)
+        return create_encoder(cfg.format, schema=cfg.row_schema, first_rows=first_rows,
+                              csv_options=options if cfg.format == "csv" else None, headers=self._display_headers())
+
+    def _restore_encoder(self, described: dict[str, Any]) -> Encoder:
+        if described.get("format") != self._cfg.format:
+            raise SchemaDriftError(
+                f"the output was written as {described.get('format')}, but the sink is configured for "
+                f"{self._cfg.format}", hint="keep the format of an existing output",
+            )
+        return restore_encoder(described)
+
+    def _check_existing(self, encoder: Encoder, head: bytes) -> None:
+        """``if_exists: append``: the existing bytes must start the way this encoder would."""
+        result = self._validate_head(head, encoder)
+        if not result.valid:
+            raise SchemaDriftError(str(result.error_message), hint="the existing blob was written with other columns")
+
+    def _validate_head(self, head: bytes, encoder: Encoder | None = None) -> OutputValidationResult:
+        cfg = self._cfg
+        declared = list(cfg.row_schema.field_names)
+        if cfg.format == "csv":
+            if encoder is not None and encoder.header():
+                expected = encoder.header()
+                if not head.startswith(expected):
+                    first = head.split(b"\n", 1)[0].decode(cfg.csv_options.encoding, errors="replace")
+                    return OutputValidationResult.failure(
+                        f"existing CSV header {first!r} differs from the header this sink writes",
+                        target_fields=first.strip().split(cfg.csv_options.delimiter), schema_fields=declared)
+                return OutputValidationResult.success()
+            if not cfg.csv_options.include_header or cfg.row_schema.mode == "observed":
+                return OutputValidationResult.success()
+            first = head.split(b"\n", 1)[0].decode(cfg.csv_options.encoding, errors="replace").strip()
+            found = [f.strip('"') for f in first.split(cfg.csv_options.delimiter)]
+            return _compare_fields(found, declared, cfg.row_schema.mode)
+        if cfg.format == "jsonl":
+            line = head.split(b"\n", 1)[0]
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                return OutputValidationResult.failure("the existing blob's first line is not JSON")
+            if not isinstance(obj, dict):
+                return OutputValidationResult.failure("the existing blob's first line is not a JSON object")
+            if cfg.row_schema.mode == "observed":
+                return OutputValidationResult.success(list(obj))
+            return _compare_fields(list(obj), declared, cfg.row_schema.mode)
+        if encoder is not None and not head.startswith(encoder.header()):
+            return OutputValidationResult.failure("the existing blob does not start with this sink's Arrow schema")
+        return OutputValidationResult.success()
+
+    # --- audit ----------------------------------------------------------------------------------
+    def _on_call(self, call: StorageCall) -> None:
+        ctx = self._ctx
+        if ctx is None:  # outside write(): ELSPETH forbids record_call; keep a log line instead
+            log.info("storage.call", operation=call.operation, blob=call.blob, ok=call.ok,
+                     latency_ms=round(call.latency_ms, 2), error=call.error)
+            return
+        request = redact_value({**call.request, "provider": PROVIDER})
+        if call.ok:
+            try:
+                ctx.record_call(CallType.HTTP, CallStatus.SUCCESS, request, redact_value(call.response or {}), None,
+                                call.latency_ms, provider=PROVIDER)
+            except Exception as exc:
+                raise AuditIntegrityError(
+                    f"Azure {call.operation} on {call.blob} succeeded but could not be recorded: {exc}"
+                ) from exc
+        else:
+            ctx.record_call(CallType.HTTP, CallStatus.ERROR, request, None, redact_value(call.error or {}),
+                            call.latency_ms, provider=PROVIDER)
+
+    def _record_fact(self, operation: str, facts: Mapping[str, Any]) -> None:
+        """Record a decision the sink made (not a request): recovery steps, rows skipped as durable."""
+        ctx = self._ctx
+        if ctx is None:
+            log.info(f"sink.{operation}", **facts)
+            return
+        request = {"operation": operation, "provider": PROVIDER, "container": self._cfg.container}
+        try:
+            ctx.record_call(CallType.HTTP, CallStatus.SUCCESS, request, redact_value(dict(facts)), None, 0.0,
+                            provider=PROVIDER)
+        except Exception as exc:
+            raise AuditIntegrityError(f"could not record the sink's {operation} decision: {exc}") from exc
+
+
+def _compare_fields(found: list[str], declared: list[str], mode: str) -> OutputValidationResult:
+    missing = [f for f in declared if f not in found]
+    extra = [f for f in found if f not in declared]
+    if mode == "fixed" and (missing or extra or found != declared):
+        return OutputValidationResult.failure(
+            "existing output's fields do not match the fixed schema",
+            target_fields=found, schema_fields=declared, missing_fields=missing, extra_fields=extra,
+            order_mismatch=not missing and not extra,
+        )
+    if missing:
+        return OutputValidationResult.failure(
+            "existing output lacks fields the schema declares", target_fields=found, schema_fields=declared,
+            missing_fields=missing,
+        )
+    return OutputValidationResult.success(found)
+
+
+def _credential(auth: Any) -> Any:
+    if auth.method == "sas_token":
+        return auth.sas_token.get_secret_value()
+    if auth.method == "managed_identity":
+        from azure.identity import DefaultAzureCredential
+
+        return DefaultAzureCredential()
+    from azure.identity import ClientSecretCredential
+
+    return ClientSecretCredential(auth.tenant_id, auth.client_id, auth.client_secret.get_secret_value())
+
+
+if HAVE_ELSPETH:  # pragma: no cover - documented for readers: the real BaseSink is in use
+    log.debug("sink.host", host="elspeth")
+
+_ = AppendSinkError  # re-exported through errors; kept referenced for readers of this module
