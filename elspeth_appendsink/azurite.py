@@ -77,8 +77,10 @@ class Azurite:
         self._workdir = tempfile.mkdtemp(prefix="azurite-")
         args = [
             str(binary),
-            "--blobHost", self.host,
-            "--blobPort", "0",
+            "--blobHost",
+            self.host,
+            "--blobPort",
+            "0",
             "--skipApiVersionCheck",
             "--disableTelemetry",
             "--silent",

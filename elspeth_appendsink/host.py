@@ -112,8 +112,15 @@ except ImportError:
             extra_fields: list[str] | None = None,
             order_mismatch: bool = False,
         ) -> OutputValidationResult:
-            return cls(False, tuple(target_fields or ()), tuple(schema_fields or ()), tuple(missing_fields or ()),
-                       tuple(extra_fields or ()), order_mismatch, message)
+            return cls(
+                False,
+                tuple(target_fields or ()),
+                tuple(schema_fields or ()),
+                tuple(missing_fields or ()),
+                tuple(extra_fields or ()),
+                order_mismatch,
+                message,
+            )
 
     class BaseSink:  # type: ignore[no-redef]
         """Stand-in for ELSPETH's BaseSink: the attributes and defaults the engine relies on."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -21,7 +22,7 @@ __all__ = ["configure", "get_logger", "redact_processor"]
 _configured = False
 
 
-def redact_processor(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
     """structlog processor: redact every string in the event dict (keys kept, values scrubbed)."""
     return {key: redact_value(value) for key, value in event_dict.items()}
 
@@ -29,7 +30,9 @@ def redact_processor(_logger: Any, _name: str, event_dict: dict[str, Any]) -> di
 def configure(*, json: bool = False, level: int = logging.INFO, stream: TextIO | None = None) -> None:
     """Configure structlog for this process: console (default) or JSON lines, redaction included."""
     global _configured
-    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -262,7 +262,8 @@ class ManifestReader:
         """Raise if bytes remain that do not form a whole record (a torn or foreign tail)."""
         if self._buf:
             raise ManifestCorruptError(
-                f"{len(self._buf)} trailing bytes at offset {self._offset} of {self.name} are not a whole record"
+                f"{len(self._buf)} trailing bytes at offset {self._offset} of {self.name} "
+                "are not a whole record"
             )
 
 

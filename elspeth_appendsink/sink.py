@@ -31,6 +31,7 @@ from elspeth_appendsink.config import SinkConfig
 from elspeth_appendsink.encoders import CsvOptions, create_encoder, restore_encoder
 from elspeth_appendsink.encoders.base import Encoder, Row
 from elspeth_appendsink.errors import AppendSinkError, SchemaDriftError
+from elspeth_appendsink.host import EMPTY_SHA256 as _EMPTY
 from elspeth_appendsink.host import (
     HAVE_ELSPETH,
     ArtifactDescriptor,
@@ -43,7 +44,6 @@ from elspeth_appendsink.host import (
     SinkWriteResult,
     build_input_schema,
 )
-from elspeth_appendsink.host import EMPTY_SHA256 as _EMPTY
 from elspeth_appendsink.identity import IdentityScheme
 from elspeth_appendsink.logs import get_logger
 from elspeth_appendsink.redact import redact_value
@@ -66,7 +66,7 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
     # re-derives its position and the failed call's committed rows); see writer.py.
     idempotent = True
 
-    def __init__(self, config: dict[str, Any], *, transport: HttpTransport | None = None) -> None:
+    def __init__(self, config: dict[str, Any], *, transport: HttpTransport[Any, Any] | None = None) -> None:
         super().__init__(config)
         self._cfg = SinkConfig.from_options(config)
         self.input_schema = build_input_schema(
@@ -130,10 +130,15 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
                 self._record_fact("writer_event", event)
             writer.events.clear()
             if report.rows_skipped:
-                self._record_fact("replay_skip", {
-                    "rows_in": report.rows_in, "rows_skipped": report.rows_skipped,
-                    "rows_appended": report.rows_appended, "already_durable_in_runs": list(report.skipped_from_runs),
-                })
+                self._record_fact(
+                    "replay_skip",
+                    {
+                        "rows_in": report.rows_in,
+                        "rows_skipped": report.rows_skipped,
+                        "rows_appended": report.rows_appended,
+                        "already_durable_in_runs": list(report.skipped_from_runs),
+                    },
+                )
         finally:
             self._ctx = None
         return SinkWriteResult(artifact=self._artifact())
@@ -173,12 +178,20 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
             cfg = self._cfg
             auth = cfg.auth
             retry = RetrySettings(**cfg.retry.model_dump())
-            common: dict[str, Any] = {"retry": retry, "transport": self._transport, "api_version": cfg.api_version}
+            common: dict[str, Any] = {
+                "retry": retry,
+                "transport": self._transport,
+                "api_version": cfg.api_version,
+            }
             if auth.method == "connection_string":
                 assert auth.connection_string is not None
-                service = build_service_client(connection_string=auth.connection_string.get_secret_value(), **common)
+                service = build_service_client(
+                    connection_string=auth.connection_string.get_secret_value(), **common
+                )
             else:
-                service = build_service_client(account_url=auth.account_url, credential=_credential(auth), **common)
+                service = build_service_client(
+                    account_url=auth.account_url, credential=_credential(auth), **common
+                )
             self._store = AzureStore(service, cfg.container, validate_content=cfg.validate_content)
         self._store.on_call = on_call
         return self._store
@@ -190,15 +203,26 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
         store = self._make_store(self._on_call)
         timestamp = datetime.now(UTC).isoformat()
         target = OutputTarget(
-            container=cfg.container, blob_path=cfg.path_template.render(run_id=run_id, timestamp=timestamp),
-            run_id=run_id, format=cfg.format, template_digest=cfg.template_digest, block_size=cfg.block_size,
-            segment_max_blocks=cfg.segment_max_blocks, segment_max_bytes=cfg.segment_max_bytes,
-            if_exists=cfg.if_exists, lease=cfg.lease, lease_duration=cfg.lease_duration,
+            container=cfg.container,
+            blob_path=cfg.path_template.render(run_id=run_id, timestamp=timestamp),
+            run_id=run_id,
+            format=cfg.format,
+            template_digest=cfg.template_digest,
+            block_size=cfg.block_size,
+            segment_max_blocks=cfg.segment_max_blocks,
+            segment_max_bytes=cfg.segment_max_bytes,
+            if_exists=cfg.if_exists,
+            lease=cfg.lease,
+            lease_duration=cfg.lease_duration,
             identity=IdentityScheme(cfg.row_key),
         )
         self._writer = AppendWriter(
-            store, target, make_encoder=self._new_encoder, restore_encoder=self._restore_encoder,
-            resume=self._resume, check_existing=self._check_existing,
+            store,
+            target,
+            make_encoder=self._new_encoder,
+            restore_encoder=self._restore_encoder,
+            resume=self._resume,
+            check_existing=self._check_existing,
         )
         return self._writer
 
@@ -213,16 +237,26 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
     def _new_encoder(self, first_rows: Sequence[Row]) -> Encoder:
         cfg = self._cfg
         csv = cfg.csv_options
-        options = CsvOptions(delimiter=csv.delimiter, encoding=csv.encoding, include_header=csv.include_header,
-                             line_terminator=csv.line_terminator)
-        return create_encoder(cfg.format, schema=cfg.row_schema, first_rows=first_rows,
-                              csv_options=options if cfg.format == "csv" else None, headers=self._display_headers())
+        options = CsvOptions(
+            delimiter=csv.delimiter,
+            encoding=csv.encoding,
+            include_header=csv.include_header,
+            line_terminator=csv.line_terminator,
+        )
+        return create_encoder(
+            cfg.format,
+            schema=cfg.row_schema,
+            first_rows=first_rows,
+            csv_options=options if cfg.format == "csv" else None,
+            headers=self._display_headers(),
+        )
 
     def _restore_encoder(self, described: dict[str, Any]) -> Encoder:
         if described.get("format") != self._cfg.format:
             raise SchemaDriftError(
                 f"the output was written as {described.get('format')}, but the sink is configured for "
-                f"{self._cfg.format}", hint="keep the format of an existing output",
+                f"{self._cfg.format}",
+                hint="keep the format of an existing output",
             )
         return restore_encoder(described)
 
@@ -230,7 +264,9 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
         """``if_exists: append``: the existing bytes must start the way this encoder would."""
         result = self._validate_head(head, encoder)
         if not result.valid:
-            raise SchemaDriftError(str(result.error_message), hint="the existing blob was written with other columns")
+            raise SchemaDriftError(
+                str(result.error_message), hint="the existing blob was written with other columns"
+            )
 
     def _validate_head(self, head: bytes, encoder: Encoder | None = None) -> OutputValidationResult:
         cfg = self._cfg
@@ -242,7 +278,9 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
                     first = head.split(b"\n", 1)[0].decode(cfg.csv_options.encoding, errors="replace")
                     return OutputValidationResult.failure(
                         f"existing CSV header {first!r} differs from the header this sink writes",
-                        target_fields=first.strip().split(cfg.csv_options.delimiter), schema_fields=declared)
+                        target_fields=first.strip().split(cfg.csv_options.delimiter),
+                        schema_fields=declared,
+                    )
                 return OutputValidationResult.success()
             if not cfg.csv_options.include_header or cfg.row_schema.mode == "observed":
                 return OutputValidationResult.success()
@@ -261,28 +299,50 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
                 return OutputValidationResult.success(list(obj))
             return _compare_fields(list(obj), declared, cfg.row_schema.mode)
         if encoder is not None and not head.startswith(encoder.header()):
-            return OutputValidationResult.failure("the existing blob does not start with this sink's Arrow schema")
+            return OutputValidationResult.failure(
+                "the existing blob does not start with this sink's Arrow schema"
+            )
         return OutputValidationResult.success()
 
     # --- audit ----------------------------------------------------------------------------------
     def _on_call(self, call: StorageCall) -> None:
         ctx = self._ctx
         if ctx is None:  # outside write(): ELSPETH forbids record_call; keep a log line instead
-            log.info("storage.call", operation=call.operation, blob=call.blob, ok=call.ok,
-                     latency_ms=round(call.latency_ms, 2), error=call.error)
+            log.info(
+                "storage.call",
+                operation=call.operation,
+                blob=call.blob,
+                ok=call.ok,
+                latency_ms=round(call.latency_ms, 2),
+                error=call.error,
+            )
             return
         request = redact_value({**call.request, "provider": PROVIDER})
         if call.ok:
             try:
-                ctx.record_call(CallType.HTTP, CallStatus.SUCCESS, request, redact_value(call.response or {}), None,
-                                call.latency_ms, provider=PROVIDER)
+                ctx.record_call(
+                    CallType.HTTP,
+                    CallStatus.SUCCESS,
+                    request,
+                    redact_value(call.response or {}),
+                    None,
+                    call.latency_ms,
+                    provider=PROVIDER,
+                )
             except Exception as exc:
                 raise AuditIntegrityError(
                     f"Azure {call.operation} on {call.blob} succeeded but could not be recorded: {exc}"
                 ) from exc
         else:
-            ctx.record_call(CallType.HTTP, CallStatus.ERROR, request, None, redact_value(call.error or {}),
-                            call.latency_ms, provider=PROVIDER)
+            ctx.record_call(
+                CallType.HTTP,
+                CallStatus.ERROR,
+                request,
+                None,
+                redact_value(call.error or {}),
+                call.latency_ms,
+                provider=PROVIDER,
+            )
 
     def _record_fact(self, operation: str, facts: Mapping[str, Any]) -> None:
         """Record a decision the sink made (not a request): recovery steps, rows skipped as durable."""
@@ -292,8 +352,15 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
             return
         request = {"operation": operation, "provider": PROVIDER, "container": self._cfg.container}
         try:
-            ctx.record_call(CallType.HTTP, CallStatus.SUCCESS, request, redact_value(dict(facts)), None, 0.0,
-                            provider=PROVIDER)
+            ctx.record_call(
+                CallType.HTTP,
+                CallStatus.SUCCESS,
+                request,
+                redact_value(dict(facts)),
+                None,
+                0.0,
+                provider=PROVIDER,
+            )
         except Exception as exc:
             raise AuditIntegrityError(f"could not record the sink's {operation} decision: {exc}") from exc
 
@@ -304,12 +371,17 @@ def _compare_fields(found: list[str], declared: list[str], mode: str) -> OutputV
     if mode == "fixed" and (missing or extra or found != declared):
         return OutputValidationResult.failure(
             "existing output's fields do not match the fixed schema",
-            target_fields=found, schema_fields=declared, missing_fields=missing, extra_fields=extra,
+            target_fields=found,
+            schema_fields=declared,
+            missing_fields=missing,
+            extra_fields=extra,
             order_mismatch=not missing and not extra,
         )
     if missing:
         return OutputValidationResult.failure(
-            "existing output lacks fields the schema declares", target_fields=found, schema_fields=declared,
+            "existing output lacks fields the schema declares",
+            target_fields=found,
+            schema_fields=declared,
             missing_fields=missing,
         )
     return OutputValidationResult.success(found)

@@ -32,8 +32,6 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
-    HttpResponseError,
-    ResourceExistsError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
@@ -88,9 +86,10 @@ class RetrySettings:
 class _Retry(ExponentialRetry):
     """ExponentialRetry that sleeps through the *caller's* transport.
 
-    The storage SDK wraps a client's transport in a ``TransportWrapper`` for every blob client it
-    hands out (once per level: service, container, blob), and the wrapper's ``sleep`` is plain ``time.sleep``. Unwrapping keeps the transport
-    the single seam: a test transport that overrides ``sleep`` makes every backoff instant.
+    The storage SDK wraps a client's transport in a ``TransportWrapper`` for every client it hands
+    out (once per level: service, container, blob), and the wrapper's ``sleep`` is plain
+    ``time.sleep``. Unwrapping keeps the transport the single seam: a test transport that
+    overrides ``sleep`` makes every backoff instant.
     """
 
     def sleep(self, settings: Any, transport: Any) -> None:
@@ -203,7 +202,7 @@ def build_service_client(
     account_url: str | None = None,
     credential: Any = None,
     retry: RetrySettings | None = None,
-    transport: HttpTransport | None = None,
+    transport: HttpTransport[Any, Any] | None = None,
     api_version: str | None = None,
 ) -> BlobServiceClient:
     """A ``BlobServiceClient`` with our retry policy, timeouts and (for tests) transport."""
@@ -479,6 +478,22 @@ class AzureStore:
         self._call(
             "break_lease", name, {"lease_break_period": 0}, lambda: lease.break_lease(lease_break_period=0)
         )
+
+    def holds_lease(self, name: str, lease_id: str) -> bool:
+        """Whether ``lease_id`` is the active lease on ``name``. Read-only: a properties request
+        carrying the lease id, which the service answers only when that lease is the active one
+        (else 412 ``LeaseIdMismatchWithBlobOperation`` / ``LeaseNotPresentWithBlobOperation``)."""
+        client = self.blob(name)
+        try:
+            self._call(
+                "get_blob_properties",
+                name,
+                {"lease_probe": True},
+                lambda: client.get_blob_properties(lease=lease_id),
+            )
+        except LeaseHeldError:
+            return False
+        return True
 
     # --- small block blobs (run pointers) and listing --------------------------------------
     def put_if_missing(self, name: str, data: bytes) -> bool:

@@ -31,7 +31,7 @@ from azure.core.pipeline.transport import HttpRequest, RequestsTransport, Reques
 __all__ = ["FaultyTransport", "RecordedCall", "RecordingContext", "SimulatedCrash", "operation_of"]
 
 
-class SimulatedCrash(BaseException):  # noqa: N818 - it is not an error, it is a crash
+class SimulatedCrash(BaseException):
     """The process "dies" here. A BaseException so that no ``except Exception`` can swallow it."""
 
 
@@ -42,7 +42,7 @@ def operation_of(request: Any) -> str:
     """Name the storage operation a request performs (``append``, ``create``, ``read``, ...)."""
     query = parse_qs(urlparse(request.url).query)
     comp = (query.get("comp") or [""])[0]
-    method = request.method.upper()
+    method = str(request.method).upper()
     if comp == "appendblock":
         return "append"
     if comp == "seal":
@@ -182,13 +182,24 @@ class RecordingContext:
     calls: list[RecordedCall] = field(default_factory=list)
     fail_records: bool = False
 
-    def record_call(self, call_type: Any, status: Any, request_data: dict[str, Any],
-                    response_data: dict[str, Any] | None = None, error: dict[str, Any] | None = None,
-                    latency_ms: float | None = None, *, provider: str = "unknown") -> None:
+    def record_call(
+        self,
+        call_type: Any,
+        status: Any,
+        request_data: dict[str, Any],
+        response_data: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        latency_ms: float | None = None,
+        *,
+        provider: str = "unknown",
+    ) -> None:
         import json
 
         if self.fail_records:
             raise RuntimeError("audit store unavailable")
         payloads = json.loads(json.dumps([request_data, response_data, error], allow_nan=False))
-        self.calls.append(RecordedCall(str(call_type), str(status), payloads[0], payloads[1], payloads[2],
-                                       latency_ms, provider))
+        self.calls.append(
+            RecordedCall(
+                str(call_type), str(status), payloads[0], payloads[1], payloads[2], latency_ms, provider
+            )
+        )

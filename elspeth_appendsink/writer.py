@@ -35,6 +35,7 @@ against; with ``if_exists: continue`` every row committed by earlier runs of the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -132,8 +133,17 @@ class _Replay:
     """Rows already durable that the caller may hand us again, and where they came from."""
 
     digests: DigestMultiset
-    source: str  # "resume" | "continue"
+    source: str  # "resume" | "continue" | "retry"
     runs: tuple[str, ...]
+    more: list[DigestMultiset] = field(default_factory=list)
+
+    def take(self, digest: bytes) -> bool:
+        if self.digests.take(digest):
+            return True
+        return any(scope.take(digest) for scope in self.more)
+
+    def __len__(self) -> int:
+        return len(self.digests) + sum(len(scope) for scope in self.more)
 
 
 class AppendWriter:
@@ -165,6 +175,8 @@ class AppendWriter:
         self._needs_header = False
         self._leased: str | None = None
         self._lease_at = 0.0
+        self._call_digests: list[bytes] = []  # row digests committed by the current write call
+        self._failed_call: int | None = None  # in this process, the call that failed (if any)
         self._full_hash: Any = hashlib.sha256()  # set by _verify_output: the whole output's running hash
         self._full_size = 0
         self.events: list[dict[str, Any]] = []  # recovery facts for the audit trail
@@ -196,6 +208,9 @@ class AppendWriter:
         if not rows:
             return report
         if self._dirty:
+            # A previous call failed with an uncertain outcome: re-derive everything from storage,
+            # exactly as a resume in a new process would.
+            self._resume = True
             self._recover_own_run()
         if self.cursor is None:
             if self._resume:
@@ -204,8 +219,21 @@ class AppendWriter:
                 self._start(rows)
         cursor = self._require_cursor()
         self.cursor = Cursor(**{**_as_dict(cursor), "write_call": cursor.write_call + 1})
-        for block_rows, encoded, digests, header in self._blocks(rows, report):
-            self._append_block(block_rows, encoded, digests, header, report)
+        self._call_digests = []
+        try:
+            for block_rows, encoded, digests, header in self._blocks(rows, report):
+                self._append_block(block_rows, encoded, digests, header, report)
+        except Exception:
+            self._failed_call = self._require_cursor().write_call
+            if not self._dirty and self._call_digests:
+                # The position is certain (e.g. a bad row stopped the call after some blocks):
+                # a retry of this call must skip exactly the rows it already committed.
+                scope = DigestMultiset.from_packed(self._call_digests)
+                if self._replay is None:
+                    self._replay = _Replay(scope, "retry", (self.target.run_id,))
+                else:
+                    self._replay.more.append(scope)
+            raise
         if self._replay is not None:
             report.skipped_from_runs = self._replay.runs
         return report
@@ -222,10 +250,8 @@ class AppendWriter:
     def close(self) -> None:
         """Release our lease (a crashed writer's lease simply expires, or is re-acquired on resume)."""
         if self._leased is not None and self.cursor is not None:
-            try:
+            with contextlib.suppress(StorageError):  # the lease expires by itself; nothing is lost
                 self.store.release_lease(self.segment(self.cursor.segment), self._leased)
-            except StorageError:
-                pass  # the lease expires by itself; nothing is lost
         self._leased = None
 
     # --- blocks -------------------------------------------------------------------------------
@@ -253,7 +279,7 @@ class AppendWriter:
                 raise
             digests = identity.digests(chunk, encoded)
             for i, (row, enc, dig) in enumerate(zip(chunk, encoded, digests, strict=True)):
-                if replay is not None and replay.digests.take(dig):
+                if replay is not None and replay.take(dig):
                     report.rows_skipped += 1
                     continue
                 size = len(enc)
@@ -294,7 +320,9 @@ class AppendWriter:
             self._append_block(rows[:half], encoded[:half], digests[:half], header, report)
             self._append_block(rows[half:], encoded[half:], digests[half:], b"", report)
             return
-        self._commit_block(data, len(rows), b"".join(digests))
+        packed = b"".join(digests)
+        self._commit_block(data, len(rows), packed)
+        self._call_digests.append(packed)
         if header:
             self._needs_header = False
         report.rows_appended += len(rows)
@@ -373,10 +401,8 @@ class AppendWriter:
         self._create_own_segment(new)
         if self._leased is not None:
             self._acquire(new)
-            try:
+            with contextlib.suppress(StorageError):  # it expires anyway; the old segment is sealed
                 self.store.release_lease(old, self.target.lease_id)
-            except StorageError:
-                pass
         c = self._require_cursor()
         if c.segment == record.segment:
             self.cursor = c.next_segment()
@@ -597,15 +623,18 @@ class AppendWriter:
             offset=layout.segment_ends.get(layout.segment, 0),
             blocks=blocks,
             next_token=layout.next_token,
-            write_call=layout.last_write_call,
+            write_call=max(layout.last_write_call, -1 if self._failed_call is None else self._failed_call),
             manifest_length=layout.manifest_length,
             next_seq=layout.next_seq,
             head=layout.head,
             total_bytes=self._full_size,
         )
-        # Rows the engine may replay: those committed by the last write call that began, plus (for a
-        # run that continued earlier runs) every row of those runs, which it may have skipped.
-        scope = [e.digests for e in layout.committed if e.write_call == layout.last_write_call]
+        # Rows the engine may replay: those committed by the last write call that began (in this
+        # process we know which call failed; after a restart, the last one with a committed block),
+        # plus (for a run that continued earlier runs) every row of those runs, which it may have skipped.
+        scope_call = layout.last_write_call if self._failed_call is None else self._failed_call
+        self._failed_call = None
+        scope = [e.digests for e in layout.committed if e.write_call == scope_call]
         scope += [e.digests for lay in earlier for e in lay.committed]
         runs = (*(lay.open.run_id for lay in earlier), t.run_id)
         self._replay = _Replay(DigestMultiset.from_packed(scope), "resume", runs)
@@ -616,8 +645,8 @@ class AppendWriter:
                 "entries": len(layout.committed),
                 "voided": layout.voided,
                 "bytes": self._full_size,
-                "replay_scope_rows": len(self._replay.digests),
-                "replay_scope_write_call": layout.last_write_call,
+                "replay_scope_rows": len(self._replay),
+                "replay_scope_write_call": scope_call,
             }
         )
         self._acquire(self.segment(layout.segment))
@@ -644,8 +673,9 @@ class AppendWriter:
                 data = b"".join(self.store.stream(name, offset=entry.offset, length=entry.length))
                 if hashlib.sha256(data).hexdigest() != entry.sha256:
                     raise UndescribedBytesError(
-                        f"segment {name} holds {entry.length} bytes at offset {entry.offset} where the manifest's "
-                        "last intent expected different bytes (sha256 mismatch): someone else appended there"
+                        f"segment {name} holds {entry.length} bytes at offset {entry.offset} where the "
+                        "manifest's last intent expected different bytes (sha256 mismatch): "
+                        "someone else appended there"
                     )
                 layout.adopt_pending()
                 self.events.append(
@@ -756,8 +786,9 @@ class AppendWriter:
                 )
             if size != end:
                 raise UndescribedBytesError(
-                    f"segment {name} is {size} bytes but the manifests describe {end}: bytes [{min(size, end)}, "
-                    f"{max(size, end)}) are {'undescribed' if size > end else 'missing'}"
+                    f"segment {name} is {size} bytes but the manifests describe {end}: "
+                    f"bytes [{min(size, end)}, {max(size, end)}) are "
+                    f"{'undescribed' if size > end else 'missing'}"
                 )
             regions: list[tuple[int, int, str, str]] = []
             if segment == first.base_segment and first.base_length:

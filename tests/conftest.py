@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -11,9 +12,7 @@ from hypothesis import HealthCheck, settings
 
 from elspeth_appendsink.azurite import ACCOUNT_KEY, Azurite, AzuriteNotInstalled
 
-settings.register_profile(
-    "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+settings.register_profile("ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(
     "local", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
@@ -47,10 +46,8 @@ def container(azurite: Azurite) -> Iterator[str]:
     try:
         yield name
     finally:
-        try:
+        with contextlib.suppress(Exception):  # the server may have been stopped by the test
             service.delete_container(name)
-        except Exception:  # the server may have been stopped by the test
-            pass
 
 
 @pytest.fixture()

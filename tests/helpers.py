@@ -45,17 +45,38 @@ class CsvStub(JsonlStub):
         return b"HEADER\n"
 
 
-def make_store(azurite: Azurite, container: str, transport: Any = None,
-               calls: list[StorageCall] | None = None, retry: RetrySettings = FAST_RETRY) -> AzureStore:
-    service = build_service_client(connection_string=azurite.connection_string, retry=retry, transport=transport)
+def make_store(
+    azurite: Azurite,
+    container: str,
+    transport: Any = None,
+    calls: list[StorageCall] | None = None,
+    retry: RetrySettings = FAST_RETRY,
+) -> AzureStore:
+    service = build_service_client(
+        connection_string=azurite.connection_string, retry=retry, transport=transport
+    )
     return AzureStore(service, container, on_call=None if calls is None else calls.append)
 
 
-def make_writer(store: AzureStore, *, run_id: str = "run-1", blob_path: str = "out/data.jsonl",
-                resume: bool = False, encoder: Any = None, **target: Any) -> AppendWriter:
+def make_writer(
+    store: AzureStore,
+    *,
+    run_id: str = "run-1",
+    blob_path: str = "out/data.jsonl",
+    resume: bool = False,
+    encoder: Any = None,
+    **target: Any,
+) -> AppendWriter:
     enc = encoder or JsonlStub()
-    t = OutputTarget(container=store.container, blob_path=blob_path, run_id=run_id, format="jsonl",
-                     template_digest=DIGEST, identity=IdentityScheme(target.pop("row_key", None)), **target)
+    t = OutputTarget(
+        container=store.container,
+        blob_path=blob_path,
+        run_id=run_id,
+        format="jsonl",
+        template_digest=DIGEST,
+        identity=IdentityScheme(target.pop("row_key", None)),
+        **target,
+    )
     return AppendWriter(store, t, make_encoder=lambda rows: enc, restore_encoder=lambda d: enc, resume=resume)
 
 
@@ -84,8 +105,11 @@ def check_manifests(azurite: Azurite, container: str, blob_path: str) -> list[Bl
         voided = {r.voids for r in records if isinstance(r, VoidRecord)}
         for r in records:
             if isinstance(r, BlockEntry) and r.seq not in voided:
-                data = cc.get_blob_client(segment_name(blob_path, r.segment)).download_blob(
-                    offset=r.offset, length=r.length).readall()
+                data = (
+                    cc.get_blob_client(segment_name(blob_path, r.segment))
+                    .download_blob(offset=r.offset, length=r.length)
+                    .readall()
+                )
                 assert hashlib.sha256(data).hexdigest() == r.sha256, f"entry {r.seq} bytes differ"
                 committed.append(r)
     return committed

@@ -1,14 +1,16 @@
 """JSON Lines output: one RFC 8259 JSON object per row, each line ending with ``\\n``.
 
-Owns :class:`JsonlEncoder`, :func:`restore`, and :func:`json_value` / :func:`json_value_error`,
-which the Arrow encoder reuses for its ``json`` columns.
+Owns :class:`JsonlEncoder` and :func:`restore`. It also owns helpers the Arrow encoder reuses:
+:func:`json_value` / :func:`json_value_error` for its ``json`` columns, and
+:func:`json_fingerprint` / :func:`check_fingerprint` for orjson's spelling.
 
 Bytes are what ``orjson.dumps(row, option=OPT_APPEND_NEWLINE)`` writes. That is UTF-8, with
 compact separators, keys in row order, non-ASCII unescaped (as ``ensure_ascii=False`` would
 leave it), and control characters escaped. ``orjson`` is 4-5x faster than ``json.dumps`` for
 this job (see ``benchmarks/encoders.py``). Some floats are spelled differently from ``json.dumps``
-(``0.00001`` where ``json.dumps`` writes ``1e-05``); both are valid JSON. orjson has changed
-that spelling between releases, so :meth:`JsonlEncoder.describe` records a fingerprint of it.
+(``0.00001`` where ``json.dumps`` writes ``1e-05``); both are valid JSON. That spelling
+is not part of orjson's API and may change between releases, so
+:meth:`JsonlEncoder.describe` records a fingerprint of it.
 :func:`restore` refuses, with ``RecoveryError``, an orjson that would spell the rows of an
 open output differently.
 
@@ -113,9 +115,10 @@ def json_fingerprint() -> str:
     """A digest of how the installed orjson spells a set of tricky values.
 
     Output bytes must not change while an output is open. Resume recognises rows already
-    written by their encoded bytes. orjson has changed its float spelling between releases
-    (3.13 writes ``0.00001`` and ``1e-7``), so :meth:`JsonlEncoder.describe` records this
-    digest and :func:`restore` refuses an orjson that spells differently.
+    written by their encoded bytes. orjson's float spelling (3.13 writes ``0.00001`` and
+    ``1e-7``) is not part of its API and may change between releases. So
+    :meth:`JsonlEncoder.describe` records this digest, and :func:`restore` refuses an orjson
+    that spells differently.
     """
     return hashlib.sha256(orjson.dumps(_PROBE, default=_default, option=_VALUE_OPTIONS)).hexdigest()[:16]
 
@@ -183,6 +186,8 @@ class JsonlEncoder:
             return []
         if self._allowed is not None:
             reject_undeclared(rows, self._allowed, self.columns)
+        if set(map(type, rows)) != {dict}:  # orjson writes dicts only; rows may be any Mapping
+            rows = [row if isinstance(row, dict) else dict(row) for row in rows]
         source = self._renamed(rows) if self._rename else rows
         try:
             encoded = list(map(orjson.dumps, source, repeat(_default), repeat(_OPTIONS)))

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from elspeth_appendsink.azurite import Azurite
-from elspeth_appendsink.storage import RetrySettings
 from elspeth_appendsink.errors import AppendConflictError, LeaseHeldError, StorageUnavailableError
+from elspeth_appendsink.storage import RetrySettings
 from elspeth_appendsink.testing import FaultyTransport, SimulatedCrash
 from tests.helpers import check_manifests, expected_jsonl, make_store, make_writer, read_output
 
@@ -23,8 +23,9 @@ def batches(calls: int = 3, per_call: int = 25) -> list[list[dict[str, Any]]]:
 SMALL = {"block_size": 200, "segment_max_blocks": 5}
 
 
-def assert_exact(azurite: Azurite, container: str, blob_path: str, rows: list[dict[str, Any]],
-                 writer: Any = None) -> None:
+def assert_exact(
+    azurite: Azurite, container: str, blob_path: str, rows: list[dict[str, Any]], writer: Any = None
+) -> None:
     output = read_output(azurite, container, blob_path)
     assert output == expected_jsonl(rows)
     committed = check_manifests(azurite, container, blob_path)
@@ -78,7 +79,9 @@ class TestLostResponses:
         for k in range(1, appends + 1):
             transport = FaultyTransport(on={("append", k): "lose"})
             path = f"lost{k}/d.jsonl"
-            writer = make_writer(make_store(azurite, container, transport), blob_path=path, run_id=f"r{k}", **SMALL)
+            writer = make_writer(
+                make_store(azurite, container, transport), blob_path=path, run_id=f"r{k}", **SMALL
+            )
             for batch in data:
                 writer.write(batch)
             assert any(s.fault == "lose" for s in transport.log)
@@ -87,7 +90,9 @@ class TestLostResponses:
 
 class TestCrashAndResume:
     @pytest.mark.parametrize("mode", ["crash-before", "crash-after"])
-    def test_crash_at_every_request_then_resume_is_exact(self, azurite: Azurite, container: str, mode: str) -> None:
+    def test_crash_at_every_request_then_resume_is_exact(
+        self, azurite: Azurite, container: str, mode: str
+    ) -> None:
         """Kill the writer before/after every storage request of a 3-write, multi-segment run; a
         resumed writer given the replayed rows finishes with each row exactly once, in order."""
         data = batches()
@@ -100,7 +105,9 @@ class TestCrashAndResume:
         for k in range(1, total + 1):
             path, run_id = f"{mode}{k}/d.jsonl", f"run-{mode}-{k}"
             transport = FaultyTransport(at={k: mode})
-            writer = make_writer(make_store(azurite, container, transport), blob_path=path, run_id=run_id, **SMALL)
+            writer = make_writer(
+                make_store(azurite, container, transport), blob_path=path, run_id=run_id, **SMALL
+            )
             crashed_in = None
             for index, batch in enumerate(data):
                 try:
@@ -109,7 +116,9 @@ class TestCrashAndResume:
                     crashed_in = index
                     break
             assert crashed_in is not None, f"request {k} was never sent"
-            resumed = make_writer(make_store(azurite, container), blob_path=path, run_id=run_id, resume=True, **SMALL)
+            resumed = make_writer(
+                make_store(azurite, container), blob_path=path, run_id=run_id, resume=True, **SMALL
+            )
             for batch in data[crashed_in:]:  # the engine replays the crashed call and everything after
                 resumed.write(batch)
             assert_exact(azurite, container, path, rows, resumed)
@@ -129,7 +138,9 @@ class TestCrashAndResume:
 
 
 class TestThrottlingAndResets:
-    def test_503_storm_within_budget_is_retried_without_duplicates(self, azurite: Azurite, container: str) -> None:
+    def test_503_storm_within_budget_is_retried_without_duplicates(
+        self, azurite: Azurite, container: str
+    ) -> None:
         """Two 503s on every append's first tries are absorbed by the retry policy."""
         seen: dict[int, int] = {}
 
@@ -157,12 +168,15 @@ class TestThrottlingAndResets:
         data = batches()
         writer = make_writer(make_store(azurite, container), **SMALL)
         writer.write(data[0])
-        storm = FaultyTransport(rule=lambda n, op, r: "status:503" if op == "append" and "manifest" not in r.url
-                                else None)
+        storm = FaultyTransport(
+            rule=lambda n, op, r: "status:503" if op == "append" and "manifest" not in r.url else None
+        )
         writer = make_writer(make_store(azurite, container, storm), resume=True, **SMALL)
         with pytest.raises(StorageUnavailableError) as info:
             writer.write(data[1])
-        assert info.value.blob == "out/data.jsonl" and info.value.offset is not None and info.value.status == 503
+        assert (
+            info.value.blob == "out/data.jsonl" and info.value.offset is not None and info.value.status == 503
+        )
         resumed = make_writer(make_store(azurite, container), resume=True, **SMALL)
         resumed.write(data[1])
         resumed.write(data[2])
@@ -205,3 +219,50 @@ class TestForeignWriters:
             second.write(batches()[1])
         assert info.value.holder == "holder-run"
         assert "holder-run" in str(info.value)
+
+
+class TestRetryInSameProcess:
+    def test_retry_after_a_bad_row_appends_only_what_is_missing(self, azurite: Azurite, container: str) -> None:
+        """A bad row stops a call after some blocks landed; retrying the call (row fixed) adds each row once."""
+        from elspeth_appendsink.errors import UnencodableRow
+        from tests.helpers import JsonlStub
+
+        class Picky(JsonlStub):
+            def encode(self, rows: Any) -> list[bytes]:
+                for index, row in enumerate(rows):
+                    if row.get("bad"):
+                        raise UnencodableRow("refused", row_index=index)
+                return super().encode(rows)
+
+        writer = make_writer(make_store(azurite, container), encoder=Picky(), block_size=4096)
+        data = batches(calls=1, per_call=5000)[0]
+        poisoned = [*data[:4500], {"id": -1, "bad": True}, *data[4500:]]
+        with pytest.raises(UnencodableRow) as info:
+            writer.write(poisoned)
+        assert info.value.row_index == 4500
+        landed = read_output(azurite, container, "out/data.jsonl")
+        assert 0 < len(landed) < len(expected_jsonl(data))  # the first slice's blocks are durable
+        report = writer.write(data)  # the engine retries the call with the row fixed
+        assert report.rows_skipped > 0 and report.rows_skipped + report.rows_appended == len(data)
+        assert_exact(azurite, container, "out/data.jsonl", data, writer)
+
+    def test_retry_after_an_uncertain_storage_failure_is_exact(self, azurite: Azurite, container: str) -> None:
+        """After a failure whose outcome was unknown, the same writer re-derives its position and finishes."""
+        data = batches()
+        storm = {"appends_left": 0}
+
+        def rule(n: int, op: str, request: Any) -> str | None:
+            if op == "append" and "manifest" not in request.url and storm["appends_left"] > 0:
+                storm["appends_left"] -= 1
+                return "status:503"
+            return None
+
+        transport = FaultyTransport(rule=rule)
+        writer = make_writer(make_store(azurite, container, transport), **SMALL)
+        writer.write(data[0])
+        storm["appends_left"] = 4  # exactly the retry budget of one data append (1 try + 3 retries)
+        with pytest.raises(StorageUnavailableError):
+            writer.write(data[1])
+        writer.write(data[1])
+        writer.write(data[2])
+        assert_exact(azurite, container, "out/data.jsonl", [r for b in data for r in b], writer)

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -96,6 +97,11 @@ class TestBytes:
         first = encoder.block(encoded[:cut], rows[:cut])
         second = encoder.block(encoded[cut:], rows[cut:])
         assert first + second == b"".join(encoded) == encoder.block(encoded, rows)
+
+    def test_any_mapping_is_written_like_the_equal_dict(self) -> None:
+        """Rows are Mappings: a read-only mapping view encodes exactly like the dict it shows."""
+        row = {"b": 1, "a": [1.5]}
+        assert encoder_for([row]).encode([MappingProxyType(row)]) == encoder_for([row]).encode([row])
 
     def test_rows_with_nulls_and_floats_are_not_mistaken_for_nan(self) -> None:
         """None beside finite floats passes the NaN check (orjson writes both NaN and None as null)."""

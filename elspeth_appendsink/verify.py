@@ -1,0 +1,1042 @@
+"""Read-only views of one output: :func:`verify_output` proves every byte, :func:`inspect_output`
+says where its runs stand. Nothing here writes to storage.
+
+An *output* is everything one rendered ``blob_path`` names in a container: its segments
+(``blob_path``, ``<stem>.seg000001<ext>``, …) and the manifests of every run that wrote it
+(``<blob_path>.manifest/<run_id>``). Verification:
+
+1. lists and streams every manifest, decoding it with
+   :class:`~elspeth_appendsink.manifest.ManifestReader` (framing, sequence numbers, hash chain).
+   A broken link does not stop the read: decoding restarts at the next record without the link
+   check, so one edited record is reported once and the records after it are still used;
+2. interprets each run with :func:`~elspeth_appendsink.reconcile.walk`. When a run's records do
+   not fit together, the longest prefix that does is used and the first misfit is reported;
+3. orders the runs by their ``open.continues`` chain and checks that each run's first record
+   links to the last record of the run before it (and the first run's to ``GENESIS``), and that
+   each run starts where the run before it ended;
+4. streams every segment once, in chunks (memory is bounded by the chunk size plus one small
+   value per manifest entry), checking that every byte is covered by the first run's
+   pre-existing bytes (``base_length``; hashed unless ``base_sha256`` is ``GENESIS``) or by a
+   committed entry, that entries neither overlap nor leave gaps, that each entry's bytes hash to
+   its ``sha256``, and that every segment the manifests seal (``rollover`` / ``seal`` records) is
+   sealed in storage at the recorded length.
+
+A run whose manifest ends in an unfinished step (a block intent, a rollover, a recorded seal not
+yet done, or an empty manifest) *needs resume*. That is not a problem — a crash leaves exactly
+that — and the report says so, with the fate the evidence shows (a block intent whose bytes
+landed and hash right is adopted, as the writer's recovery would). Bytes beyond an unfinished
+intent are a problem.
+
+Data problems never raise: they become :class:`Problem` values in the report, each with a
+:class:`Location` (blob, byte offset, manifest record). Only usage errors
+(:class:`~elspeth_appendsink.errors.ConfigError`: bad path, nothing at the path, unknown run)
+and storage errors (:class:`~elspeth_appendsink.errors.StorageError`) raise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from elspeth_appendsink.cursor import Cursor
+from elspeth_appendsink.errors import ConfigError, ManifestCorruptError
+from elspeth_appendsink.manifest import (
+    GENESIS,
+    BlockEntry,
+    DecodedRecord,
+    ManifestReader,
+    RolloverRecord,
+    SealRecord,
+)
+from elspeth_appendsink.paths import (
+    manifest_prefix,
+    parse_segment_index,
+    segment_name,
+    validate_blob_path,
+)
+from elspeth_appendsink.reconcile import RunLayout, expected_lengths, walk
+from elspeth_appendsink.storage import AzureStore, BlobInfo
+
+__all__ = [
+    "InspectReport",
+    "Location",
+    "Problem",
+    "ProblemKind",
+    "ProgressCallback",
+    "RunReport",
+    "SegmentReport",
+    "VerifyReport",
+    "inspect_output",
+    "lease_id_for",
+    "verify_output",
+]
+
+#: Called as ``progress(bytes_done, bytes_total)`` while segments are streamed.
+ProgressCallback = Callable[[int, int], None]
+
+DEFAULT_CHUNK = 8 * 1024 * 1024
+_LEASED_STATES = frozenset({"leased", "breaking"})
+
+
+class ProblemKind(StrEnum):
+    """What kind of problem verification found."""
+
+    MANIFEST_CORRUPT = "manifest_corrupt"  # a record cannot be decoded (framing, JSON, seq, torn tail)
+    CHAIN_BROKEN = "chain_broken"  # a record does not link to the one before it (edited / dropped)
+    MANIFEST_LAYOUT = "manifest_layout"  # records decode but do not fit together (offsets, tokens)
+    RUN_CHAIN = "run_chain"  # the runs of the output do not continue one another
+    UNDESCRIBED_BYTES = "undescribed_bytes"  # bytes no manifest entry accounts for
+    MISSING_BYTES = "missing_bytes"  # the manifests describe bytes the segment does not hold
+    OVERLAP = "overlap"  # two descriptions of the same bytes
+    SHA_MISMATCH = "sha_mismatch"  # an entry's bytes do not hash to its recorded sha256
+    SEAL = "seal"  # a recorded seal is not done, or at another length
+    BLOB_TYPE = "blob_type"  # a segment is not an append blob
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a problem is: a blob, a byte offset in it, and the manifest record concerned."""
+
+    blob: str
+    offset: int | None = None
+    record: int | None = None  # seq of the record in ``manifest`` (or in ``blob`` when it is one)
+    manifest: str | None = None
+
+    def __str__(self) -> str:
+        text = self.blob
+        if self.offset is not None:
+            text += f" at offset {self.offset}"
+        if self.record is not None:
+            text += f", record {self.record}"
+            if self.manifest is not None and self.manifest != self.blob:
+                text += f" of {self.manifest}"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing that is wrong with the output."""
+
+    kind: ProblemKind
+    location: Location
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{self.kind}] {self.location}: {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": str(self.kind), "location": asdict(self.location), "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """One run of the output, as its manifest tells it."""
+
+    run_id: str
+    manifest: str
+    records: int
+    entries: int  # committed block entries (a landed unfinished intent included)
+    voided: int
+    rows: int
+    bytes: int
+    first_segment: int | None
+    last_segment: int | None
+    sealed: bool  # the run recorded the seal of its last segment (it completed with sealing)
+    continues: tuple[str, ...]
+    created_at: str | None
+    needs_resume: bool
+    pending: str | None  # the unfinished step, in words, and what a resume does about it
+    cursor: Cursor | None  # where a resume continues (after settling the unfinished step)
+    readable: bool = True  # False when no record could be used (see the problems)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["continues"] = list(self.continues)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentReport:
+    """One segment: what storage holds and what the manifests say about it."""
+
+    index: int
+    name: str
+    exists: bool
+    size: int
+    described: int  # bytes the manifests account for
+    entries: int
+    sealed: bool
+    recorded_seal: int | None  # the final length a rollover / seal record gives, if any
+    committed_blocks: int | None
+    lease_state: str | None
+    lease_holder: str | None = None  # run id whose lease is active (inspect only)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """What :func:`verify_output` found. ``ok`` means no problem; a run may still need resume."""
+
+    container: str
+    blob_path: str
+    ok: bool
+    problems: tuple[Problem, ...]
+    notes: tuple[str, ...]
+    runs: tuple[RunReport, ...]
+    segments: tuple[SegmentReport, ...]
+    rows: int
+    bytes: int
+    sha256: str  # of the whole output: every segment, in order
+
+    @property
+    def needs_resume(self) -> bool:
+        return any(run.needs_resume for run in self.runs)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "container": self.container,
+            "blob_path": self.blob_path,
+            "ok": self.ok,
+            "needs_resume": self.needs_resume,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "segments_count": len(self.segments),
+            "runs_count": len(self.runs),
+            "sha256": self.sha256,
+            "problems": [p.as_dict() for p in self.problems],
+            "notes": list(self.notes),
+            "runs": [r.as_dict() for r in self.runs],
+            "segments": [s.as_dict() for s in self.segments],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class InspectReport:
+    """What :func:`inspect_output` found: runs, segments, leases; no data was read."""
+
+    container: str
+    blob_path: str
+    run_id: str | None  # the run asked about (None: every run)
+    problems: tuple[Problem, ...]
+    notes: tuple[str, ...]
+    runs: tuple[RunReport, ...]
+    segments: tuple[SegmentReport, ...]
+
+    @property
+    def needs_resume(self) -> bool:
+        return any(run.needs_resume for run in self.runs)
+
+    @property
+    def leases(self) -> tuple[SegmentReport, ...]:
+        return tuple(s for s in self.segments if s.lease_state in _LEASED_STATES)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "container": self.container,
+            "blob_path": self.blob_path,
+            "run_id": self.run_id,
+            "needs_resume": self.needs_resume,
+            "problems": [p.as_dict() for p in self.problems],
+            "notes": list(self.notes),
+            "runs": [r.as_dict() for r in self.runs],
+            "segments": [s.as_dict() for s in self.segments],
+        }
+
+
+def lease_id_for(run_id: str) -> str:
+    """The lease id the writer of run ``run_id`` holds (deterministic per run, see the writer)."""
+    from elspeth_appendsink.writer import OutputTarget
+
+    return OutputTarget(container="", blob_path="", run_id=run_id, format="", template_digest="").lease_id
+
+
+# --------------------------------------------------------------------------------------------
+# reading the manifests
+
+
+@dataclass
+class _Run:
+    """One manifest, read and interpreted."""
+
+    run_id: str
+    manifest: str
+    records: list[DecodedRecord]
+    layout: RunLayout | None = None  # None: no usable open record
+    pending_fate: str | None = None  # "landed" | "not_landed" | "conflict" for layout.pending
+    pending_entry: BlockEntry | None = None  # the unfinished intent as read (before any adoption)
+
+
+@dataclass
+class _Region:
+    """Bytes ``[offset, offset+length)`` of a segment and what describes them."""
+
+    offset: int
+    length: int
+    sha256: str | None  # None: not hashed (pre-existing bytes of an ``append`` run)
+    what: str
+    record: int | None
+    manifest: str | None
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+
+@dataclass
+class _Scan:
+    """Shared state of one verify / inspect pass."""
+
+    store: AzureStore
+    blob_path: str
+    chunk: int
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def problem(self, kind: ProblemKind, message: str, blob: str, **where: Any) -> None:
+        self.problems.append(Problem(kind, Location(blob, **where), message))
+
+    def segment(self, index: int) -> str:
+        return segment_name(self.blob_path, index)
+
+    # --- manifests ---------------------------------------------------------------------------
+    def read_runs(self) -> list[_Run]:
+        prefix = manifest_prefix(self.blob_path)
+        runs = []
+        for name in self.store.list_names(prefix):
+            run = _Run(name[len(prefix) :], name, self._read_manifest(name))
+            self._interpret(run)
+            runs.append(run)
+        return runs
+
+    def _read_manifest(self, name: str) -> list[DecodedRecord]:
+        """Every decodable record of ``name``; a broken link is reported and read past."""
+        records: list[DecodedRecord] = []
+        start = 0  # where the current reader started, in the blob
+        link_checked_from_start = True  # False right after a re-sync (first record not linked)
+        while True:
+            label = name if start == 0 else f"{name} (re-read from offset {start})"
+            reader = ManifestReader(label)
+            reader.next_seq = len(records)
+            first = len(records)
+            try:
+                for chunk in self.store.stream(name, offset=start, chunk=self.chunk):
+                    for decoded in reader.feed(chunk):
+                        records.append(_lean(decoded, start))
+                reader.finish()
+                return records
+            except ManifestCorruptError as exc:
+                at = records[-1].offset + records[-1].length if records else 0
+                seq = len(records)
+                if len(records) > first or (start == 0 and seq == 0 and link_checked_from_start):
+                    pass
+                resync = len(records) > first  # the failed record is not this reader's first one
+                if resync:
+                    # Decode again from the failing record without the link check: if it decodes,
+                    # the record itself is whole and only the link is wrong.
+                    if self._decodes_alone(name, at, seq):
+                        self.problem(
+                            ProblemKind.CHAIN_BROKEN,
+                            f"record {seq} does not link to record {seq - 1} (the previous record's hash "
+                            f"differs from the one record {seq} names): record {seq - 1} or {seq} was "
+                            f"edited, or records were dropped or reordered [{exc}]",
+                            name,
+                            offset=at,
+                            record=seq,
+                        )
+                        start = at
+                        link_checked_from_start = False
+                        continue
+                self.problem(
+                    ProblemKind.MANIFEST_CORRUPT,
+                    f"record {seq} cannot be decoded; records from here on are not used [{exc}]",
+                    name,
+                    offset=at,
+                    record=seq,
+                )
+                return records
+
+    def _decodes_alone(self, name: str, offset: int, seq: int) -> bool:
+        """Whether the record at ``offset`` decodes on its own (no link to check)."""
+        reader = ManifestReader(name)
+        reader.next_seq = seq
+        try:
+            for chunk in self.store.stream(name, offset=offset, chunk=self.chunk):
+                for _decoded in reader.feed(chunk):
+                    return True
+        except ManifestCorruptError:
+            return False
+        return False
+
+    def _interpret(self, run: _Run) -> None:
+        records = run.records
+        if not records:
+            return
+        try:
+            run.layout = walk(records, run.manifest)
+            return
+        except ManifestCorruptError as exc:
+            error = exc
+        # The longest prefix that fits (walk fails from the first misfit on, so this is monotone).
+        good, bad = 0, len(records)  # walk(records[:good]) fits (0: nothing), walk(records[:bad]) not
+        while bad - good > 1:
+            middle = (good + bad) // 2
+            try:
+                walk(records[:middle], run.manifest)
+                good = middle
+            except ManifestCorruptError as exc:
+                error, bad = exc, middle
+        misfit = records[bad - 1]
+        self.problem(
+            ProblemKind.MANIFEST_LAYOUT,
+            f"record {misfit.record.seq} does not fit the records before it; it and the records after it "
+            f"are not used [{error}]",
+            run.manifest,
+            offset=misfit.offset,
+            record=misfit.record.seq,
+        )
+        if good:
+            run.records = records[:good]
+            run.layout = walk(run.records, run.manifest)
+
+    # --- runs --------------------------------------------------------------------------------
+    def order_runs(self, runs: list[_Run]) -> list[_Run]:
+        """The usable runs, oldest first, with every link between them checked."""
+        usable = [run for run in runs if run.layout is not None]
+        usable.sort(
+            key=lambda r: (
+                len(_layout(r).open.continues),
+                _layout(r).open.base_segment,
+                _layout(r).open.base_length,
+                r.run_id,
+            )
+        )
+        names = {run.run_id for run in runs}
+        for index, run in enumerate(usable):
+            opening = _layout(run).open
+            if opening.run_id != run.run_id:
+                self.problem(
+                    ProblemKind.RUN_CHAIN,
+                    f"the manifest is named for run {run.run_id!r} but its open record is run "
+                    f"{opening.run_id!r}",
+                    run.manifest,
+                    offset=0,
+                    record=0,
+                )
+            expected = tuple(r.run_id for r in usable[:index])
+            if opening.continues != expected:
+                missing = [r for r in opening.continues if r not in names]
+                why = (
+                    f"the manifest of {', '.join(missing)} is missing"
+                    if missing
+                    else f"the manifests present give {list(expected)}"
+                )
+                self.problem(
+                    ProblemKind.RUN_CHAIN,
+                    f"run {run.run_id} continues {list(opening.continues)}, but {why}",
+                    run.manifest,
+                    offset=0,
+                    record=0,
+                )
+                continue
+            if index == 0:
+                if opening.prev != GENESIS:
+                    self.problem(
+                        ProblemKind.RUN_CHAIN,
+                        f"run {run.run_id} is the first run of this output but its open record links to "
+                        f"{opening.prev[:12]}…, not to GENESIS: an earlier run's manifest is missing",
+                        run.manifest,
+                        offset=0,
+                        record=0,
+                    )
+                continue
+            before = usable[index - 1]
+            head = _layout(before).head
+            if opening.prev != head:
+                self.problem(
+                    ProblemKind.CHAIN_BROKEN,
+                    f"run {run.run_id}'s open record links to {opening.prev[:12]}…, but the last record of "
+                    f"run {before.run_id} hashes to {head[:12]}…: {before.manifest} changed after "
+                    f"run {run.run_id} started",
+                    run.manifest,
+                    offset=0,
+                    record=0,
+                )
+        return usable
+
+    def settle_pending(self, ordered: list[_Run], infos: dict[int, BlobInfo | None]) -> None:
+        """Decide each unfinished intent from the evidence, as recovery would (without writing).
+
+        The last run's intent landed when its segment holds its bytes (their sha256 is checked
+        with every other entry); an earlier run's intent landed when the next run starts at its
+        end (the later run adopted it; a void would have been written otherwise).
+        """
+        for index, run in enumerate(ordered):
+            layout = _layout(run)
+            entry = layout.pending
+            if entry is None:
+                continue
+            run.pending_entry = entry
+            if index + 1 < len(ordered):
+                nxt = _layout(ordered[index + 1]).open
+                landed = (nxt.base_segment, nxt.base_length) == (entry.segment, entry.end)
+            else:
+                info = infos.get(entry.segment)
+                landed = info is not None and info.size >= entry.end
+            run.pending_fate = "landed" if landed else "not_landed"
+            if landed:
+                layout.adopt_pending()
+
+    def check_run_bases(self, ordered: list[_Run]) -> None:
+        """Each run after the first starts where the one before it ended."""
+        for before, run in zip(ordered, ordered[1:], strict=False):
+            prev = _layout(before)
+            opening = _layout(run).open
+            segment = prev.segment
+            if segment in prev.sealed and prev.pending_rollover is None:
+                segment += 1
+            end = expected_lengths([prev]).get(segment, 0) if segment == prev.segment else 0
+            if segment != prev.segment:
+                end = 0
+            if (opening.base_segment, opening.base_length) != (segment, end):
+                self.problem(
+                    ProblemKind.RUN_CHAIN,
+                    f"run {run.run_id} starts at segment {opening.base_segment} offset "
+                    f"{opening.base_length}, but run {before.run_id} ended at segment {segment} offset {end}",
+                    run.manifest,
+                    offset=0,
+                    record=0,
+                )
+
+    # --- segments ----------------------------------------------------------------------------
+    def segment_indices(self, ordered: list[_Run]) -> list[int]:
+        """Segments the manifests name or storage holds (an empty name-alike is not one)."""
+        indices: set[int] = set()
+        for run in ordered:
+            layout = _layout(run)
+            indices.update(layout.segment_ends)
+            indices.add(layout.open.base_segment)
+        stem = os.path.commonprefix([self.blob_path, self.segment(1)])
+        for name in self.store.list_names(stem):
+            index = parse_segment_index(self.blob_path, name)
+            if index is not None:
+                indices.add(index)
+        return sorted(indices)
+
+    def regions(self, ordered: list[_Run], index: int) -> list[_Region]:
+        out = []
+        if ordered:
+            first = _layout(ordered[0]).open
+            if index == first.base_segment and first.base_length:
+                out.append(
+                    _Region(
+                        0,
+                        first.base_length,
+                        None if first.base_sha256 == GENESIS else first.base_sha256,
+                        f"the bytes that were there before run {first.run_id}",
+                        0,
+                        ordered[0].manifest,
+                    )
+                )
+        for run in ordered:
+            for entry in _layout(run).committed:
+                if entry.segment == index:
+                    out.append(
+                        _Region(
+                            entry.offset,
+                            entry.length,
+                            entry.sha256,
+                            f"entry {entry.seq} of run {run.run_id} (rows [{entry.tokens.start}, "
+                            f"{entry.tokens.end}))",
+                            entry.seq,
+                            run.manifest,
+                        )
+                    )
+        out.sort(key=lambda r: (r.offset, r.end))
+        return out
+
+    def cover(self, name: str, size: int, regions: list[_Region]) -> list[_Region]:
+        """Report gaps, overlaps and missing bytes; return the regions to hash (in bounds, disjoint)."""
+        position = 0
+        kept: list[_Region] = []
+        for region in regions:
+            if region.offset < position:
+                self.problem(
+                    ProblemKind.OVERLAP,
+                    f"{region.what} describes bytes [{region.offset}, {region.end}), but bytes "
+                    f"[{region.offset}, {min(position, region.end)}) are already described",
+                    name,
+                    offset=region.offset,
+                    record=region.record,
+                    manifest=region.manifest,
+                )
+                continue
+            if region.offset > position and position < size:
+                self._undescribed(name, position, min(region.offset, size))
+            if region.end > size:
+                self.problem(
+                    ProblemKind.MISSING_BYTES,
+                    f"{region.what} describes bytes [{region.offset}, {region.end}), but the segment "
+                    f"holds only {size} bytes",
+                    name,
+                    offset=max(region.offset, size) if region.offset <= size else region.offset,
+                    record=region.record,
+                    manifest=region.manifest,
+                )
+                position = max(position, size)
+                continue
+            kept.append(region)
+            position = region.end
+        if position < size:
+            self._undescribed(name, position, size)
+        return kept
+
+    def _undescribed(self, name: str, start: int, end: int) -> None:
+        self.problem(
+            ProblemKind.UNDESCRIBED_BYTES,
+            f"bytes [{start}, {end}) ({end - start} bytes) are not described by any manifest entry "
+            "(written by something other than this sink?)",
+            name,
+            offset=start,
+        )
+
+    def hash_segment(
+        self,
+        name: str,
+        size: int,
+        regions: list[_Region],
+        full: Any,
+        done: int,
+        total: int,
+        progress: ProgressCallback | None,
+    ) -> int:
+        """Stream ``[0, size)`` once: feed the full-output hash and check each region's sha256."""
+        index = 0
+        current = hashlib.sha256()
+        position = 0
+        for chunk in self.store.stream(name, length=size, chunk=self.chunk) if size else iter(()):
+            full.update(chunk)
+            end = position + len(chunk)
+            view = memoryview(chunk)
+            while index < len(regions) and regions[index].offset < end:
+                region = regions[index]
+                low, high = max(region.offset, position), min(region.end, end)
+                if high > low:
+                    current.update(view[low - position : high - position])
+                if region.end > end:
+                    break
+                self._check_region(name, region, current.hexdigest())
+                current = hashlib.sha256()
+                index += 1
+            position = end
+            done += len(chunk)
+            if progress is not None:
+                progress(done, total)
+        if position < size:
+            self.problem(
+                ProblemKind.MISSING_BYTES,
+                f"the segment was {size} bytes when listed but only {position} could be read",
+                name,
+                offset=position,
+            )
+        return done
+
+    def _check_region(self, name: str, region: _Region, digest: str) -> None:
+        if region.sha256 is not None and digest != region.sha256:
+            self.problem(
+                ProblemKind.SHA_MISMATCH,
+                f"bytes [{region.offset}, {region.end}) ({region.what}) do not match the entry's sha256: "
+                f"they were changed after they were written",
+                name,
+                offset=region.offset,
+                record=region.record,
+                manifest=region.manifest,
+            )
+
+    def check_seals(
+        self, ordered: list[_Run], infos: dict[int, BlobInfo | None]
+    ) -> tuple[dict[int, int], set[int]]:
+        """Every recorded seal is done at its length. Returns (segment -> recorded final length,
+        segments whose seal is the last run's unfinished step)."""
+        recorded: dict[int, tuple[int, _Run, int]] = {}
+        for run in ordered:
+            for decoded in run.records:
+                record = decoded.record
+                if isinstance(record, RolloverRecord | SealRecord):
+                    recorded[record.segment] = (record.final_length, run, record.seq)
+        unfinished: set[int] = set()
+        if ordered:
+            last = ordered[-1]
+            layout = _layout(last)
+            if layout.pending_rollover is not None:
+                unfinished.add(layout.pending_rollover.segment)
+            tail = last.records[-1].record
+            if isinstance(tail, SealRecord):
+                unfinished.add(tail.segment)
+        for segment, (final_length, run, seq) in sorted(recorded.items()):
+            info = infos.get(segment)
+            name = self.segment(segment)
+            if info is None:
+                continue  # reported as missing bytes (or nothing to seal)
+            if not info.sealed:
+                if segment in unfinished:
+                    continue  # the unfinished step; reported as needing resume
+                self.problem(
+                    ProblemKind.SEAL,
+                    f"run {run.run_id} recorded sealing this segment at {final_length} bytes, "
+                    "but it is not sealed",
+                    name,
+                    offset=final_length,
+                    record=seq,
+                    manifest=run.manifest,
+                )
+            elif info.size != final_length:
+                self.problem(
+                    ProblemKind.SEAL,
+                    f"sealed at {info.size} bytes, but run {run.run_id} recorded its final length as "
+                    f"{final_length}",
+                    name,
+                    offset=min(info.size, final_length),
+                    record=seq,
+                    manifest=run.manifest,
+                )
+        for segment, info in sorted(infos.items()):
+            if info is not None and info.sealed and segment not in recorded:
+                self.notes.append(
+                    f"segment {info.name} is sealed but no manifest records sealing it (sealed by "
+                    "something other than this sink): the output cannot be continued"
+                )
+        return {segment: value[0] for segment, value in recorded.items()}, unfinished
+
+    def check_blob_types(self, infos: dict[int, BlobInfo | None]) -> None:
+        for info in infos.values():
+            if info is not None and not info.is_append_blob:
+                self.problem(
+                    ProblemKind.BLOB_TYPE,
+                    "is not an append blob: it was replaced by something other than this sink",
+                    info.name,
+                )
+
+    # --- run reports -------------------------------------------------------------------------
+    def run_reports(
+        self,
+        runs: list[_Run],
+        ordered: list[_Run],
+        infos: dict[int, BlobInfo | None],
+        unfinished_seals: set[int],
+    ) -> list[RunReport]:
+        reports = []
+        position = {run.run_id: index for index, run in enumerate(ordered)}
+        for run in sorted(runs, key=lambda r: (position.get(r.run_id, len(ordered)), r.run_id)):
+            is_last = bool(ordered) and run is ordered[-1]
+            reports.append(self._run_report(run, ordered, infos, is_last, unfinished_seals))
+        return reports
+
+    def _run_report(
+        self,
+        run: _Run,
+        ordered: list[_Run],
+        infos: dict[int, BlobInfo | None],
+        is_last: bool,
+        unfinished_seals: set[int],
+    ) -> RunReport:
+        layout = run.layout
+        if layout is None:
+            empty = not run.records and not any(
+                p.location.blob == run.manifest for p in self.problems
+            )
+            return RunReport(
+                run_id=run.run_id,
+                manifest=run.manifest,
+                records=len(run.records),
+                entries=0,
+                voided=0,
+                rows=0,
+                bytes=0,
+                first_segment=None,
+                last_segment=None,
+                sealed=False,
+                continues=(),
+                created_at=None,
+                needs_resume=empty,
+                pending=(
+                    "the manifest holds no record: the run stopped before writing its open record; "
+                    "a resume starts it afresh"
+                    if empty
+                    else None
+                ),
+                cursor=None,
+                readable=empty,
+            )
+        pending = None
+        needs_resume = False
+        entry = run.pending_entry
+        if entry is not None:
+            what = (
+                f"block intent (record {entry.seq}: segment {entry.segment}, offset {entry.offset}, "
+                f"{entry.length} bytes, rows [{entry.tokens.start}, {entry.tokens.end}))"
+            )
+            if run.pending_fate == "landed":
+                pending = f"{what} landed; " + (
+                    "a resume adopts it" if is_last else f"the next run adopted it"
+                )
+            else:
+                pending = f"{what} did not land; a resume voids it and writes those rows again"
+            needs_resume = is_last
+        elif layout.pending_rollover is not None and is_last:
+            record = layout.pending_rollover
+            old = infos.get(record.segment)
+            new = infos.get(record.next_segment)
+            pending = (
+                f"rollover (record {record.seq}) of segment {record.segment} at {record.final_length} bytes "
+                f"is unfinished: segment {record.segment} is {'' if old is not None and old.sealed else 'not '}"
+                f"sealed and segment {record.next_segment} is {'' if new is not None else 'not '}created; "
+                "a resume finishes it"
+            )
+            needs_resume = True
+        elif is_last and isinstance(run.records[-1].record, SealRecord):
+            tail = run.records[-1].record
+            if tail.segment in unfinished_seals:
+                info = infos.get(tail.segment)
+                if info is not None and not info.sealed:
+                    pending = (
+                        f"seal of segment {tail.segment} at {tail.final_length} bytes was recorded (record "
+                        f"{tail.seq}) but not done; completing the run again seals it"
+                    )
+                    needs_resume = True
+        committed = layout.committed
+        sealed = any(isinstance(d.record, SealRecord) for d in run.records)
+        info = infos.get(layout.segment)
+        ends = expected_lengths([_layout(r) for r in ordered[: ordered.index(run) + 1]]) if run in ordered else {}
+        cursor = Cursor(
+            segment=layout.segment,
+            offset=layout.segment_ends.get(layout.segment, 0),
+            blocks=0 if info is None or info.committed_blocks is None else info.committed_blocks,
+            next_token=layout.next_token,
+            write_call=layout.last_write_call,
+            manifest_length=layout.manifest_length,
+            next_seq=layout.next_seq,
+            head=layout.head,
+            total_bytes=sum(ends.values()),
+        )
+        return RunReport(
+            run_id=run.run_id,
+            manifest=run.manifest,
+            records=len(run.records),
+            entries=len(committed),
+            voided=layout.voided,
+            rows=sum(len(e.tokens) for e in committed),
+            bytes=sum(e.length for e in committed),
+            first_segment=layout.open.base_segment,
+            last_segment=layout.segment,
+            sealed=sealed,
+            continues=layout.open.continues,
+            created_at=layout.open.created_at,
+            needs_resume=needs_resume,
+            pending=pending,
+            cursor=cursor,
+        )
+
+    # --- the common first half of verify and inspect -------------------------------------------
+    def survey(self) -> tuple[list[_Run], list[_Run], list[int], dict[int, BlobInfo | None]]:
+        runs = self.read_runs()
+        ordered = self.order_runs(runs)
+        indices = self.segment_indices(ordered)
+        infos = {index: self.store.properties(self.segment(index)) for index in indices}
+        if not runs and all(info is None for info in infos.values()):
+            raise ConfigError(
+                "blob_path",
+                f"nothing at {self.store.uri(self.blob_path)}: no segment and no manifest "
+                f"(under {manifest_prefix(self.blob_path)})",
+                hint="give the rendered path of the output (e.g. out/<run id>/rows.csv), not the template",
+            )
+        self.settle_pending(ordered, infos)
+        self.check_run_bases(ordered)
+        self.check_blob_types(infos)
+        if not runs:
+            self.notes.append("no manifest describes this output")
+        return runs, ordered, indices, infos
+
+
+def _layout(run: _Run) -> RunLayout:
+    assert run.layout is not None
+    return run.layout
+
+
+def _lean(decoded: DecodedRecord, start: int) -> DecodedRecord:
+    """The record without its row digests (not needed here; they are most of a manifest's bytes),
+    at its offset in the whole blob."""
+    record = decoded.record
+    if isinstance(record, BlockEntry) and record.digests:
+        decoded = replace(decoded, record=replace(record, digests=b""))
+    return replace(decoded, offset=decoded.offset + start) if start else decoded
+
+
+def _segment_reports(
+    scan: _Scan,
+    ordered: list[_Run],
+    indices: Sequence[int],
+    infos: dict[int, BlobInfo | None],
+    seals: dict[int, int],
+    holders: dict[int, str | None] | None = None,
+) -> list[SegmentReport]:
+    layouts = [_layout(run) for run in ordered]
+    described = expected_lengths(layouts)
+    reports = []
+    for index in indices:
+        info = infos.get(index)
+        regions = scan.regions(ordered, index)
+        reports.append(
+            SegmentReport(
+                index=index,
+                name=scan.segment(index),
+                exists=info is not None,
+                size=0 if info is None else info.size,
+                described=described.get(index, 0),
+                entries=sum(1 for r in regions if r.sha256 is not None or r.record != 0),
+                sealed=info is not None and info.sealed,
+                recorded_seal=seals.get(index),
+                committed_blocks=None if info is None else info.committed_blocks,
+                lease_state=None if info is None else info.lease_state,
+                lease_holder=None if holders is None else holders.get(index),
+            )
+        )
+    return reports
+
+
+# --------------------------------------------------------------------------------------------
+# public entry points
+
+
+def verify_output(
+    store: AzureStore,
+    blob_path: str,
+    *,
+    progress: ProgressCallback | None = None,
+    chunk: int = DEFAULT_CHUNK,
+) -> VerifyReport:
+    """Verify every byte of the output at ``blob_path`` (the rendered path) in ``store``'s container.
+
+    Reads only. Data problems are returned in the report; raises
+    :class:`~elspeth_appendsink.errors.ConfigError` when ``blob_path`` is invalid or names
+    nothing, and :class:`~elspeth_appendsink.errors.StorageError` when storage fails.
+
+    Args:
+        store: the container holding the output.
+        blob_path: the rendered blob path (segment 0).
+        progress: called with (bytes verified, bytes in all segments) after every chunk.
+        chunk: bytes per read request.
+    """
+    validate_blob_path(blob_path)
+    scan = _Scan(store, blob_path, chunk)
+    runs, ordered, indices, infos = scan.survey()
+    seals, unfinished = scan.check_seals(ordered, infos)
+    sizes = {index: (0 if info is None else info.size) for index, info in infos.items()}
+    total = sum(sizes.values())
+    full = hashlib.sha256()
+    done = 0
+    if progress is not None:
+        progress(0, total)
+    described = expected_lengths([_layout(run) for run in ordered])
+    for index in indices:
+        name = scan.segment(index)
+        info = infos[index]
+        if info is None:
+            if described.get(index, 0) > 0:
+                scan.problem(
+                    ProblemKind.MISSING_BYTES,
+                    f"the segment is missing; the manifests describe {described[index]} bytes in it",
+                    name,
+                    offset=0,
+                )
+            continue
+        if not ordered and info.size == 0:
+            continue
+        kept = scan.cover(name, info.size, scan.regions(ordered, index))
+        done = scan.hash_segment(name, info.size, kept, full, done, total, progress)
+    reports = scan.run_reports(runs, ordered, infos, unfinished)
+    return VerifyReport(
+        container=store.container,
+        blob_path=blob_path,
+        ok=not scan.problems,
+        problems=tuple(scan.problems),
+        notes=tuple(scan.notes),
+        runs=tuple(reports),
+        segments=tuple(_segment_reports(scan, ordered, indices, infos, seals)),
+        rows=sum(r.rows for r in reports),
+        bytes=total,
+        sha256=full.hexdigest(),
+    )
+
+
+def inspect_output(
+    store: AzureStore, blob_path: str, *, run_id: str | None = None, chunk: int = DEFAULT_CHUNK
+) -> InspectReport:
+    """Where the runs of the output at ``blob_path`` stand, without reading its data.
+
+    Reads the manifests and the segments' properties; probes each leased segment with the lease
+    id of each run to name the holder; compares segment sizes with what the manifests describe
+    (use :func:`verify_output` to check the bytes themselves). A last run's unfinished block
+    intent is judged by its segment's size, as recovery does (its sha256 is checked by verify).
+
+    Raises :class:`~elspeth_appendsink.errors.ConfigError` (option ``run_id``) when ``run_id``
+    has no manifest here.
+    """
+    validate_blob_path(blob_path)
+    scan = _Scan(store, blob_path, chunk)
+    runs, ordered, indices, infos = scan.survey()
+    if run_id is not None and all(run.run_id != run_id for run in runs):
+        known = ", ".join(run.run_id for run in runs) or "none"
+        raise ConfigError("run_id", f"run {run_id!r} has no manifest for this output (runs: {known})")
+    seals, unfinished = scan.check_seals(ordered, infos)
+    described = expected_lengths([_layout(run) for run in ordered])
+    for index in indices:
+        info = infos[index]
+        expected = described.get(index, 0)
+        size = 0 if info is None else info.size
+        if size > expected:
+            scan._undescribed(scan.segment(index), expected, size)
+        elif size < expected:
+            scan.problem(
+                ProblemKind.MISSING_BYTES,
+                f"the segment holds {size} bytes; the manifests describe {expected}",
+                scan.segment(index),
+                offset=size,
+            )
+    holders = {
+        index: _lease_holder(store, scan.segment(index), ordered or runs)
+        for index, info in infos.items()
+        if info is not None and info.lease_state in _LEASED_STATES
+    }
+    reports = scan.run_reports(runs, ordered, infos, unfinished)
+    if run_id is not None:
+        reports = [r for r in reports if r.run_id == run_id]
+    return InspectReport(
+        container=store.container,
+        blob_path=blob_path,
+        run_id=run_id,
+        problems=tuple(scan.problems),
+        notes=tuple(scan.notes),
+        runs=tuple(reports),
+        segments=tuple(_segment_reports(scan, ordered, indices, infos, seals, holders)),
+    )
+
+
+def _lease_holder(store: AzureStore, name: str, runs: Sequence[_Run]) -> str | None:
+    """The run whose lease id is the active lease on ``name`` (newest run tried first), or None."""
+    for run in reversed(runs):
+        if store.holds_lease(name, lease_id_for(run.run_id)):
+            return run.run_id
+    return None
+
+
+def leased_segments(store: AzureStore, blob_path: str) -> Iterator[tuple[str, str, str | None]]:
+    """(segment name, lease state, holder run id or None) for every leased segment of the output."""
+    report = inspect_output(store, blob_path)
+    for segment in report.leases:
+        yield segment.name, segment.lease_state or "", segment.lease_holder
