@@ -36,8 +36,7 @@ and storage errors (:class:`~elspeth_appendsink.errors.StorageError`) raise.
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -49,8 +48,11 @@ from elspeth_appendsink.manifest import (
     BlockEntry,
     DecodedRecord,
     ManifestReader,
+    OpenRecord,
+    Record,
     RolloverRecord,
     SealRecord,
+    VoidRecord,
 )
 from elspeth_appendsink.paths import (
     manifest_prefix,
@@ -282,6 +284,7 @@ class _Region:
     what: str
     record: int | None
     manifest: str | None
+    is_entry: bool = True
 
     @property
     def end(self) -> int:
@@ -315,46 +318,44 @@ class _Scan:
         return runs
 
     def _read_manifest(self, name: str) -> list[DecodedRecord]:
-        """Every decodable record of ``name``; a broken link is reported and read past."""
+        """Every usable record of ``name``; a broken link is reported and read past."""
         records: list[DecodedRecord] = []
         start = 0  # where the current reader started, in the blob
-        link_checked_from_start = True  # False right after a re-sync (first record not linked)
         while True:
-            label = name if start == 0 else f"{name} (re-read from offset {start})"
-            reader = ManifestReader(label)
+            reader = ManifestReader(name if start == 0 else f"{name} (re-read from offset {start})")
             reader.next_seq = len(records)
             first = len(records)
             try:
                 for chunk in self.store.stream(name, offset=start, chunk=self.chunk):
                     for decoded in reader.feed(chunk):
+                        _check_shape(decoded.record)
                         records.append(_lean(decoded, start))
                 reader.finish()
                 return records
-            except ManifestCorruptError as exc:
+            except _DECODE_ERRORS as exc:
                 at = records[-1].offset + records[-1].length if records else 0
                 seq = len(records)
-                if len(records) > first or (start == 0 and seq == 0 and link_checked_from_start):
-                    pass
-                resync = len(records) > first  # the failed record is not this reader's first one
-                if resync:
-                    # Decode again from the failing record without the link check: if it decodes,
-                    # the record itself is whole and only the link is wrong.
-                    if self._decodes_alone(name, at, seq):
-                        self.problem(
-                            ProblemKind.CHAIN_BROKEN,
-                            f"record {seq} does not link to record {seq - 1} (the previous record's hash "
-                            f"differs from the one record {seq} names): record {seq - 1} or {seq} was "
-                            f"edited, or records were dropped or reordered [{exc}]",
-                            name,
-                            offset=at,
-                            record=seq,
-                        )
-                        start = at
-                        link_checked_from_start = False
-                        continue
+                # A record that is not this reader's first and decodes on its own (no link to
+                # check) is whole: only its link is wrong. Report that and read on from it.
+                if (
+                    not isinstance(exc, _BadShape)
+                    and len(records) > first
+                    and self._decodes_alone(name, at, seq)
+                ):
+                    self.problem(
+                        ProblemKind.CHAIN_BROKEN,
+                        f"record {seq} does not link to record {seq - 1} (record {seq - 1} hashes to "
+                        f"something else than record {seq} names): record {seq - 1} or {seq} was edited, "
+                        f"or records were dropped or reordered [{exc}]",
+                        name,
+                        offset=at,
+                        record=seq,
+                    )
+                    start = at
+                    continue
                 self.problem(
                     ProblemKind.MANIFEST_CORRUPT,
-                    f"record {seq} cannot be decoded; records from here on are not used [{exc}]",
+                    f"record {seq} cannot be decoded; it and the records after it are not used [{exc}]",
                     name,
                     offset=at,
                     record=seq,
@@ -367,9 +368,10 @@ class _Scan:
         reader.next_seq = seq
         try:
             for chunk in self.store.stream(name, offset=offset, chunk=self.chunk):
-                for _decoded in reader.feed(chunk):
+                for decoded in reader.feed(chunk):
+                    _check_shape(decoded.record)
                     return True
-        except ManifestCorruptError:
+        except _DECODE_ERRORS:
             return False
         return False
 
@@ -377,10 +379,11 @@ class _Scan:
         records = run.records
         if not records:
             return
+        error: Exception
         try:
             run.layout = walk(records, run.manifest)
             return
-        except ManifestCorruptError as exc:
+        except _DECODE_ERRORS as exc:
             error = exc
         # The longest prefix that fits (walk fails from the first misfit on, so this is monotone).
         good, bad = 0, len(records)  # walk(records[:good]) fits (0: nothing), walk(records[:bad]) not
@@ -389,7 +392,7 @@ class _Scan:
             try:
                 walk(records[:middle], run.manifest)
                 good = middle
-            except ManifestCorruptError as exc:
+            except _DECODE_ERRORS as exc:
                 error, bad = exc, middle
         misfit = records[bad - 1]
         self.problem(
@@ -493,16 +496,14 @@ class _Scan:
                 layout.adopt_pending()
 
     def check_run_bases(self, ordered: list[_Run]) -> None:
-        """Each run after the first starts where the one before it ended."""
-        for before, run in zip(ordered, ordered[1:], strict=False):
+        """Each run after the first starts where the one before it ended (as the writer places it:
+        in the segment the earlier run ended in, or in the next one when that one was sealed)."""
+        for index in range(1, len(ordered)):
+            before, run = ordered[index - 1], ordered[index]
             prev = _layout(before)
+            segment = prev.segment + 1 if prev.segment in prev.sealed else prev.segment
+            end = expected_lengths([_layout(r) for r in ordered[:index]]).get(segment, 0)
             opening = _layout(run).open
-            segment = prev.segment
-            if segment in prev.sealed and prev.pending_rollover is None:
-                segment += 1
-            end = expected_lengths([prev]).get(segment, 0) if segment == prev.segment else 0
-            if segment != prev.segment:
-                end = 0
             if (opening.base_segment, opening.base_length) != (segment, end):
                 self.problem(
                     ProblemKind.RUN_CHAIN,
@@ -521,8 +522,9 @@ class _Scan:
             layout = _layout(run)
             indices.update(layout.segment_ends)
             indices.add(layout.open.base_segment)
-        stem = os.path.commonprefix([self.blob_path, self.segment(1)])
-        for name in self.store.list_names(stem):
+        first, second = self.blob_path, self.segment(1)
+        common = next((i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b), len(first))
+        for name in self.store.list_names(first[:common]):
             index = parse_segment_index(self.blob_path, name)
             if index is not None:
                 indices.add(index)
@@ -541,6 +543,7 @@ class _Scan:
                         f"the bytes that were there before run {first.run_id}",
                         0,
                         ordered[0].manifest,
+                        is_entry=False,
                     )
                 )
         for run in ordered:
@@ -584,7 +587,7 @@ class _Scan:
                     f"{region.what} describes bytes [{region.offset}, {region.end}), but the segment "
                     f"holds only {size} bytes",
                     name,
-                    offset=max(region.offset, size) if region.offset <= size else region.offset,
+                    offset=max(region.offset, size),
                     record=region.record,
                     manifest=region.manifest,
                 )
@@ -747,9 +750,7 @@ class _Scan:
     ) -> RunReport:
         layout = run.layout
         if layout is None:
-            empty = not run.records and not any(
-                p.location.blob == run.manifest for p in self.problems
-            )
+            empty = not run.records and not any(p.location.blob == run.manifest for p in self.problems)
             return RunReport(
                 run_id=run.run_id,
                 manifest=run.manifest,
@@ -783,7 +784,7 @@ class _Scan:
             )
             if run.pending_fate == "landed":
                 pending = f"{what} landed; " + (
-                    "a resume adopts it" if is_last else f"the next run adopted it"
+                    "a resume adopts it" if is_last else "the next run adopted it"
                 )
             else:
                 pending = f"{what} did not land; a resume voids it and writes those rows again"
@@ -794,8 +795,8 @@ class _Scan:
             new = infos.get(record.next_segment)
             pending = (
                 f"rollover (record {record.seq}) of segment {record.segment} at {record.final_length} bytes "
-                f"is unfinished: segment {record.segment} is {'' if old is not None and old.sealed else 'not '}"
-                f"sealed and segment {record.next_segment} is {'' if new is not None else 'not '}created; "
+                f"is unfinished: segment {record.segment} is {_not(old is not None and old.sealed)}sealed "
+                f"and segment {record.next_segment} is {_not(new is not None)}created; "
                 "a resume finishes it"
             )
             needs_resume = True
@@ -812,7 +813,11 @@ class _Scan:
         committed = layout.committed
         sealed = any(isinstance(d.record, SealRecord) for d in run.records)
         info = infos.get(layout.segment)
-        ends = expected_lengths([_layout(r) for r in ordered[: ordered.index(run) + 1]]) if run in ordered else {}
+        ends = (
+            expected_lengths([_layout(r) for r in ordered[: ordered.index(run) + 1]])
+            if run in ordered
+            else {}
+        )
         cursor = Cursor(
             segment=layout.segment,
             offset=layout.segment_ends.get(layout.segment, 0),
@@ -863,6 +868,10 @@ class _Scan:
         return runs, ordered, indices, infos
 
 
+def _not(flag: bool) -> str:
+    return "" if flag else "not "
+
+
 def _layout(run: _Run) -> RunLayout:
     assert run.layout is not None
     return run.layout
@@ -875,6 +884,40 @@ def _lean(decoded: DecodedRecord, start: int) -> DecodedRecord:
     if isinstance(record, BlockEntry) and record.digests:
         decoded = replace(decoded, record=replace(record, digests=b""))
     return replace(decoded, offset=decoded.offset + start) if start else decoded
+
+
+class _BadShape(ValueError):
+    """A record decodes but a field has the wrong type or sign (an edited manifest)."""
+
+
+_DECODE_ERRORS = (ManifestCorruptError, TypeError, ValueError, KeyError, IndexError, AttributeError)
+_COUNTS: dict[type[Any], tuple[str, ...]] = {
+    OpenRecord: ("seq", "base_segment", "base_length", "block_size", "segment_max_blocks"),
+    BlockEntry: ("seq", "segment", "offset", "length", "write_call"),
+    VoidRecord: ("seq", "voids", "segment", "offset"),
+    RolloverRecord: ("seq", "segment", "final_length", "next_segment"),
+    SealRecord: ("seq", "segment", "final_length"),
+}
+_TEXTS: dict[type[Any], tuple[str, ...]] = {
+    OpenRecord: ("prev", "run_id", "blob_path", "base_sha256"),
+    BlockEntry: ("prev", "sha256"),
+}
+
+
+def _check_shape(record: Record) -> None:
+    """Raise :class:`_BadShape` when a field the checks rely on has the wrong type or sign."""
+    for name in _COUNTS[type(record)]:
+        value = getattr(record, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise _BadShape(f"{record.kind} record field {name!r} is {value!r}, not a count")
+    for name in _TEXTS.get(type(record), ("prev",)):
+        value = getattr(record, name)
+        if not isinstance(value, str):
+            raise _BadShape(f"{record.kind} record field {name!r} is {value!r}, not text")
+    if isinstance(record, OpenRecord) and not all(isinstance(run, str) for run in record.continues):
+        raise _BadShape(f"open record field 'continues' is {list(record.continues)!r}, not run ids")
+    if isinstance(record, BlockEntry) and record.length == 0:
+        raise _BadShape("block record has length 0")
 
 
 def _segment_reports(
@@ -898,7 +941,7 @@ def _segment_reports(
                 exists=info is not None,
                 size=0 if info is None else info.size,
                 described=described.get(index, 0),
-                entries=sum(1 for r in regions if r.sha256 is not None or r.record != 0),
+                entries=sum(1 for r in regions if r.is_entry),
                 sealed=info is not None and info.sealed,
                 recorded_seal=seals.get(index),
                 committed_blocks=None if info is None else info.committed_blocks,
@@ -1009,7 +1052,7 @@ def inspect_output(
                 offset=size,
             )
     holders = {
-        index: _lease_holder(store, scan.segment(index), ordered or runs)
+        index: _lease_holder(store, scan.segment(index), [*ordered, *(r for r in runs if r.layout is None)])
         for index, info in infos.items()
         if info is not None and info.lease_state in _LEASED_STATES
     }
@@ -1033,10 +1076,3 @@ def _lease_holder(store: AzureStore, name: str, runs: Sequence[_Run]) -> str | N
         if store.holds_lease(name, lease_id_for(run.run_id)):
             return run.run_id
     return None
-
-
-def leased_segments(store: AzureStore, blob_path: str) -> Iterator[tuple[str, str, str | None]]:
-    """(segment name, lease state, holder run id or None) for every leased segment of the output."""
-    report = inspect_output(store, blob_path)
-    for segment in report.leases:
-        yield segment.name, segment.lease_state or "", segment.lease_holder

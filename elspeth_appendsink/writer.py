@@ -79,7 +79,7 @@ from elspeth_appendsink.manifest import (
 )
 from elspeth_appendsink.paths import manifest_name, manifest_prefix, run_pointer_name, segment_name
 from elspeth_appendsink.reconcile import PendingFate, RunLayout, classify_pending, expected_lengths, walk
-from elspeth_appendsink.storage import AzureStore
+from elspeth_appendsink.storage import AzureStore, BlobInfo
 
 __all__ = ["AppendWriter", "OutputTarget", "WriteReport"]
 
@@ -126,6 +126,21 @@ class WriteReport:
     blocks: int = 0
     bytes: int = 0
     skipped_from_runs: tuple[str, ...] = ()
+
+
+@dataclass
+class _StartPlan:
+    """Where a fresh run starts: base position, the runs it continues, its encoder and hash so far."""
+
+    base_segment: int = 0
+    base_length: int = 0
+    base_sha256: str = hashlib.sha256(b"").hexdigest()
+    continues: tuple[str, ...] = ()
+    prev: str = GENESIS
+    encoder: Encoder | None = None
+    full_hash: Any = field(default_factory=hashlib.sha256)
+    total_bytes: int = 0
+    blocks: int = 0
 
 
 @dataclass(slots=True)
@@ -452,6 +467,7 @@ class AppendWriter:
 
     # --- fresh start ----------------------------------------------------------------------------
     def _start(self, rows: Sequence[Row]) -> None:
+        """Fresh start: pointer, claim the output (create, append or continue), manifest, open record."""
         t = self.target
         pointer = {
             "blob_path": t.blob_path,
@@ -467,67 +483,15 @@ class AppendWriter:
                 f"run {t.run_id} already started writing this output; it must be resumed, not started again",
                 hint="use `elspeth resume` (the sink's configure_for_resume) or a new run id",
             )
-        seg0 = self.segment(0)
-        base_segment, base_length = 0, 0
-        base_hash = hashlib.sha256()
-        continues: tuple[str, ...] = ()
-        prev = GENESIS
-        encoder: Encoder | None = None
-        try:
-            self.store.create_append_blob(seg0, {META_CREATOR: t.run_id, META_WRITER: t.run_id})
-            self._acquire(seg0)
-        except BlobExistsError:
-            info = self.store.properties(seg0)
-            if info is None:
-                raise
-            own_empty = info.metadata.get(META_CREATOR) == t.run_id and info.size == 0
-            if own_empty:
-                self._acquire(seg0)
-            elif t.if_exists == "fail":
-                raise
-            elif not info.is_append_blob:
-                raise BlobTypeError(
-                    f"{seg0} exists but is not an append blob; it will not be touched", blob=seg0
-                ) from None
-            elif t.if_exists == "append":
-                if info.sealed:
-                    raise BlobTypeError(
-                        f"{seg0} is sealed; nothing can be appended to it", blob=seg0
-                    ) from None
-                self._acquire(seg0)
-                info = self.store.properties(seg0) or info
-                base_length = info.size
-                head = b""
-                for chunk in self.store.stream(seg0, length=base_length):
-                    base_hash.update(chunk)
-                    if len(head) < 64 * 1024:
-                        head += chunk[: 64 * 1024 - len(head)]
-                encoder = self._make_encoder(rows)
-                if base_length and self._check_existing is not None:
-                    self._check_existing(encoder, head)
-            else:  # continue
-                layouts, replay = self._recover_output(seg0)
-                last = layouts[-1]
-                encoder = self._restore_encoder(last.open.encoder)
-                self._replay = replay
-                continues = tuple(lay.open.run_id for lay in layouts)
-                prev = last.head
-                ends = expected_lengths(layouts)
-                base_segment = last.segment
-                if base_segment in last.sealed:
-                    base_segment += 1
-                    self._create_own_segment(self.segment(base_segment))
-                base_length = ends.get(base_segment, 0)
-                self._acquire(self.segment(base_segment))
-                self._hash = self._full_hash
-        if encoder is None:
-            encoder = self._make_encoder(rows)
+        plan = self._claim_output(rows)
+        encoder = plan.encoder or self._make_encoder(rows)
         self.encoder = encoder
-        header_written = base_length == 0 and base_segment == 0
+        self._hash = plan.full_hash
+        header_written = plan.base_length == 0 and plan.base_segment == 0
         self._needs_header = header_written
         opening = OpenRecord(
             seq=0,
-            prev=prev,
+            prev=plan.prev,
             run_id=t.run_id,
             container=t.container,
             blob_path=t.blob_path,
@@ -537,10 +501,10 @@ class AppendWriter:
             segment_max_blocks=t.segment_max_blocks,
             segment_max_bytes=t.segment_max_bytes,
             if_exists=t.if_exists,
-            base_segment=base_segment,
-            base_length=base_length,
-            base_sha256=base_hash.hexdigest() if not continues else GENESIS,
-            continues=continues,
+            base_segment=plan.base_segment,
+            base_length=plan.base_length,
+            base_sha256=plan.base_sha256,
+            continues=plan.continues,
             header_written=header_written,
             created_at=self._clock().isoformat(),
             sink_version=__version__,
@@ -553,25 +517,95 @@ class AppendWriter:
                 raise RecoveryError(
                     f"manifest {t.manifest} already exists; this run must be resumed"
                 ) from None
-        if not continues and t.if_exists == "append":
-            self._hash = base_hash
-        total = self._full_size if continues else base_length
         self.cursor = Cursor(
-            segment=base_segment,
-            offset=base_length,
-            blocks=0,
+            segment=plan.base_segment,
+            offset=plan.base_length,
+            blocks=plan.blocks,
             next_token=0,
             write_call=-1,
             manifest_length=0,
             next_seq=0,
-            head=prev,
-            total_bytes=total,
+            head=plan.prev,
+            total_bytes=plan.total_bytes,
         )
         self._append_record(opening)
-        if base_segment != 0 or base_length:
-            info = self.store.properties(self.segment(base_segment))
-            if info is not None and info.committed_blocks is not None:
-                self.cursor = Cursor(**{**_as_dict(self.cursor), "blocks": info.committed_blocks})
+
+    def _claim_output(self, rows: Sequence[Row]) -> _StartPlan:
+        """Create segment 0, or — as ``if_exists`` allows — take over the existing output."""
+        t = self.target
+        seg0 = self.segment(0)
+        try:
+            self.store.create_append_blob(seg0, {META_CREATOR: t.run_id, META_WRITER: t.run_id})
+        except BlobExistsError:
+            info = self.store.properties(seg0)
+            if info is None:
+                raise
+            if info.metadata.get(META_CREATOR) == t.run_id and info.size == 0:
+                pass  # ours, from a start that crashed before describing anything
+            elif t.if_exists == "fail":
+                raise
+            elif not info.is_append_blob:
+                raise BlobTypeError(
+                    f"{seg0} exists but is not an append blob; it will not be touched", blob=seg0
+                ) from None
+            elif t.if_exists == "append":
+                return self._claim_for_append(seg0, info, rows)
+            else:
+                plan = self._claim_for_continue(seg0, info)
+                if plan is not None:
+                    return plan
+        self._acquire(seg0)
+        return _StartPlan()
+
+    def _claim_for_append(self, seg0: str, info: BlobInfo, rows: Sequence[Row]) -> _StartPlan:
+        """``if_exists: append``: the existing bytes become the run's pre-existing base."""
+        if info.sealed:
+            raise BlobTypeError(f"{seg0} is sealed; nothing can be appended to it", blob=seg0)
+        self._acquire(seg0)
+        info = self.store.properties(seg0) or info
+        base_hash = hashlib.sha256()
+        head = b""
+        for chunk in self.store.stream(seg0, length=info.size):
+            base_hash.update(chunk)
+            if len(head) < 64 * 1024:
+                head += chunk[: 64 * 1024 - len(head)]
+        encoder = self._make_encoder(rows)
+        if info.size and self._check_existing is not None:
+            self._check_existing(encoder, head)
+        return _StartPlan(
+            base_length=info.size,
+            base_sha256=base_hash.hexdigest(),
+            encoder=encoder,
+            full_hash=base_hash.copy(),
+            total_bytes=info.size,
+            blocks=info.committed_blocks or 0,
+        )
+
+    def _claim_for_continue(self, seg0: str, info: BlobInfo) -> _StartPlan | None:
+        """``if_exists: continue``: reconcile the earlier runs; None if there is nothing to continue."""
+        recovered = self._recover_output(seg0, info)
+        if recovered is None:
+            return None
+        layouts, replay = recovered
+        last = layouts[-1]
+        self._replay = replay
+        base_segment = last.segment
+        if base_segment in last.sealed:  # sealed on completion: continue in a fresh segment
+            base_segment += 1
+            self._create_own_segment(self.segment(base_segment))
+        self._acquire(self.segment(base_segment))
+        current = self.store.properties(self.segment(base_segment))
+        return _StartPlan(
+            base_segment=base_segment,
+            base_length=expected_lengths(layouts).get(base_segment, 0),
+            base_sha256=GENESIS,
+            continues=tuple(lay.open.run_id for lay in layouts),
+            prev=last.head,
+            encoder=self._restore_encoder(last.open.encoder),
+            full_hash=self._full_hash,
+            total_bytes=self._full_size,
+            blocks=0 if current is None else current.committed_blocks or 0,
+        )
 
     # --- recovery ------------------------------------------------------------------------------
     def _read_manifest(self, name: str) -> list[DecodedRecord]:
@@ -718,7 +752,7 @@ class AppendWriter:
                     f"segment {name} exists but was not created empty by run {run_id}"
                 ) from None
 
-    def _recover_output(self, seg0: str) -> tuple[list[RunLayout], _Replay]:
+    def _recover_output(self, seg0: str, info: BlobInfo) -> tuple[list[RunLayout], _Replay] | None:
         """``if_exists: continue``: reconcile every earlier run of this output, oldest first."""
         names = self.store.list_names(manifest_prefix(self.target.blob_path))
         decoded = {}
@@ -727,6 +761,8 @@ class AppendWriter:
             if records:
                 decoded[name] = records
         if not decoded:
+            if info.size == 0 and META_CREATOR in info.metadata:
+                return None  # created by this sink, nothing ever described: start on it
             raise BlobTypeError(
                 f"{seg0} exists but no manifest of this sink describes it; it will not be continued",
                 blob=seg0,

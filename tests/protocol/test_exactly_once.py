@@ -222,7 +222,9 @@ class TestForeignWriters:
 
 
 class TestRetryInSameProcess:
-    def test_retry_after_a_bad_row_appends_only_what_is_missing(self, azurite: Azurite, container: str) -> None:
+    def test_retry_after_a_bad_row_appends_only_what_is_missing(
+        self, azurite: Azurite, container: str
+    ) -> None:
         """A bad row stops a call after some blocks landed; retrying the call (row fixed) adds each row once."""
         from elspeth_appendsink.errors import UnencodableRow
         from tests.helpers import JsonlStub
@@ -246,7 +248,9 @@ class TestRetryInSameProcess:
         assert report.rows_skipped > 0 and report.rows_skipped + report.rows_appended == len(data)
         assert_exact(azurite, container, "out/data.jsonl", data, writer)
 
-    def test_retry_after_an_uncertain_storage_failure_is_exact(self, azurite: Azurite, container: str) -> None:
+    def test_retry_after_an_uncertain_storage_failure_is_exact(
+        self, azurite: Azurite, container: str
+    ) -> None:
         """After a failure whose outcome was unknown, the same writer re-derives its position and finishes."""
         data = batches()
         storm = {"appends_left": 0}

@@ -40,7 +40,15 @@ from elspeth_appendsink.errors import StorageUnavailableError
 from elspeth_appendsink.paths import segment_name
 from elspeth_appendsink.testing import FaultyTransport, SimulatedCrash
 from elspeth_appendsink.writer import AppendWriter
-from tests.helpers import CsvStub, JsonlStub, check_manifests, expected_jsonl, make_store, make_writer, read_output
+from tests.helpers import (
+    CsvStub,
+    JsonlStub,
+    check_manifests,
+    expected_jsonl,
+    make_store,
+    make_writer,
+    read_output,
+)
 
 pytestmark = pytest.mark.azurite
 

@@ -1,0 +1,777 @@
+"""The ``elspeth-appendsink`` command: verify, inspect and unlock outputs of the sink.
+
+A thin shell over :mod:`verify` (which holds the checks) and :mod:`storage` (which talks to
+Azure): it parses arguments, resolves credentials, prints for people (default) or machines
+(``--json``), and turns outcomes into exit codes:
+
+== ==============================================================================
+0  verified / nothing wrong / lease broken (or none to break)
+1  a problem was found (verify, inspect), or the unlock prompt was declined
+2  usage error: bad or missing option, nothing at the path, unknown run,
+   ``unlock`` without ``--yes`` where no one can be asked
+3  storage error: unreachable account, refused credentials, missing container
+4  internal error (a bug in elspeth-appendsink)
+== ==============================================================================
+
+Every secret (connection string, account key, SAS token, client secret) is registered with
+:func:`~elspeth_appendsink.redact.register_secret` as soon as it is read, and everything printed
+passes through :func:`~elspeth_appendsink.redact.redact`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+from urllib.parse import unquote, urlsplit
+
+from elspeth_appendsink import __version__
+from elspeth_appendsink.errors import AppendSinkError, ConfigError, StorageError
+from elspeth_appendsink.paths import validate_blob_path, validate_container_name, validate_run_id
+from elspeth_appendsink.redact import redact, redact_value, register_secret
+from elspeth_appendsink.storage import AzureStore, build_service_client
+from elspeth_appendsink.verify import (
+    InspectReport,
+    Problem,
+    RunReport,
+    SegmentReport,
+    VerifyReport,
+    inspect_output,
+    verify_output,
+)
+
+__all__ = ["EXIT_INTERNAL", "EXIT_OK", "EXIT_PROBLEM", "EXIT_STORAGE", "EXIT_USAGE", "ProgressBar", "main"]
+
+EXIT_OK = 0
+EXIT_PROBLEM = 1
+EXIT_USAGE = 2
+EXIT_STORAGE = 3
+EXIT_INTERNAL = 4
+
+PROG = "elspeth-appendsink"
+ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
+ENV_ACCOUNT_URL = "AZURE_STORAGE_ACCOUNT_URL"
+ENV_SAS_TOKEN = "AZURE_STORAGE_SAS_TOKEN"
+ENV_TENANT_ID = "AZURE_TENANT_ID"
+ENV_CLIENT_ID = "AZURE_CLIENT_ID"
+ENV_CLIENT_SECRET = "AZURE_CLIENT_SECRET"
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+_DESCRIPTION = """\
+Check and manage the outputs of the azure_append_blob sink (ELSPETH).
+
+An output is one append blob (the path you give with --blob-path), the segments that follow
+it when it grew too large (rows.seg000001.csv, rows.seg000002.csv, ...) and one manifest per
+run that wrote it (rows.csv.manifest/<run id>): the manifest records, for every block of rows,
+where it went and its sha256, chained so that no record can be changed unnoticed."""
+
+_AUTH_HELP = f"""\
+authentication (one method; a flag wins over its environment variable):
+  connection string   --connection-string, or ${ENV_CONNECTION_STRING}
+  SAS token           --account-url and --sas-token, or ${ENV_ACCOUNT_URL} and ${ENV_SAS_TOKEN}
+  managed identity    --account-url and --managed-identity (DefaultAzureCredential: managed
+                      identity, workload identity, Azure CLI login, ...)
+  service principal   --account-url, --tenant-id, --client-id, --client-secret, or
+                      ${ENV_TENANT_ID}, ${ENV_CLIENT_ID}, ${ENV_CLIENT_SECRET}
+  Prefer environment variables for secrets: a command line is visible to other users."""
+
+_EXIT_HELP = """\
+exit codes:
+  0  verified / nothing wrong / lease broken (or no lease to break)
+  1  a problem was found (verify, inspect), or the unlock prompt was declined
+  2  usage error (bad option, nothing at --blob-path, unknown --run-id, unlock without --yes)
+  3  storage error (account unreachable, credentials refused, container missing)
+  4  internal error"""
+
+_EXAMPLES = f"""\
+examples:
+  export {ENV_CONNECTION_STRING}='DefaultEndpointsProtocol=https;AccountName=...'
+  {PROG} verify  --container results --blob-path out/run-42/rows.csv
+  {PROG} inspect --container results --blob-path out/run-42/rows.csv --run-id run-42
+  {PROG} unlock  --container results --blob-path out/run-42/rows.csv --yes"""
+
+_COMMANDS = {
+    "verify": (
+        "prove that every byte of an output is described by its manifests and intact",
+        """\
+Read every manifest and stream every segment of the output once, and check:
+  - each manifest decodes and its hash chain is unbroken (no record edited, dropped or moved);
+  - the runs of the output continue one another (if_exists: continue);
+  - every byte of every segment is described by exactly one manifest entry (or was there
+    before the first run), so no byte was appended by anything else;
+  - each entry's bytes match its sha256, and sealed segments are sealed at the recorded length.
+It reports rows, bytes, segments and runs, the sha256 of the whole output, each problem with
+its location (blob, byte offset, manifest record), and whether a run needs `elspeth resume`
+(a crashed run that stopped mid-step is not a problem, but it is reported).
+Nothing is written. A progress bar is shown on a terminal (stderr) for long outputs.""",
+    ),
+    "inspect": (
+        "show where the runs of an output stand: entries, rows, cursor, lease, resume needed?",
+        """\
+Read the manifests and the segments' properties (not the data) and show, for each run (or
+the one given with --run-id): its entries, rows and bytes, the segments it wrote, whether it
+sealed its output, the cursor a resume would continue from, and whether a resume is needed
+(the manifest ends in an unfinished step). For each segment: size, bytes described, sealed,
+and the lease state with the run holding it. Sizes are compared with the manifests; use
+`verify` to check the bytes themselves. Nothing is written.""",
+    ),
+    "unlock": (
+        "break a stale lease left on an output by a crashed writer (asks first)",
+        """\
+A writer fences the segment it appends to with a blob lease. A crashed writer's lease expires
+by itself after lease_duration (60 s by default), and a resume of the same run takes its own
+lease back; an infinite lease, or one held by a run that will never resume, must be broken.
+This command lists the leased segments of the output and the run holding each lease, then
+breaks them — only with --yes, or after you confirm at the prompt. Breaking the lease of a
+writer that is still running makes its next append fail (it never corrupts the output: every
+append is guarded by its expected position).""",
+    ),
+}
+
+
+class UsageError(Exception):
+    """A command line that cannot be acted on. The message says which option and why."""
+
+
+# --------------------------------------------------------------------------------------------
+# arguments
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    where = common.add_argument_group("output")
+    where.add_argument("--container", required=True, help="the container holding the output")
+    where.add_argument(
+        "--blob-path",
+        required=True,
+        metavar="PATH",
+        help="the output's blob path as rendered for the run (e.g. out/run-42/rows.csv), "
+        "not the {{ run_id }} template",
+    )
+    auth = common.add_argument_group("authentication (see the end of --help)")
+    auth.add_argument(
+        "--connection-string", metavar="STRING", help=f"storage connection string [${ENV_CONNECTION_STRING}]"
+    )
+    auth.add_argument(
+        "--account-url",
+        metavar="URL",
+        help=f"account endpoint, e.g. https://myaccount.blob.core.windows.net [${ENV_ACCOUNT_URL}]",
+    )
+    auth.add_argument(
+        "--sas-token", metavar="TOKEN", help=f"SAS token, with --account-url [${ENV_SAS_TOKEN}]"
+    )
+    auth.add_argument(
+        "--managed-identity",
+        action="store_true",
+        help="use DefaultAzureCredential (managed identity, workload identity, Azure CLI login...)",
+    )
+    auth.add_argument("--tenant-id", metavar="ID", help=f"service principal tenant [${ENV_TENANT_ID}]")
+    auth.add_argument("--client-id", metavar="ID", help=f"service principal client id [${ENV_CLIENT_ID}]")
+    auth.add_argument(
+        "--client-secret", metavar="SECRET", help=f"service principal secret [${ENV_CLIENT_SECRET}]"
+    )
+    common.add_argument(
+        "--json", action="store_true", help="print one JSON document on stdout (for machines)"
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``elspeth-appendsink`` (exposed for documentation and tests)."""
+    epilog = f"{_AUTH_HELP}\n\n{_EXIT_HELP}\n\n{_EXAMPLES}"
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=_DESCRIPTION,
+        epilog=f"Run '{PROG} COMMAND --help' for a command's options.\n\n{epilog}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    commands.required = True
+    common = _common_options()
+    for name, (summary, details) in _COMMANDS.items():
+        sub = commands.add_parser(
+            name,
+            parents=[common],
+            help=summary,
+            description=f"{summary[0].upper()}{summary[1:]}.\n\n{details}",
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if name == "verify":
+            sub.add_argument("--no-progress", action="store_true", help="never show the progress bar")
+        if name in ("inspect", "unlock"):
+            sub.add_argument(
+                "--run-id",
+                metavar="RUN",
+                help="only this run" if name == "inspect" else "only break leases held by this run",
+            )
+        if name == "unlock":
+            sub.add_argument("--yes", "-y", action="store_true", help="break without asking")
+    return parser
+
+
+# --------------------------------------------------------------------------------------------
+# credentials
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """The one authentication method chosen, with its values (secrets registered, never shown)."""
+
+    method: str  # connection_string | sas_token | managed_identity | service_principal
+    connection_string: str | None = None
+    account_url: str | None = None
+    sas_token: str | None = None
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Credentials(method={self.method!r}, account_url={self.account_url!r})"
+
+
+def _register_all(args: argparse.Namespace, env: Mapping[str, str]) -> None:
+    """Register every secret we can see, used or not, so none can ever be printed."""
+    for value in (
+        args.connection_string,
+        env.get(ENV_CONNECTION_STRING),
+        args.sas_token,
+        env.get(ENV_SAS_TOKEN),
+        args.client_secret,
+        env.get(ENV_CLIENT_SECRET),
+    ):
+        if not value:
+            continue
+        register_secret(value)
+        register_secret(value.strip())
+        for part in value.replace("&", ";").replace("?", ";").split(";"):
+            key, _, item = part.partition("=")
+            if key.strip().lower() in ("accountkey", "sharedaccesssignature", "sig") and item:
+                register_secret(item.strip())
+                register_secret(unquote(item.strip()))
+
+
+def resolve_credentials(args: argparse.Namespace, env: Mapping[str, str]) -> Credentials:
+    """Pick exactly one authentication method: flags first, then environment variables."""
+    _register_all(args, env)
+    flagged = [
+        method
+        for method, given in (
+            ("connection_string", args.connection_string),
+            ("sas_token", args.sas_token),
+            ("managed_identity", args.managed_identity),
+            ("service_principal", args.tenant_id or args.client_id or args.client_secret),
+        )
+        if given
+    ]
+    if len(flagged) > 1:
+        raise UsageError(
+            f"give one authentication method, not {' and '.join(m.replace('_', ' ') for m in flagged)}"
+        )
+    if flagged:
+        method = flagged[0]
+    elif env.get(ENV_CONNECTION_STRING):
+        method = "connection_string"
+    elif env.get(ENV_SAS_TOKEN):
+        method = "sas_token"
+    elif env.get(ENV_TENANT_ID) and env.get(ENV_CLIENT_ID) and env.get(ENV_CLIENT_SECRET):
+        method = "service_principal"
+    else:
+        raise UsageError(
+            "no credentials: give --connection-string (or set "
+            f"{ENV_CONNECTION_STRING}), --account-url with --sas-token, --managed-identity or a "
+            "service principal (--tenant-id, --client-id, --client-secret); see --help"
+        )
+    if method == "connection_string":
+        if args.account_url:
+            raise UsageError(
+                "--account-url cannot be combined with a connection string (it names the endpoint)"
+            )
+        value = (args.connection_string or env.get(ENV_CONNECTION_STRING, "")).strip()
+        if "=" not in value:
+            raise UsageError("--connection-string is not a connection string (key=value;key=value...)")
+        return Credentials(method, connection_string=value)
+    url = (args.account_url or env.get(ENV_ACCOUNT_URL, "")).strip()
+    if not url:
+        raise UsageError(
+            f"--account-url (or {ENV_ACCOUNT_URL}) is required with {method.replace('_', ' ')} "
+            "authentication, e.g. https://myaccount.blob.core.windows.net"
+        )
+    _check_url(url)
+    if method == "sas_token":
+        token = (args.sas_token or env.get(ENV_SAS_TOKEN, "")).strip().lstrip("?")
+        return Credentials(method, account_url=url, sas_token=token)
+    if method == "managed_identity":
+        return Credentials(method, account_url=url)
+    fields = {
+        "--tenant-id": args.tenant_id or env.get(ENV_TENANT_ID),
+        "--client-id": args.client_id or env.get(ENV_CLIENT_ID),
+        "--client-secret": args.client_secret or env.get(ENV_CLIENT_SECRET),
+    }
+    missing = [flag for flag, value in fields.items() if not value]
+    if missing:
+        raise UsageError(f"service principal authentication also needs {', '.join(missing)}")
+    return Credentials(
+        method,
+        account_url=url,
+        tenant_id=fields["--tenant-id"],
+        client_id=fields["--client-id"],
+        client_secret=fields["--client-secret"],
+    )
+
+
+def _check_url(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        raise UsageError("--account-url is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise UsageError("--account-url must be an https URL, e.g. https://myaccount.blob.core.windows.net")
+    if parts.query:
+        raise UsageError("--account-url must not carry a query string: give a SAS token with --sas-token")
+    if parts.scheme == "http" and host not in _LOOPBACK:
+        raise UsageError(f"--account-url: plain http is only allowed for a local emulator, not {host!r}")
+
+
+def open_store(credentials: Credentials, container: str) -> AzureStore:
+    """An :class:`AzureStore` for ``container`` with the chosen credentials (read requests only
+    are sent by verify and inspect; unlock also breaks leases)."""
+    if credentials.method == "connection_string":
+        service = build_service_client(connection_string=credentials.connection_string)
+    else:
+        credential: Any
+        if credentials.method == "sas_token":
+            credential = credentials.sas_token
+        elif credentials.method == "managed_identity":
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        else:
+            from azure.identity import ClientSecretCredential
+
+            assert credentials.tenant_id and credentials.client_id and credentials.client_secret
+            credential = ClientSecretCredential(
+                credentials.tenant_id, credentials.client_id, credentials.client_secret
+            )
+        service = build_service_client(account_url=credentials.account_url, credential=credential)
+    return AzureStore(service, container)
+
+
+# --------------------------------------------------------------------------------------------
+# output
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal stream; silent on anything that is not a TTY.
+
+    It draws only once ``delay`` seconds have passed (short verifications stay quiet) and at most
+    every ``interval`` seconds. Call it as ``bar(done, total)``; :meth:`close` erases the line.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO,
+        label: str = "verifying",
+        *,
+        enabled: bool | None = None,
+        delay: float = 0.5,
+        interval: float = 0.1,
+        width: int = 30,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream = stream
+        self.label = label
+        self.enabled = _isatty(stream) if enabled is None else enabled
+        self.delay = delay
+        self.interval = interval
+        self.width = width
+        self.clock = clock
+        self.started = clock()
+        self.last = float("-inf")
+        self.shown = 0  # characters on the line now
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = self.clock()
+        if now - self.started < self.delay or (now - self.last < self.interval and done < total):
+            return
+        self.last = now
+        fraction = 1.0 if total <= 0 else min(done / total, 1.0)
+        filled = int(self.width * fraction)
+        rate = done / max(now - self.started, 1e-9)
+        line = (
+            f"{self.label} [{'#' * filled}{'-' * (self.width - filled)}] {fraction:4.0%}  "
+            f"{_human(done)} / {_human(total)}  {_human(int(rate))}/s"
+        )
+        pad = max(self.shown - len(line), 0)
+        self.stream.write("\r" + line + " " * pad)
+        self.stream.flush()
+        self.shown = len(line)
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\r" + " " * self.shown + "\r")
+            self.stream.flush()
+            self.shown = 0
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover - the loop always returns
+
+
+def _bytes(size: int) -> str:
+    return f"{size:,} bytes" if size < 1024 else f"{size:,} bytes ({_human(size)})"
+
+
+class _Out:
+    """Everything printed goes through here, and through the redactor."""
+
+    def __init__(self, stdout: TextIO, stderr: TextIO) -> None:
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def line(self, text: str = "") -> None:
+        self.stdout.write(redact(text) + "\n")
+
+    def error(self, text: str) -> None:
+        self.stderr.write(redact(text) + "\n")
+
+    def json(self, value: Mapping[str, Any]) -> None:
+        self.stdout.write(json.dumps(redact_value(dict(value)), indent=2, sort_keys=False) + "\n")
+
+
+def _segment_range(run: RunReport) -> str:
+    if run.first_segment is None or run.last_segment is None:
+        return "-"
+    if run.first_segment == run.last_segment:
+        return f"segment {run.first_segment}"
+    return f"segments {run.first_segment}-{run.last_segment}"
+
+
+def _print_problems(out: _Out, problems: Sequence[Problem]) -> None:
+    for number, problem in enumerate(problems, 1):
+        out.line(f"  {number}. [{problem.kind}] {problem.location}")
+        out.line(f"     {problem.message}")
+
+
+def _print_segments(out: _Out, segments: Sequence[SegmentReport], *, leases: bool) -> None:
+    out.line("Segments")
+    header = f"  {'#':>3}  {'bytes':>12}  {'described':>12}  {'entries':>7}  {'sealed':<6}"
+    out.line(header + ("  lease" if leases else "") + "  name")
+    for s in segments:
+        sealed = "yes" if s.sealed else "no"
+        size = f"{s.size:,}" if s.exists else "missing"
+        row = f"  {s.index:>3}  {size:>12}  {s.described:>12,}  {s.entries:>7}  {sealed:<6}"
+        if leases:
+            state = s.lease_state or "-"
+            if s.lease_holder:
+                state += f" by run {s.lease_holder}"
+            row += f"  {state}"
+        out.line(f"{row}  {s.name}")
+
+
+def _print_resume(out: _Out, runs: Sequence[RunReport]) -> None:
+    for run in runs:
+        if run.needs_resume:
+            out.line(f"Resume needed: run {run.run_id}: {run.pending}.")
+            out.line(f"  Resume it with `elspeth resume` (run id {run.run_id}); the sink settles the step")
+            out.line("  and continues, writing every row exactly once.")
+
+
+def _print_verify(out: _Out, report: VerifyReport) -> None:
+    out.line(f"Output   azure://{report.container}/{report.blob_path}")
+    n = len(report.segments)
+    if report.ok:
+        out.line(
+            f"Verdict  VERIFIED: every byte of {n} segment{'s' * (n != 1)} is described by the manifests "
+            "and matches its sha256"
+        )
+    else:
+        count = len(report.problems)
+        out.line(f"Verdict  NOT VERIFIED: {count} problem{'s' * (count != 1)} found")
+    out.line(f"Rows     {report.rows:,}")
+    out.line(f"Bytes    {_bytes(report.bytes)}")
+    sealed = sum(1 for s in report.segments if s.sealed)
+    out.line(f"Segments {n} ({sealed} sealed)")
+    out.line(f"Runs     {len(report.runs)}: {', '.join(r.run_id for r in report.runs) or '-'}")
+    out.line(f"SHA-256  {report.sha256}  (the whole output, all segments in order)")
+    if report.problems:
+        out.line("")
+        out.line("Problems")
+        _print_problems(out, report.problems)
+    if report.notes:
+        out.line("")
+        for note in report.notes:
+            out.line(f"Note: {note}")
+    if report.needs_resume:
+        out.line("")
+        _print_resume(out, report.runs)
+    out.line("")
+    _print_segments(out, report.segments, leases=False)
+    out.line("")
+    out.line("Runs (oldest first)")
+    for run in report.runs:
+        out.line(
+            f"  {run.run_id}: {run.entries} entries, {run.rows:,} rows, {run.bytes:,} bytes, "
+            f"{_segment_range(run)}, {'sealed' if run.sealed else 'not sealed'}"
+            + (", NEEDS RESUME" if run.needs_resume else "")
+        )
+
+
+def _print_inspect(out: _Out, report: InspectReport) -> None:
+    out.line(f"Output   azure://{report.container}/{report.blob_path}")
+    if not report.runs:
+        out.line("Runs     none (no manifest describes this output)")
+    for run in report.runs:
+        out.line("")
+        out.line(f"Run {run.run_id}")
+        out.line(f"  manifest      {run.manifest} ({run.records} records)")
+        if not run.readable:
+            out.line("  state         unreadable manifest (see the problems below; run `verify`)")
+            continue
+        if run.created_at:
+            out.line(f"  started       {run.created_at}")
+        if run.continues:
+            out.line(f"  continues     {', '.join(run.continues)}")
+        out.line(f"  entries       {run.entries} committed, {run.voided} voided")
+        out.line(f"  rows          {run.rows:,}")
+        out.line(f"  bytes         {_bytes(run.bytes)} in {_segment_range(run)}")
+        out.line(
+            "  sealed        "
+            + ("yes: the run completed and sealed its last segment" if run.sealed else "no")
+        )
+        cursor = run.cursor
+        if cursor is not None:
+            out.line(
+                f"  cursor        segment {cursor.segment} at offset {cursor.offset:,}, next row "
+                f"{cursor.next_token:,}, next manifest record {cursor.next_seq} "
+                f"(manifest {cursor.manifest_length:,} bytes, head {cursor.head[:12]})"
+            )
+        if run.needs_resume:
+            out.line(f"  resume        NEEDED: {run.pending}")
+        else:
+            detail = f" ({run.pending})" if run.pending else ""
+            out.line(
+                "  resume        not needed: the manifest ends at a completed step"
+                + detail
+                + ("" if run.sealed else "; if the pipeline did not finish, `elspeth resume` continues here")
+            )
+    out.line("")
+    _print_segments(out, report.segments, leases=True)
+    leases = report.leases
+    if leases:
+        out.line("")
+        for segment in leases:
+            holder = (
+                f"run {segment.lease_holder}"
+                if segment.lease_holder
+                else "a writer that is not a run of this output"
+            )
+            out.line(f"Lease: {segment.name} is {segment.lease_state}, held by {holder}.")
+        out.line(
+            "  A crashed writer's lease expires by itself (lease_duration, 60 s by default); "
+            f"`{PROG} unlock` breaks it now."
+        )
+    if report.problems:
+        out.line("")
+        out.line("Problems (run `verify` for a full check)")
+        _print_problems(out, report.problems)
+    for note in report.notes:
+        out.line(f"Note: {note}")
+
+
+# --------------------------------------------------------------------------------------------
+# commands
+
+
+def _cmd_verify(args: argparse.Namespace, store: AzureStore, out: _Out) -> int:
+    bar = ProgressBar(out.stderr, enabled=False if args.no_progress else None)
+    try:
+        report = verify_output(store, args.blob_path, progress=bar)
+    finally:
+        bar.close()
+    if args.json:
+        out.json(report.as_dict())
+    else:
+        _print_verify(out, report)
+    return EXIT_OK if report.ok else EXIT_PROBLEM
+
+
+def _cmd_inspect(args: argparse.Namespace, store: AzureStore, out: _Out) -> int:
+    report = inspect_output(store, args.blob_path, run_id=args.run_id)
+    if args.json:
+        out.json(report.as_dict())
+    else:
+        _print_inspect(out, report)
+    return EXIT_PROBLEM if report.problems else EXIT_OK
+
+
+def _cmd_unlock(args: argparse.Namespace, store: AzureStore, out: _Out, stdin: TextIO) -> int:
+    report = inspect_output(store, args.blob_path)
+    leases = list(report.leases)
+    skipped = []
+    if args.run_id is not None:
+        skipped = [s for s in leases if s.lease_holder != args.run_id]
+        leases = [s for s in leases if s.lease_holder == args.run_id]
+    result: dict[str, Any] = {
+        "container": report.container,
+        "blob_path": report.blob_path,
+        "leases": [
+            {"segment": s.name, "lease_state": s.lease_state, "holder": s.lease_holder} for s in leases
+        ],
+        "skipped": [
+            {"segment": s.name, "lease_state": s.lease_state, "holder": s.lease_holder} for s in skipped
+        ],
+        "broken": [],
+    }
+    if not args.json:
+        for s in skipped:
+            holder = (
+                f"run {s.lease_holder}" if s.lease_holder else "a writer that is not a run of this output"
+            )
+            out.line(f"Leaving {s.name}: its lease is held by {holder}, not by run {args.run_id}.")
+    if not leases:
+        if args.json:
+            out.json(result)
+        else:
+            out.line(f"No lease to break on azure://{report.container}/{report.blob_path}.")
+        return EXIT_OK
+    if not args.json:
+        for s in leases:
+            holder = (
+                f"run {s.lease_holder}" if s.lease_holder else "a writer that is not a run of this output"
+            )
+            out.line(f"{s.name}: lease {s.lease_state}, held by {holder}.")
+    if not args.yes:
+        if args.json or not _isatty(stdin):
+            message = (
+                "refusing to break a lease without confirmation: re-run with --yes "
+                "(make sure the writer holding it is not running)"
+            )
+            if args.json:
+                out.json({**result, "error": {"message": message, "exit_code": EXIT_USAGE}})
+            out.error(f"{PROG}: {message}")
+            return EXIT_USAGE
+        count = len(leases)
+        out.stdout.write(
+            f"Break {'this lease' if count == 1 else f'these {count} leases'}? A writer that is still "
+            "running will fail its next append. [y/N] "
+        )
+        out.stdout.flush()
+        answer = stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            out.line("Nothing was changed.")
+            return EXIT_PROBLEM
+    for s in leases:
+        store.break_lease(s.name)
+        result["broken"].append(s.name)
+        if not args.json:
+            out.line(f"Broke the lease on {s.name}.")
+    if args.json:
+        out.json(result)
+    else:
+        out.line("A resume of the run takes the output over again (`elspeth resume`).")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# entry point
+
+
+def _check_target(args: argparse.Namespace) -> None:
+    try:
+        validate_container_name(args.container)
+        validate_blob_path(args.blob_path, option="blob-path")
+        if getattr(args, "run_id", None) is not None:
+            validate_run_id(args.run_id)
+    except ConfigError as exc:
+        raise UsageError(_config_message(exc)) from None
+    if "{{" in args.blob_path or "{%" in args.blob_path:
+        raise UsageError(
+            "--blob-path looks like a template: give the path as rendered for the run "
+            "(e.g. out/run-42/rows.csv), as the sink's artifact shows it"
+        )
+
+
+def _config_message(exc: ConfigError) -> str:
+    flag = "--" + exc.option.replace("_", "-")
+    text = str(exc).removeprefix(f"option '{exc.option}': ")
+    return f"{flag}: {text}"
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run ``elspeth-appendsink`` with ``argv`` (default: ``sys.argv[1:]``) and return its exit code."""
+    out = _Out(stdout or sys.stdout, stderr or sys.stderr)
+    environment = os.environ if env is None else env
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) or a usage error argparse reported (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    json_mode = bool(getattr(args, "json", False))
+
+    def fail(code: int, message: str) -> int:
+        if json_mode:
+            out.json({"ok": False, "error": {"message": redact(message), "exit_code": code}})
+        out.error(f"{PROG} {args.command}: error: {message}")
+        return code
+
+    try:
+        _check_target(args)
+        credentials = resolve_credentials(args, environment)
+        try:
+            store = open_store(credentials, args.container)
+        except ValueError as exc:  # the SDK refused the connection string or URL
+            raise UsageError(f"cannot use the credentials given: {redact(str(exc))}") from None
+        if args.command == "verify":
+            return _cmd_verify(args, store, out)
+        if args.command == "inspect":
+            return _cmd_inspect(args, store, out)
+        return _cmd_unlock(args, store, out, stdin or sys.stdin)
+    except UsageError as exc:
+        return fail(EXIT_USAGE, str(exc))
+    except ConfigError as exc:
+        return fail(EXIT_USAGE, _config_message(exc))
+    except StorageError as exc:
+        return fail(EXIT_STORAGE, str(exc))
+    except AppendSinkError as exc:  # not raised by verify/inspect for data problems; be safe
+        return fail(EXIT_PROBLEM, str(exc))
+    except KeyboardInterrupt:
+        out.error(f"{PROG}: interrupted")
+        return 130
+    except Exception as exc:  # a bug: say so, without a traceback that could carry a secret
+        return fail(
+            EXIT_INTERNAL,
+            f"unexpected {type(exc).__name__}: {redact(str(exc))} (a bug in {PROG}; please report it)",
+        )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

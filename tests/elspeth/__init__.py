@@ -1,0 +1,1 @@
+"""Tests that run real ELSPETH pipelines (skipped where ELSPETH is not importable)."""

@@ -1,0 +1,614 @@
+"""Real ELSPETH pipelines writing through ``azure_append_blob`` to Azurite, run and resumed.
+
+Every pipeline runs in a subprocess, as a user would run it::
+
+    python -m elspeth_appendsink.elspeth --no-dotenv run -s settings.yaml -x
+    python -m elspeth_appendsink.elspeth --no-dotenv resume RUN_ID -s settings.yaml -x
+
+and the tests assert only on what is observable afterwards: the blob's bytes (read straight from
+Azurite) and the rows ELSPETH's landscape (the sqlite audit DB) and payload store hold.
+
+The resume tests use a shape in which ELSPETH resume really reaches the sink: a gate routes each
+row to one of two ``azure_append_blob`` sinks; ``low`` is written (and checkpointed) first, then
+``high`` fails. Two ways of failing, both real behaviour, nothing test-only in the sink:
+
+* ``high`` points at a container that does not exist yet: its write raises, ELSPETH marks the
+  run failed; the test creates the container and resumes (the options do not change, so the node
+  ids match).
+* ``high`` talks to Azurite through a small relay in this process, which SIGKILLs the ELSPETH
+  process at its 2nd append to ``high``'s data blob — either after Azurite committed the block
+  (the response is never delivered: the worst case, bytes durable but unacknowledged) or before
+  the request is forwarded (the manifest holds an intent that never landed). The run stays
+  ``running``; the test marks it failed in the landscape, as an operator must, and resumes.
+
+ELSPETH is not on PyPI and needs Python >= 3.12, so this module is skipped where it is not
+importable (CI's 3.11 venv). Locally: ``/work/elspeth-venv/bin/python -m pytest tests/elspeth``.
+Each ELSPETH command costs a few seconds of imports and plugin discovery; the module takes about
+1.5-3 minutes depending on the machine's load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import http.client
+import inspect
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+pytest.importorskip("elspeth", reason="ELSPETH (Python >= 3.12, installed from its repository) is not importable")
+
+from azure.storage.blob import BlobServiceClient
+
+from elspeth_appendsink.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
+
+pytestmark = [pytest.mark.elspeth, pytest.mark.azurite]
+
+CLI = [sys.executable, "-m", "elspeth_appendsink.elspeth", "--no-dotenv"]
+COMMAND_TIMEOUT = 240
+ROWS = 60
+THRESHOLD = 1000
+
+
+# ----------------------------------------------------------------------------------------------
+# input data
+
+
+def input_rows() -> list[dict[str, Any]]:
+    """Rows with values CSV must quote (commas, quotes) and non-ASCII text."""
+    names = ["plain", 'comma, "quoted"', "Zoë ünïcode", "semi;colon", "trailing space "]
+    return [
+        {"id": i, "name": f"{names[i % len(names)]} #{i}", "amount": (i * 379) % 2000, "category": "abc"[i % 3]}
+        for i in range(1, ROWS + 1)
+    ]
+
+
+def write_input(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["id", "name", "amount", "category"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# settings
+
+
+SOURCE_AND_TRANSFORM = """\
+source:
+  plugin: csv
+  on_success: validated
+  options:
+    path: @INPUT@
+    schema:
+      mode: fixed
+      fields: ['id: int', 'name: str', 'amount: int', 'category: str']
+    on_validation_failure: discard
+transforms:
+- name: process
+  plugin: passthrough
+  input: validated
+  on_success: @NEXT@
+  on_error: discard
+  options:
+    schema: {mode: observed}
+"""
+
+GATE = """\
+gates:
+- name: amount_threshold
+  input: gate_in
+  condition: row['amount'] > @THRESHOLD@
+  routes: {'true': high, 'false': low}
+"""
+
+SINK = """\
+  @NAME@:
+    plugin: azure_append_blob
+    on_write_failure: discard
+    options:
+      connection_string: ${@ENV@}
+      container: @CONTAINER@
+      blob_path: "@BLOB@"
+      format: @FORMAT@
+      block_size: @BLOCK@
+      schema: {mode: observed}
+"""
+
+AUDIT = """\
+landscape:
+  url: sqlite:///@DB@
+payload_store:
+  base_path: @PAYLOADS@
+checkpoint:
+  enabled: true
+  frequency: every_row
+"""
+
+
+def fill(template: str, **values: Any) -> str:
+    for key, value in values.items():
+        template = template.replace(f"@{key}@", str(value))
+    assert "@" not in template.replace("@ENV@", ""), template
+    return template
+
+
+@dataclass
+class SinkSpec:
+    name: str
+    container: str
+    blob: str  # blob_path option (a Jinja2 template)
+    format: str
+    env: str  # name of the env var holding this sink's connection string
+    block: str = "4MiB"
+
+
+@dataclass
+class Pipeline:
+    """A pipeline's files in tmp_path (absolute paths only) and how to run ELSPETH on it."""
+
+    root: Path
+    env: dict[str, str]
+
+    @property
+    def settings(self) -> Path:
+        return self.root / "settings.yaml"
+
+    @property
+    def db(self) -> Path:
+        return self.root / "audit.db"
+
+    @property
+    def payloads(self) -> Path:
+        return self.root / "payloads"
+
+    def write_settings(self, sinks: list[SinkSpec], *, gate: bool) -> None:
+        text = fill(SOURCE_AND_TRANSFORM, INPUT=self.root / "input.csv", NEXT="gate_in" if gate else sinks[0].name)
+        if gate:
+            text += fill(GATE, THRESHOLD=THRESHOLD)
+        text += "sinks:\n"
+        for s in sinks:
+            text += fill(SINK, NAME=s.name, ENV=s.env, CONTAINER=s.container, BLOB=s.blob, FORMAT=s.format,
+                         BLOCK=s.block)
+        text += fill(AUDIT, DB=self.db, PAYLOADS=self.payloads)
+        self.settings.write_text(text, encoding="utf-8")
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*CLI, *args], cwd=self.root, env=self.env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+
+    def run(self, *args: str) -> tuple[int, str]:
+        proc = self.start(*args)
+        try:
+            output, _ = proc.communicate(timeout=COMMAND_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+            pytest.fail(f"ELSPETH {args} did not finish within {COMMAND_TIMEOUT}s:\n{output[-4000:]}")
+        return proc.returncode, output
+
+    # --- the landscape ------------------------------------------------------------------------
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        with contextlib.closing(sqlite3.connect(self.db)) as con:
+            return con.execute(sql, params).fetchall()
+
+    def only_run(self) -> tuple[str, str]:
+        runs = self.query("SELECT run_id, status FROM runs")
+        assert len(runs) == 1, runs
+        return runs[0][0], runs[0][1]
+
+    def mark_failed(self, run_id: str) -> None:
+        """What an operator must do after a hard kill: ELSPETH has no command for it."""
+        with contextlib.closing(sqlite3.connect(self.db)) as con:
+            con.execute(
+                "UPDATE runs SET status='failed', completed_at=strftime('%Y-%m-%d %H:%M:%f','now') "
+                "WHERE run_id=? AND status='running'", (run_id,),
+            )
+            con.commit()
+
+    def sink_node(self, run_id: str, sink_name: str) -> str:
+        (node,) = self.query(
+            "SELECT node_id FROM nodes WHERE run_id=? AND node_type='sink' AND node_id LIKE ?",
+            run_id, f"sink_{sink_name}_%",
+        )
+        return str(node[0])
+
+    def artifacts(self, run_id: str, node_id: str) -> list[tuple[str, str, int]]:
+        rows = self.query(
+            "SELECT path_or_uri, content_hash, size_bytes FROM artifacts WHERE run_id=? AND sink_node_id=? "
+            "ORDER BY created_at, rowid", run_id, node_id,
+        )
+        return [(str(p), str(h), int(s)) for p, h, s in rows]
+
+    def sink_calls(self, run_id: str) -> list[dict[str, Any]]:
+        """Every call recorded under this run's sink_write operations, with request and response bodies."""
+        from elspeth.core.payload_store import FilesystemPayloadStore
+
+        store = FilesystemPayloadStore(self.payloads)
+        rows = self.query(
+            "SELECT c.call_type, c.status, c.request_ref, c.response_ref, c.error_json "
+            "FROM calls c JOIN operations o ON o.operation_id = c.operation_id "
+            "WHERE o.run_id=? AND o.operation_type='sink_write' ORDER BY c.created_at, c.call_index", run_id,
+        )
+        calls = []
+        for call_type, status, request_ref, response_ref, error_json in rows:
+            calls.append({
+                "call_type": call_type,
+                "status": status,
+                "request": json.loads(store.retrieve(request_ref)) if request_ref else None,
+                "response": json.loads(store.retrieve(response_ref)) if response_ref else None,
+                "error": json.loads(error_json) if error_json else None,
+            })
+        return calls
+
+
+# ----------------------------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture()
+def service(azurite: Azurite) -> BlobServiceClient:
+    return BlobServiceClient.from_connection_string(azurite.connection_string)
+
+
+@pytest.fixture()
+def pipeline(tmp_path: Path, azurite: Azurite) -> Pipeline:
+    write_input(tmp_path / "input.csv", input_rows())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "ELSPETH_"))}
+    env.update({
+        "ELSPETH_FINGERPRINT_KEY": "test",  # a secret-named option (connection_string) requires it
+        "AZ_DIRECT": azurite.connection_string,
+        "PYTHONUNBUFFERED": "1",
+    })
+    return Pipeline(tmp_path, env)
+
+
+@pytest.fixture(scope="module")
+def resume_fixed() -> None:
+    """ELSPETH de732358's ``resume --execute`` fails (FOREIGN KEY constraint) without a one-line fix."""
+    import elspeth.cli
+
+    if "graph=validation_graph" not in inspect.getsource(elspeth.cli.resume):
+        pytest.skip(
+            "this ELSPETH lacks the local resume fix (elspeth/cli.py resume(): pass graph=validation_graph "
+            "to _execute_resume_with_instances); upstream resume --execute fails with FOREIGN KEY constraint"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# reading outputs back
+
+
+def blob_bytes(service: BlobServiceClient, container: str, blob: str) -> bytes:
+    return service.get_container_client(container).get_blob_client(blob).download_blob().readall()
+
+
+def parse_output(data: bytes, fmt: str) -> list[dict[str, Any]]:
+    """Rows of a CSV or JSONL output as input-shaped dicts; checks the CSV header appears once."""
+    if fmt == "jsonl":
+        assert data == b"" or data.endswith(b"\n")
+        return [json.loads(line) for line in data.decode("utf-8").splitlines()]
+    text = data.decode("utf-8")
+    header = "id,name,amount,category"
+    assert text.startswith(header + "\r\n"), text[:200]
+    assert text.count(header) == 1, "the CSV header must be written exactly once"
+    return [
+        {"id": int(r["id"]), "name": r["name"], "amount": int(r["amount"]), "category": r["category"]}
+        for r in csv.DictReader(io.StringIO(text, newline=""))
+    ]
+
+
+def assert_exactly_once(rows: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    counts = Counter(r["id"] for r in rows)
+    duplicated = sorted(i for i, n in counts.items() if n > 1)
+    missing = sorted({r["id"] for r in expected} - set(counts))
+    assert not duplicated and not missing, f"duplicated ids {duplicated}, missing ids {missing}"
+    assert sorted(rows, key=lambda r: r["id"]) == sorted(expected, key=lambda r: r["id"])
+
+
+def assert_artifact_matches(pipeline: Pipeline, run_id: str, sink: str, uri: str, data: bytes) -> None:
+    """The last artifact ELSPETH registered for the sink describes the blob as it is now."""
+    arts = pipeline.artifacts(run_id, pipeline.sink_node(run_id, sink))
+    assert arts, f"no artifact registered for sink {sink}"
+    path, content_hash, size = arts[-1]
+    assert path == uri
+    assert content_hash == hashlib.sha256(data).hexdigest()
+    assert size == len(data)
+
+
+def data_appends(calls: list[dict[str, Any]], container: str, blob: str) -> list[dict[str, Any]]:
+    return [
+        c for c in calls
+        if c["request"]["operation"] == "append_block" and c["request"]["blob"] == blob
+        and c["request"]["container"] == container
+    ]
+
+
+# ----------------------------------------------------------------------------------------------
+# a relay that kills the ELSPETH process at a chosen append
+
+
+class KillingRelay:
+    """An HTTP relay between the sink and Azurite that can SIGKILL the client process mid-request.
+
+    It forwards every request unchanged (Shared Key signatures do not cover the Host header).
+    When armed, the ``nth`` ``append_block`` to the blob whose path ends with ``blob_suffix``
+    kills ``victim`` — after Azurite has committed the block and before the response is
+    returned (``when="after"``), or without forwarding the request at all (``when="before"``).
+    """
+
+    def __init__(self, upstream: Azurite) -> None:
+        self.upstream = (upstream.host, upstream.port)
+        self.victim: int | None = None
+        self.blob_suffix = ""
+        self.nth = 0
+        self.when = "after"
+        self.seen = 0
+        self.killed = False
+        self._lock = threading.Lock()
+        relay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                relay.handle(self)
+
+            do_PUT = do_HEAD = do_DELETE = do_POST = do_GET
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def connection_string(self) -> str:
+        endpoint = f"http://127.0.0.1:{self.server.server_address[1]}/{ACCOUNT_NAME}"
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
+            f"BlobEndpoint={endpoint};"
+        )
+
+    def arm(self, victim: int, blob_suffix: str, nth: int, when: str) -> None:
+        with self._lock:
+            self.victim, self.blob_suffix, self.nth, self.when, self.seen = victim, blob_suffix, nth, when, 0
+
+    def disarm(self) -> None:
+        with self._lock:
+            self.victim = None
+
+    def _decide(self, method: str, target: str) -> str | None:
+        parts = urlsplit(target)
+        with self._lock:
+            if self.victim is None or method != "PUT" or not parts.path.endswith("/" + self.blob_suffix):
+                return None
+            if parse_qs(parts.query).get("comp") != ["appendblock"]:
+                return None
+            self.seen += 1
+            return self.when if self.seen == self.nth else None
+
+    def _kill(self) -> None:
+        with self._lock:
+            victim, self.victim = self.victim, None
+        if victim is not None:
+            os.kill(victim, signal.SIGKILL)
+            self.killed = True
+
+    def handle(self, req: BaseHTTPRequestHandler) -> None:
+        length = int(req.headers.get("Content-Length") or 0)
+        body = req.rfile.read(length) if length else b""
+        action = self._decide(req.command, req.path)
+        if action == "before":
+            self._kill()
+            req.close_connection = True
+            return
+        upstream = http.client.HTTPConnection(*self.upstream, timeout=60)
+        try:
+            upstream.putrequest(req.command, req.path, skip_host=True, skip_accept_encoding=True)
+            for key, value in req.headers.items():
+                if key.lower() not in ("connection", "keep-alive", "proxy-connection"):
+                    upstream.putheader(key, value)
+            upstream.endheaders(body or None)
+            response = upstream.getresponse()
+            data = response.read()
+        finally:
+            upstream.close()
+        if action == "after":  # committed by Azurite; the sink never hears of it
+            self._kill()
+            req.close_connection = True
+            return
+        req.send_response_only(response.status, response.reason)
+        for key, value in response.getheaders():
+            if key.lower() in ("transfer-encoding", "connection", "keep-alive"):
+                continue
+            if key.lower() == "content-length" and req.command != "HEAD":
+                continue
+            req.send_header(key, value)
+        if req.command != "HEAD":
+            req.send_header("Content-Length", str(len(data)))
+        req.end_headers()
+        if req.command != "HEAD":
+            req.wfile.write(data)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture()
+def relay(azurite: Azurite) -> Iterator[KillingRelay]:
+    r = KillingRelay(azurite)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# tests: a plain run
+
+
+@pytest.mark.parametrize(
+    ("fmt", "blob_path"),
+    [("csv", "runs/{{ run_id }}/rows.csv"), ("jsonl", "fixed/rows.jsonl")],
+)
+def test_run_writes_every_row_once_and_registers_the_artifact(
+    pipeline: Pipeline, service: BlobServiceClient, container: str, fmt: str, blob_path: str
+) -> None:
+    """csv source -> passthrough -> azure_append_blob: the blob holds every input row once, the
+    landscape's artifact is the blob's sha256 and size, and its calls are our guarded appends."""
+    sink = SinkSpec("output", container, blob_path, fmt, "AZ_DIRECT", block="1KiB")
+    pipeline.write_settings([sink], gate=False)
+
+    code, output = pipeline.run("run", "-s", str(pipeline.settings), "-x")
+
+    assert code == 0, output[-4000:]
+    run_id, status = pipeline.only_run()
+    assert status == "completed"
+    blob = blob_path.replace("{{ run_id }}", run_id)
+    data = blob_bytes(service, container, blob)
+    assert_exactly_once(parse_output(data, fmt), input_rows())
+    assert_artifact_matches(pipeline, run_id, "output", f"azure://{container}/{blob}", data)
+
+    calls = pipeline.sink_calls(run_id)
+    assert calls and all(c["call_type"] == "http" and c["status"] == "success" for c in calls)
+    appends = data_appends(calls, container, blob)
+    assert len(appends) > 1, "block_size 1KiB should have split the output into several blocks"
+    offset = 0
+    for call in appends:  # every append is guarded at exactly the offset it lands at
+        assert call["request"]["appendpos_condition"] == offset == call["request"]["offset"]
+        assert call["response"]["blob_append_offset"] == offset
+        offset += call["request"]["length"]
+    assert offset == len(data)
+    creates = [c for c in calls if c["request"]["operation"] == "create_append_blob" and c["request"]["blob"] == blob]
+    assert len(creates) == 1 and creates[0]["request"]["if_none_match"] == "*"
+
+
+# ----------------------------------------------------------------------------------------------
+# tests: resume
+
+
+def two_sinks(pipeline: Pipeline, low_container: str, high_container: str, fmt: str, high_env: str) -> None:
+    pipeline.write_settings(
+        [
+            SinkSpec("low", low_container, "low/{{ run_id }}/rows." + fmt, fmt, "AZ_DIRECT", block="1KiB"),
+            SinkSpec("high", high_container, "high/{{ run_id }}/rows." + fmt, fmt, high_env, block="1KiB"),
+        ],
+        gate=True,
+    )
+
+
+def assert_resumed_exactly_once(
+    pipeline: Pipeline, service: BlobServiceClient, run_id: str, containers: dict[str, str], fmt: str
+) -> dict[str, bytes]:
+    status = pipeline.query("SELECT status FROM runs WHERE run_id=?", run_id)
+    assert status == [("completed",)]
+    rows = input_rows()
+    expected = {
+        "low": [r for r in rows if r["amount"] <= THRESHOLD],
+        "high": [r for r in rows if r["amount"] > THRESHOLD],
+    }
+    assert expected["low"] and expected["high"]
+    blobs = {}
+    for sink, container in containers.items():
+        blob = f"{sink}/{run_id}/rows.{fmt}"
+        data = blob_bytes(service, container, blob)
+        assert_exactly_once(parse_output(data, fmt), expected[sink])
+        assert_artifact_matches(pipeline, run_id, sink, f"azure://{container}/{blob}", data)
+        blobs[sink] = data
+    return blobs
+
+
+def resume(pipeline: Pipeline, run_id: str) -> str:
+    code, output = pipeline.run("resume", run_id, "-s", str(pipeline.settings), "-x")
+    assert code == 0, output[-4000:]
+    return output
+
+
+@pytest.mark.usefixtures("resume_fixed")
+def test_resume_after_a_failed_sink_write(
+    pipeline: Pipeline, service: BlobServiceClient, container: str
+) -> None:
+    """``high``'s container is missing: its write raises and the run fails after ``low`` was
+    written and checkpointed. Once the container exists, resume writes ``high``'s rows once."""
+    late = "t" + uuid.uuid4().hex[:20]
+    two_sinks(pipeline, container, late, "jsonl", "AZ_DIRECT")
+
+    code, output = pipeline.run("run", "-s", str(pipeline.settings), "-x")
+
+    assert code == 1, output[-4000:]
+    assert "ContainerNotFound" in output
+    run_id, status = pipeline.only_run()
+    assert status == "failed"
+    assert pipeline.query("SELECT count(*) FROM checkpoints WHERE run_id=?", run_id)[0][0] > 0
+
+    service.create_container(late)
+    try:
+        resume(pipeline, run_id)
+        assert_resumed_exactly_once(pipeline, service, run_id, {"low": container, "high": late}, "jsonl")
+        skips = [c for c in pipeline.sink_calls(run_id) if c["request"]["operation"] == "replay_skip"]
+        assert skips == []  # nothing of high's was durable, so nothing was skipped
+    finally:
+        service.delete_container(late)
+
+
+@pytest.mark.usefixtures("resume_fixed")
+@pytest.mark.parametrize(
+    ("when", "fmt"),
+    [("after", "csv"), ("after", "jsonl"), ("before", "jsonl")],
+    ids=["block-landed-response-lost-csv", "block-landed-response-lost-jsonl", "intent-only-jsonl"],
+)
+def test_resume_after_sigkill_mid_write(
+    pipeline: Pipeline, service: BlobServiceClient, container: str, relay: KillingRelay, when: str, fmt: str
+) -> None:
+    """SIGKILL at ``high``'s 2nd data append; mark the run failed; resume. Every row ends up in its
+    blob exactly once, and the audit trail says how many replayed rows were already durable."""
+    pipeline.env["AZ_RELAYED"] = relay.connection_string
+    two_sinks(pipeline, container, container, fmt, "AZ_RELAYED")
+
+    proc = pipeline.start("run", "-s", str(pipeline.settings), "-x")
+    relay.arm(proc.pid, f"rows.{fmt}", nth=2, when=when)
+    try:
+        output, _ = proc.communicate(timeout=COMMAND_TIMEOUT)
+    finally:
+        relay.disarm()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert relay.killed and proc.returncode == -signal.SIGKILL, output[-4000:]
+    run_id, status = pipeline.only_run()
+    assert status == "running"  # a hard-killed run is left running
+    high_blob = f"high/{run_id}/rows.{fmt}"
+    partial = parse_output(blob_bytes(service, container, high_blob), fmt)
+    assert partial, "the kill should come after high's first block was committed"
+
+    pipeline.mark_failed(run_id)
+    resume(pipeline, run_id)
+
+    assert_resumed_exactly_once(pipeline, service, run_id, {"low": container, "high": container}, fmt)
+    skips = [c["response"] for c in pipeline.sink_calls(run_id) if c["request"]["operation"] == "replay_skip"]
+    assert len(skips) == 1, skips
+    assert skips[0]["rows_skipped"] == len(partial)
+    assert skips[0]["rows_in"] == skips[0]["rows_skipped"] + skips[0]["rows_appended"]

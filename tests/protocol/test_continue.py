@@ -1,0 +1,131 @@
+"""``if_exists: continue``: a re-run with a new run id finishes an interrupted output, exactly once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from elspeth_appendsink.azurite import Azurite
+from elspeth_appendsink.errors import BlobExistsError, BlobTypeError, LeaseHeldError
+from elspeth_appendsink.testing import FaultyTransport, SimulatedCrash
+from tests.helpers import CsvStub, check_manifests, expected_jsonl, make_store, make_writer, read_output
+
+pytestmark = pytest.mark.azurite
+
+SMALL = {"block_size": 200, "segment_max_blocks": 5}
+
+
+def rows(n: int = 60) -> list[dict[str, Any]]:
+    return [{"id": i, "v": f"value-{i}"} for i in range(n)]
+
+
+def run(store: Any, run_id: str, data: list[dict[str, Any]], calls: int = 3, **kw: Any) -> Any:
+    writer = make_writer(store, run_id=run_id, **{**SMALL, **kw})
+    size = -(-len(data) // calls)
+    for start in range(0, len(data), size):
+        writer.write(data[start : start + size])
+    return writer
+
+
+class TestContinue:
+    def test_crash_at_every_request_then_rerun_completes_exactly_once(
+        self, azurite: Azurite, container: str
+    ) -> None:
+        """Run 1 dies at request k (every k); run 2 (new run id, continue) leaves each row once, in order."""
+        data = rows()
+        clean = FaultyTransport()
+        run(make_store(azurite, container, clean), "probe", data, blob_path="probe/d.jsonl", lease=False)
+        for k in range(1, clean.count + 1):
+            path = f"k{k}/d.jsonl"
+            crashing = make_store(azurite, container, FaultyTransport(at={k: "crash-after"}))
+            with pytest.raises(SimulatedCrash):
+                run(crashing, f"first-{k}", data, blob_path=path, if_exists="continue", lease=False)
+            second = run(
+                make_store(azurite, container),
+                f"second-{k}",
+                data,
+                blob_path=path,
+                if_exists="continue",
+                lease=False,
+            )
+            output = read_output(azurite, container, path)
+            assert output == expected_jsonl(data), f"crash at request {k}"
+            committed = check_manifests(azurite, container, path)
+            assert sum(len(e.tokens) for e in committed) == len(data)
+            import hashlib
+
+            assert second.content_hash == hashlib.sha256(output).hexdigest() and second.size == len(output)
+
+    def test_rerun_of_a_completed_output_changes_no_byte(self, azurite: Azurite, container: str) -> None:
+        """Running the same rows again in continue mode appends nothing."""
+        data = rows()
+        first = run(make_store(azurite, container), "first", data, if_exists="continue")
+        first.close()
+        before = read_output(azurite, container, "out/data.jsonl")
+        second = make_writer(make_store(azurite, container), run_id="second", if_exists="continue", **SMALL)
+        report = second.write(data)
+        assert report.rows_skipped == len(data) and report.rows_appended == 0
+        assert report.skipped_from_runs == ("first",)
+        assert read_output(azurite, container, "out/data.jsonl") == before
+
+    def test_header_is_not_repeated_by_a_continuing_run(self, azurite: Azurite, container: str) -> None:
+        """The format header stays once at the start when a second run adds rows."""
+        data = rows()
+        first = run(
+            make_store(azurite, container), "first", data[:30], encoder=CsvStub(), if_exists="continue"
+        )
+        first.close()
+        run(make_store(azurite, container), "second", data, encoder=CsvStub(), if_exists="continue")
+        output = read_output(azurite, container, "out/data.jsonl")
+        assert output == b"HEADER\n" + expected_jsonl(data)
+
+    def test_a_live_writers_lease_is_not_broken_by_a_rerun(self, azurite: Azurite, container: str) -> None:
+        """While run 1 holds the lease, run 2 is refused naming run 1; after `unlock` it continues."""
+        data = rows()
+        store = make_store(azurite, container)
+        run(store, "first", data[:30], if_exists="continue")  # still holds its lease (never closed)
+        second = make_writer(make_store(azurite, container), run_id="second", if_exists="continue", **SMALL)
+        with pytest.raises(LeaseHeldError) as info:
+            second.write(data)
+        assert info.value.holder == "first"
+        leased = (
+            "out/data.seg000001.jsonl" if store.properties("out/data.seg000001.jsonl") else "out/data.jsonl"
+        )
+        store.break_lease(leased)  # what `elspeth-appendsink unlock --yes` does
+        third = make_writer(make_store(azurite, container), run_id="third", if_exists="continue", **SMALL)
+        third.write(data)
+        assert read_output(azurite, container, "out/data.jsonl") == expected_jsonl(data)
+
+
+class TestRefusals:
+    def test_fail_mode_refuses_an_existing_blob_and_leaves_it(self, azurite: Azurite, container: str) -> None:
+        """if_exists: fail on an existing output: BlobExistsError, bytes untouched."""
+        run(make_store(azurite, container), "first", rows()).close()
+        before = read_output(azurite, container, "out/data.jsonl")
+        with pytest.raises(BlobExistsError):
+            make_writer(make_store(azurite, container), run_id="second").write(rows())
+        assert read_output(azurite, container, "out/data.jsonl") == before
+
+    def test_foreign_append_blob_is_never_continued(self, azurite: Azurite, container: str) -> None:
+        """An append blob this sink did not write: a clear error, the blob untouched."""
+        blob = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(
+            container, "out/data.jsonl"
+        )
+        blob.create_append_blob()
+        blob.append_block(b"somebody else's data\n")
+        with pytest.raises(BlobTypeError, match="no manifest"):
+            make_writer(make_store(azurite, container), run_id="r", if_exists="continue").write(rows())
+        assert blob.download_blob().readall() == b"somebody else's data\n"
+
+    def test_block_blob_at_the_path_is_refused(self, azurite: Azurite, container: str) -> None:
+        """A block blob at the path: a clear error naming it, the blob untouched."""
+        blob = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(
+            container, "out/data.jsonl"
+        )
+        blob.upload_blob(b"block blob bytes")
+        for mode in ("continue", "append"):
+            with pytest.raises(BlobTypeError, match="not an append blob"):
+                make_writer(make_store(azurite, container), run_id=f"r-{mode}", if_exists=mode).write(rows())
+        assert blob.download_blob().readall() == b"block blob bytes"
