@@ -16,9 +16,11 @@ Record kinds (the write protocol that orders them is described in :mod:`writer`)
 * :class:`OpenRecord` — run id, resolved blob path, format decisions, identity scheme, limits,
   the pre-existing bytes of segment 0 and the earlier runs this one continues.
 * :class:`BlockEntry` — the *intent* to append one block: segment, offset, length, sha256, token
-  range, write call, row digests. Written before the data; it is committed once its bytes are
-  in the segment at that offset, which recovery proves by length and sha256.
-* :class:`VoidRecord` — a block intent that provably never landed (recovery writes it).
+  range, write call, row digests. Written before the data (several intents may travel in one
+  manifest append, a *batch*, named by the seq of its first entry); it is committed once its
+  bytes are in the segment at that offset, which recovery proves by length and sha256.
+* :class:`VoidRecord` — block intents that provably never landed: the named entry and the rest
+  of its batch (recovery, or a segment that refused more blocks, writes it).
 * :class:`RolloverRecord` — intent to seal a full segment at its final length and open the next.
 * :class:`SealRecord` — the output's last segment was sealed on completion.
 """
@@ -103,6 +105,7 @@ class BlockEntry:
     sha256: str
     tokens: TokenRange
     write_call: int
+    batch: int  # seq of the first entry of the manifest append that carried this one
     digests: bytes = field(repr=False)  # 8 bytes per row, in token order
 
     @property
@@ -119,7 +122,7 @@ class VoidRecord:
     kind: ClassVar[str] = "void"
     seq: int
     prev: str
-    voids: int  # seq of the BlockEntry that never landed
+    voids: int  # seq of the first BlockEntry that never landed; later entries of its batch neither
     segment: int
     offset: int
 

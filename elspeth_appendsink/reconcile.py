@@ -1,25 +1,25 @@
 """Reconciliation: what a manifest says happened, checked against what the segments hold.
 
 Pure functions over decoded records and observed segment lengths; no I/O. The write protocol
-(:mod:`writer`) guarantees that a record is appended only after the step before it is durable,
-so a manifest read back after a crash means exactly this:
+(:mod:`writer`) guarantees that a manifest append is sent only after every block it described
+before is durable, so a manifest read back after a crash means exactly this:
 
-* every :class:`BlockEntry` followed by any record other than a :class:`VoidRecord` naming it
-  is **committed** — its bytes are in its segment at its offset;
-* the manifest's **last** record may be an unfinished step: a block intent (its bytes may or
-  may not have landed — the segment's length says which, and sha256 proves it), or a rollover
-  (the seal / next segment may be missing — both steps are idempotent and are simply redone).
+* every :class:`BlockEntry` of an earlier *batch* (manifest append) is **committed** — its
+  bytes are in its segment at its offset — except entries a :class:`VoidRecord` names;
+* the **last** batch may be unfinished: its blocks were appended in order, so the segment's
+  length says how many landed (sha256 then proves them) and the rest never will;
+* a trailing :class:`RolloverRecord` may be unfinished too: the seal and the next segment are
+  idempotent steps that are simply redone.
 
 :func:`walk` turns one run's records into a :class:`RunLayout`; :func:`expected_lengths`
-combines the runs of one output; :func:`classify_pending` decides the fate of an unfinished
-intent. Anything else that does not fit raises — never guesses, never truncates.
+combines the runs of one output; :func:`classify_pending` decides how much of the last batch
+landed. Anything else that does not fit raises — never guesses, never truncates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 
 from elspeth_appendsink.errors import ManifestCorruptError, UndescribedBytesError
 from elspeth_appendsink.manifest import (
@@ -31,7 +31,7 @@ from elspeth_appendsink.manifest import (
     VoidRecord,
 )
 
-__all__ = ["PendingFate", "RunLayout", "classify_pending", "expected_lengths", "walk"]
+__all__ = ["RunLayout", "classify_pending", "expected_lengths", "walk"]
 
 
 @dataclass
@@ -40,7 +40,7 @@ class RunLayout:
 
     open: OpenRecord
     committed: list[BlockEntry] = field(default_factory=list)
-    pending: BlockEntry | None = None
+    pending: list[BlockEntry] = field(default_factory=list)  # the last batch: landing not yet proven
     pending_rollover: RolloverRecord | None = None
     sealed: dict[int, int] = field(default_factory=dict)  # segment -> final length
     segment: int = 0  # the segment the run appends to at the end of its manifest
@@ -51,14 +51,13 @@ class RunLayout:
     next_token: int = 0
     voided: int = 0
 
-    def adopt_pending(self) -> None:
-        """The pending intent was proven landed: count it as committed."""
-        entry = self.pending
-        if entry is not None:
+    def adopt_pending(self, count: int) -> None:
+        """The first ``count`` pending intents were proven landed: count them as committed."""
+        for entry in self.pending[:count]:
             self.committed.append(entry)
             self.segment_ends[entry.segment] = entry.end
             self.next_token = entry.tokens.end
-            self.pending = None
+        self.pending = []
 
     @property
     def last_write_call(self) -> int:
@@ -72,31 +71,46 @@ def walk(records: Sequence[DecodedRecord], name: str = "manifest") -> RunLayout:
     opening = records[0].record
     layout = RunLayout(open=opening, segment=opening_segment(opening))
     layout.segment_ends[layout.segment] = opening.base_length
-    candidate: BlockEntry | None = None
+    batch: list[BlockEntry] = []  # intents of the latest manifest append, not yet known to have landed
 
-    def settle() -> None:
-        nonlocal candidate
-        if candidate is not None:
-            layout.committed.append(candidate)
-            layout.segment_ends[candidate.segment] = candidate.end
-            layout.next_token = candidate.tokens.end
-            candidate = None
+    def settle(upto: int | None = None) -> None:
+        """Entries of the open batch before seq ``upto`` (all, if None) are committed."""
+        nonlocal batch
+        for entry in batch:
+            if upto is not None and entry.seq >= upto:
+                break
+            layout.committed.append(entry)
+            layout.segment_ends[entry.segment] = entry.end
+            layout.next_token = entry.tokens.end
+        batch = []
 
     for decoded in records[1:]:
         record = decoded.record
         where = f"record {record.seq} of {name}"
         if isinstance(record, VoidRecord):
-            if candidate is None or candidate.seq != record.voids:
+            if not batch or not any(e.seq == record.voids for e in batch):
                 raise ManifestCorruptError(
-                    f"{where} voids record {record.voids}, which is not the open intent"
+                    f"{where} voids record {record.voids}, which is not an open intent"
                 )
-            candidate = None
-            layout.voided += 1
+            layout.voided += sum(1 for e in batch if e.seq >= record.voids)
+            settle(upto=record.voids)
+            continue
+        if isinstance(record, BlockEntry) and batch and record.batch == batch[0].batch:
+            previous = batch[-1]
+            if record.segment != previous.segment or record.offset != previous.end:
+                raise ManifestCorruptError(f"{where} does not follow record {previous.seq} of its batch")
+            if record.tokens.start != previous.tokens.end:
+                raise ManifestCorruptError(
+                    f"{where} starts at row {record.tokens.start}, expected {previous.tokens.end}"
+                )
+            batch.append(record)
             continue
         settle()
         layout.pending_rollover = None  # any record after a rollover means it was finished
         if isinstance(record, BlockEntry):
             expected = layout.segment_ends.get(layout.segment, 0)
+            if record.batch != record.seq:
+                raise ManifestCorruptError(f"{where} claims batch {record.batch} but starts a new one")
             if record.segment != layout.segment or record.offset != expected:
                 raise ManifestCorruptError(
                     f"{where} places a block at segment {record.segment} offset {record.offset}; "
@@ -106,7 +120,7 @@ def walk(records: Sequence[DecodedRecord], name: str = "manifest") -> RunLayout:
                 raise ManifestCorruptError(
                     f"{where} starts at row {record.tokens.start}, expected {layout.next_token}"
                 )
-            candidate = record
+            batch = [record]
         elif isinstance(record, RolloverRecord):
             end = layout.segment_ends.get(layout.segment, 0)
             if (
@@ -126,7 +140,7 @@ def walk(records: Sequence[DecodedRecord], name: str = "manifest") -> RunLayout:
             layout.sealed[record.segment] = record.final_length
         else:
             raise ManifestCorruptError(f"{where}: unexpected {record.kind} record")
-    layout.pending = candidate
+    layout.pending = batch
     last = records[-1]
     layout.head = last.hash
     layout.next_seq = last.record.seq + 1
@@ -148,20 +162,21 @@ def expected_lengths(layouts: Sequence[RunLayout]) -> dict[int, int]:
     return ends
 
 
-class PendingFate(Enum):
-    LANDED_IF_SHA_MATCHES = "landed_if_sha_matches"
-    NOT_LANDED = "not_landed"
+def classify_pending(pending: Sequence[BlockEntry], observed_size: int, segment_name: str) -> int:
+    """How many of the last batch's intents landed, from their segment's observed length.
 
-
-def classify_pending(entry: BlockEntry, observed: Mapping[int, int], segment_name: str) -> PendingFate:
-    """Decide an unfinished block intent from its segment's observed length."""
-    size = observed.get(entry.segment, 0)
-    if size == entry.offset:
-        return PendingFate.NOT_LANDED
-    if size == entry.end:
-        return PendingFate.LANDED_IF_SHA_MATCHES
+    Blocks of a batch are appended in order, each only after the previous one landed, so the
+    segment's length must be exactly the batch's start or the end of one of its entries. The
+    landed ones must still be proven by sha256 (the caller reads them).
+    """
+    start = pending[0].offset
+    if observed_size == start:
+        return 0
+    for count, entry in enumerate(pending, start=1):
+        if observed_size == entry.end:
+            return count
     raise UndescribedBytesError(
-        f"segment {segment_name} is {size} bytes; the manifest's last intent expects either {entry.offset} "
-        f"(block not landed) or {entry.end} (block landed) — bytes [{min(size, entry.offset)}, "
-        f"{max(size, entry.offset)}) are not described by any manifest entry",
+        f"segment {segment_name} is {observed_size} bytes; the manifest's last intents expect it to end at "
+        f"one of {[start, *(e.end for e in pending)]} — bytes from {min(observed_size, start)} are not "
+        "described by any manifest entry",
     )

@@ -40,9 +40,12 @@ import hashlib
 import json
 import time
 import uuid
+from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import accumulate, chain
 from typing import Any
 
 from elspeth_appendsink import __version__
@@ -78,8 +81,8 @@ from elspeth_appendsink.manifest import (
     record_hash,
 )
 from elspeth_appendsink.paths import manifest_name, manifest_prefix, run_pointer_name, segment_name
-from elspeth_appendsink.reconcile import PendingFate, RunLayout, classify_pending, expected_lengths, walk
-from elspeth_appendsink.storage import AzureStore, BlobInfo
+from elspeth_appendsink.reconcile import RunLayout, classify_pending, expected_lengths, walk
+from elspeth_appendsink.storage import AppendResult, AzureStore, BlobInfo
 
 __all__ = ["AppendWriter", "OutputTarget", "WriteReport"]
 
@@ -87,6 +90,7 @@ _LEASE_NAMESPACE = uuid.UUID("5b0c3f0e-7a51-4d7e-9f0a-6a3e2d1c9b84")
 META_CREATOR = "elspeth_appendsink_creator"
 META_WRITER = "elspeth_appendsink_writer"
 _SLICE = 4096  # rows encoded at a time: bounds the memory held besides the current block
+PIPELINE_BLOCKS = 2  # blocks prepared ahead while a batch is in flight (and the most per batch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +130,16 @@ class WriteReport:
     blocks: int = 0
     bytes: int = 0
     skipped_from_runs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """One block ready to commit: its bytes, how many rows, their packed digests."""
+
+    data: bytes
+    rows: int
+    digests: bytes
+    with_header: bool
 
 
 @dataclass
@@ -192,6 +206,7 @@ class AppendWriter:
         self._lease_at = 0.0
         self._call_digests: list[bytes] = []  # row digests committed by the current write call
         self._failed_call: int | None = None  # in this process, the call that failed (if any)
+        self._redelivery = False  # recovered: the next call re-delivers the interrupted one
         self._full_hash: Any = hashlib.sha256()  # set by _verify_output: the whole output's running hash
         self._full_size = 0
         self.events: list[dict[str, Any]] = []  # recovery facts for the audit trail
@@ -233,11 +248,14 @@ class AppendWriter:
             if self.cursor is None:
                 self._start(rows)
         cursor = self._require_cursor()
-        self.cursor = Cursor(**{**_as_dict(cursor), "write_call": cursor.write_call + 1})
+        # The first call after a recovery re-delivers the interrupted call: it keeps that call's
+        # number, so that a second interruption's replay scope holds the rows of both attempts.
+        step = 0 if self._redelivery else 1
+        self._redelivery = False
+        self.cursor = Cursor(**{**_as_dict(cursor), "write_call": cursor.write_call + step})
         self._call_digests = []
         try:
-            for block_rows, encoded, digests, header in self._blocks(rows, report):
-                self._append_block(block_rows, encoded, digests, header, report)
+            self._pipeline(rows, report)
         except Exception:
             self._failed_call = self._require_cursor().write_call
             if not self._dirty and self._call_digests:
@@ -270,10 +288,65 @@ class AppendWriter:
         self._leased = None
 
     # --- blocks -------------------------------------------------------------------------------
-    def _blocks(
+    def _pipeline(self, rows: Sequence[Row], report: WriteReport) -> None:
+        """Prepare blocks in this thread while a worker commits the previous batch.
+
+        The worker runs :meth:`_commit_batch` — the only code that touches storage and the cursor
+        while a call is in flight — one batch at a time, in order. Blocks prepared while it is busy
+        travel together in its next batch (one manifest append for several intents), at most
+        ``PIPELINE_BLOCKS`` of them, so memory stays a few blocks whatever the batch size.
+        """
+        groups = self._groups(rows, report)
+        first = next(groups, None)
+        if first is None:
+            return
+        pending = self._prepare(*first)
+        second = next(groups, None)
+        if second is None:  # a single block (the common small write): no thread needed
+            try:
+                self._commit_batch(pending, report)
+            except BaseException:
+                if any(block.with_header for block in pending) and self._dirty is False:
+                    self._needs_header = True
+                raise
+            return
+        inflight: Future[None] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="elspeth-appendsink") as worker:
+            try:
+                for group in chain([second], groups):
+                    inflight, pending = self._submit(worker, inflight, pending, report)
+                    pending.extend(self._prepare(*group))
+                if inflight is not None:
+                    inflight.result()
+                    inflight = None
+                self._commit_batch(pending, report)
+                pending = []
+            except BaseException as exc:
+                if any(block.with_header for block in pending):
+                    self._needs_header = True  # prepared, never sent
+                failure = None if inflight is None else inflight.exception()
+                if failure is not None and failure is not exc:
+                    raise failure from exc
+                raise
+
+    def _submit(
+        self,
+        worker: ThreadPoolExecutor,
+        inflight: Future[None] | None,
+        pending: list[_Prepared],
+        report: WriteReport,
+    ) -> tuple[Future[None] | None, list[_Prepared]]:
+        """Hand ``pending`` to the worker once it is free (or wait when enough blocks are waiting)."""
+        if inflight is not None and not inflight.done() and len(pending) < PIPELINE_BLOCKS:
+            return inflight, pending
+        if inflight is not None:
+            inflight.result()
+        return worker.submit(self._commit_batch, pending, report), []
+
+    def _groups(
         self, rows: Sequence[Row], report: WriteReport
     ) -> Iterator[tuple[list[Row], list[bytes], list[bytes], bytes]]:
-        """Encode rows slice by slice and yield whole-row blocks under the size limit."""
+        """Encode rows slice by slice; yield whole-row groups that fill a block (header first)."""
         encoder = self._require_encoder()
         identity = self.target.identity
         limit = self.target.block_size
@@ -284,7 +357,7 @@ class AppendWriter:
         cur_dig: list[bytes] = []
         replay = self._replay
         for start in range(0, len(rows), _SLICE):
-            chunk = rows[start : start + _SLICE]
+            chunk: Sequence[Row] = rows[start : start + _SLICE]
             try:
                 encoded = encoder.encode(chunk)
             except RowError as exc:
@@ -293,101 +366,153 @@ class AppendWriter:
                     exc.args = (f"row {exc.row_index}: {str(exc).split(': ', 1)[-1]}",)
                 raise
             digests = identity.digests(chunk, encoded)
-            for i, (row, enc, dig) in enumerate(zip(chunk, encoded, digests, strict=True)):
-                if replay is not None and replay.take(dig):
-                    report.rows_skipped += 1
-                    continue
-                size = len(enc)
-                if size > limit:
-                    raise RowTooLarge(
-                        f"encoded row is {size} bytes, larger than the block limit of {limit} bytes",
-                        row_index=start + i,
-                        hint="raise block_size (up to 100MiB) or shrink the row",
-                    )
-                if used + size > limit and (cur_rows or header):
+            origin: list[int] | None = None
+            if replay is not None and len(replay):
+                keep = [i for i, digest in enumerate(digests) if not replay.take(digest)]
+                if len(keep) != len(chunk):
+                    report.rows_skipped += len(chunk) - len(keep)
+                    chunk = [chunk[i] for i in keep]
+                    encoded = [encoded[i] for i in keep]
+                    digests = [digests[i] for i in keep]
+                    origin = [start + i for i in keep]
+            sizes = list(map(len, encoded))
+            if sizes and max(sizes) > limit:
+                index = next(i for i, size in enumerate(sizes) if size > limit)
+                raise RowTooLarge(
+                    f"encoded row is {sizes[index]} bytes, larger than the block limit of {limit} bytes",
+                    row_index=origin[index] if origin is not None else start + index,
+                    hint="raise block_size (up to 100MiB) or shrink the row",
+                )
+            prefix = list(accumulate(sizes, initial=0))
+            i, n = 0, len(sizes)
+            while i < n:
+                # the most rows from i on that still fit in this block (prefix sums, no per-row loop)
+                j = bisect_right(prefix, prefix[i] + limit - used, i) - 1
+                if j > i:
+                    cur_rows.extend(chunk[i:j])
+                    cur_enc.extend(encoded[i:j])
+                    cur_dig.extend(digests[i:j])
+                    used += prefix[j] - prefix[i]
+                    i = j
+                if i < n:  # the block is full
                     yield cur_rows, cur_enc, cur_dig, header
                     header, used, cur_rows, cur_enc, cur_dig = b"", 0, [], [], []
-                cur_rows.append(row)
-                cur_enc.append(enc)
-                cur_dig.append(dig)
-                used += size
         if cur_rows:
             yield cur_rows, cur_enc, cur_dig, header
 
-    def _append_block(
-        self, rows: list[Row], encoded: list[bytes], digests: list[bytes], header: bytes, report: WriteReport
-    ) -> None:
+    def _prepare(
+        self, rows: list[Row], encoded: list[bytes], digests: list[bytes], header: bytes
+    ) -> list[_Prepared]:
+        """The bytes of one planned block (split further if the format's real size is over the limit)."""
         encoder = self._require_encoder()
-        body = encoder.block(encoded, rows) if rows else b""
-        data = header + body
+        data = header + (encoder.block(encoded, rows) if rows else b"")
         if len(data) > self.target.block_size:
             if len(rows) <= 1:
                 if header and rows:  # header and the row do not fit together: send them apart
-                    self._append_block([], [], [], header, report)
-                    self._append_block(rows, encoded, digests, b"", report)
-                    return
+                    return [*self._prepare([], [], [], header), *self._prepare(rows, encoded, digests, b"")]
                 raise RowTooLarge(
                     f"a block of one row encodes to {len(data)} bytes, over the block limit of "
                     f"{self.target.block_size}",
                     hint="raise block_size or shrink the row",
                 )
-            half = len(rows) // 2  # Arrow: the estimate was short; split and try again
-            self._append_block(rows[:half], encoded[:half], digests[:half], header, report)
-            self._append_block(rows[half:], encoded[half:], digests[half:], b"", report)
-            return
-        packed = b"".join(digests)
-        self._commit_block(data, len(rows), packed)
-        self._call_digests.append(packed)
+            half = len(rows) // 2  # Arrow: the size estimate was short; split and try again
+            return [
+                *self._prepare(rows[:half], encoded[:half], digests[:half], header),
+                *self._prepare(rows[half:], encoded[half:], digests[half:], b""),
+            ]
         if header:
             self._needs_header = False
-        report.rows_appended += len(rows)
-        report.blocks += 1
-        report.bytes += len(data)
+        return [_Prepared(data, len(rows), b"".join(digests), bool(header))]
 
-    def _commit_block(self, data: bytes, rows: int, digests: bytes, *, retried: bool = False) -> None:
-        c = self._require_cursor()
-        t = self.target
-        if needs_rollover(c.blocks, c.offset, len(data), t.segment_max_blocks, t.segment_max_bytes):
-            self._rollover("segment cap reached")
+    def _commit_batch(self, blocks: list[_Prepared], report: WriteReport) -> None:
+        """Intents for the blocks in one manifest append, then each block at its offset, in order."""
+        queue = list(blocks)
+        refused_at: tuple[int, int] | None = None
+        while queue:
             c = self._require_cursor()
-        entry = BlockEntry(
-            seq=c.next_seq,
-            prev=c.head,
-            segment=c.segment,
-            offset=c.offset,
-            length=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
-            tokens=TokenRange(c.next_token, c.next_token + rows),
-            write_call=c.write_call,
-            digests=digests,
-        )
-        self._append_record(entry)
-        self._keep_lease(self.segment(c.segment))
-        try:
+            t = self.target
+            if needs_rollover(
+                c.blocks, c.offset, len(queue[0].data), t.segment_max_blocks, t.segment_max_bytes
+            ):
+                self._rollover("segment cap reached")
+                c = self._require_cursor()
+            fit, count, length = 0, c.blocks, c.offset
+            for block in queue:
+                if count >= t.segment_max_blocks or (
+                    t.segment_max_bytes is not None
+                    and length > 0
+                    and length + len(block.data) > t.segment_max_bytes
+                ):
+                    break
+                fit, count, length = fit + 1, count + 1, length + len(block.data)
+            batch, queue = queue[: max(fit, 1)], queue[max(fit, 1) :]
+            entries: list[BlockEntry] = []
+            payload: list[bytes] = []
+            seq, head, offset, token = c.next_seq, c.head, c.offset, c.next_token
+            for block in batch:
+                entry = BlockEntry(
+                    seq=seq,
+                    prev=head,
+                    segment=c.segment,
+                    offset=offset,
+                    length=len(block.data),
+                    sha256=hashlib.sha256(block.data).hexdigest(),
+                    tokens=TokenRange(token, token + block.rows),
+                    write_call=c.write_call,
+                    batch=c.next_seq,
+                    digests=block.digests,
+                )
+                encoded = encode_record(entry)
+                entries.append(entry)
+                payload.append(encoded)
+                seq, head, offset, token = seq + 1, record_hash(encoded), entry.end, entry.tokens.end
+            manifest_bytes = b"".join(payload)
             try:
-                result = self.store.append_block(self.segment(c.segment), data, c.offset, lease=self._leased)
-            except LeaseHeldError as exc:
-                if exc.error_code != "LeaseNotPresentWithBlobOperation" or self._leased is None:
-                    raise
-                # Our own lease lapsed (a long retry storm or a long pause between writes): take it
-                # back — that fails if anyone else leased the blob meanwhile — and send again, guarded.
-                self._acquire(self.segment(c.segment))
-                result = self.store.append_block(self.segment(c.segment), data, c.offset, lease=self._leased)
-        except SegmentFullError:
-            if retried:
+                self.store.append_block(self.target.manifest, manifest_bytes, c.manifest_length)
+            except BaseException:
                 self._dirty = True
                 raise
-            # Definitely not appended (409/412 are answers, not lost responses): void the intent,
-            # roll over, and place the block in the next segment.
-            self._void(entry)
-            self._rollover("service refused more blocks")
-            self._commit_block(data, rows, digests, retried=True)
-            return
-        except BaseException:
-            self._dirty = True
-            raise
-        self.cursor = self._require_cursor().after_block(len(data), rows, result.committed_blocks)
-        self._hash.update(data)
+            self.cursor = replace(
+                c, manifest_length=c.manifest_length + len(manifest_bytes), next_seq=seq, head=head
+            )
+            for index, (entry, block) in enumerate(zip(entries, batch, strict=True)):
+                try:
+                    result = self._append_data(entry, block.data)
+                except SegmentFullError:
+                    # An answer, not a lost response: nothing of this block landed. Void it and the
+                    # rest of the batch, roll over, and place them in the next segment.
+                    if refused_at == (entry.segment, entry.offset) or entry.offset == 0:
+                        self._dirty = True
+                        raise
+                    refused_at = (entry.segment, entry.offset)
+                    self._void(entry)
+                    self._rollover("service refused more blocks")
+                    queue = batch[index:] + queue
+                    break
+                except BaseException:
+                    self._dirty = True
+                    raise
+                self.cursor = self._require_cursor().after_block(
+                    len(block.data), block.rows, result.committed_blocks
+                )
+                self._hash.update(block.data)
+                self._call_digests.append(block.digests)
+                report.rows_appended += block.rows
+                report.blocks += 1
+                report.bytes += len(block.data)
+
+    def _append_data(self, entry: BlockEntry, data: bytes) -> AppendResult:
+        name = self.segment(entry.segment)
+        self._keep_lease(name)
+        try:
+            return self.store.append_block(name, data, entry.offset, lease=self._leased)
+        except LeaseHeldError as exc:
+            if exc.error_code != "LeaseNotPresentWithBlobOperation" or self._leased is None:
+                raise
+            # Our own lease lapsed (a long retry storm or a long pause between writes): take it
+            # back — that fails if anyone else leased the blob meanwhile — and send again, guarded.
+            self._acquire(name)
+            return self.store.append_block(name, data, entry.offset, lease=self._leased)
 
     def _append_record(self, record: Record) -> None:
         c = self._require_cursor()
@@ -475,10 +600,12 @@ class AppendWriter:
             "run_id": t.run_id,
             "created_at": self._clock().isoformat(),
         }
-        created = self.store.put_if_missing(
-            run_pointer_name(t.template_digest, t.run_id), json.dumps(pointer, sort_keys=True).encode()
-        )
-        if not created and not self._resume:
+        payload = json.dumps(pointer, sort_keys=True).encode()
+        pointer_name = run_pointer_name(t.template_digest, t.run_id)
+        created = self.store.put_if_missing(pointer_name, payload)
+        # An existing pointer with exactly our bytes (our timestamp) is our own upload whose response
+        # was lost and whose SDK retry then found it: not an earlier start of this run.
+        if not created and not self._resume and self.store.get(pointer_name) != payload:
             raise RecoveryError(
                 f"run {t.run_id} already started writing this output; it must be resumed, not started again",
                 hint="use `elspeth resume` (the sink's configure_for_resume) or a new run id",
@@ -669,6 +796,7 @@ class AppendWriter:
         scope_call = layout.last_write_call if self._failed_call is None else self._failed_call
         self._failed_call = None
         scope = [e.digests for e in layout.committed if e.write_call == scope_call]
+        self._redelivery = any(scope)  # the cursor's write_call is scope_call then
         scope += [e.digests for lay in earlier for e in lay.committed]
         runs = (*(lay.open.run_id for lay in earlier), t.run_id)
         self._replay = _Replay(DigestMultiset.from_packed(scope), "resume", runs)
@@ -697,21 +825,19 @@ class AppendWriter:
     def _settle_tail(self, layout: RunLayout) -> RunLayout:
         """Finish or void the unfinished last step of ``layout`` (writes to that run's manifest)."""
         manifest = manifest_name(self.target.blob_path, layout.open.run_id)
-        if layout.pending is not None:
-            entry = layout.pending
-            name = self.segment(entry.segment)
+        if layout.pending:
+            first = layout.pending[0]
+            name = self.segment(first.segment)
             info = self.store.properties(name)
-            size = 0 if info is None else info.size
-            fate = classify_pending(entry, {entry.segment: size}, name)
-            if fate is PendingFate.LANDED_IF_SHA_MATCHES:
+            landed = classify_pending(layout.pending, 0 if info is None else info.size, name)
+            for entry in layout.pending[:landed]:
                 data = b"".join(self.store.stream(name, offset=entry.offset, length=entry.length))
                 if hashlib.sha256(data).hexdigest() != entry.sha256:
                     raise UndescribedBytesError(
                         f"segment {name} holds {entry.length} bytes at offset {entry.offset} where the "
-                        "manifest's last intent expected different bytes (sha256 mismatch): "
+                        f"manifest's intent {entry.seq} expected different bytes (sha256 mismatch): "
                         "someone else appended there"
                     )
-                layout.adopt_pending()
                 self.events.append(
                     {
                         "event": "recovery.adopted",
@@ -720,12 +846,20 @@ class AppendWriter:
                         "length": entry.length,
                     }
                 )
-            else:
-                void = VoidRecord(layout.next_seq, layout.head, entry.seq, entry.segment, entry.offset)
-                encoded = encode_record(void)
-                self.store.append_block(manifest, encoded, layout.manifest_length)
-                self.events.append({"event": "recovery.voided", "segment": name, "offset": entry.offset})
+            if landed < len(layout.pending):
+                gone = layout.pending[landed]
+                void = VoidRecord(layout.next_seq, layout.head, gone.seq, gone.segment, gone.offset)
+                self.store.append_block(manifest, encode_record(void), layout.manifest_length)
+                self.events.append(
+                    {
+                        "event": "recovery.voided",
+                        "segment": name,
+                        "offset": gone.offset,
+                        "intents": len(layout.pending) - landed,
+                    }
+                )
                 return walk(self._read_manifest(manifest), manifest)
+            layout.adopt_pending(landed)
         elif layout.pending_rollover is not None:
             record = layout.pending_rollover
             old = self.segment(record.segment)

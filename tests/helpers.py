@@ -102,7 +102,11 @@ def check_manifests(azurite: Azurite, container: str, blob_path: str) -> list[Bl
 
     for blob in cc.list_blobs(name_starts_with=manifest_prefix(blob_path)):
         records = [d.record for d in decode_records(cc.get_blob_client(blob.name).download_blob().readall())]
-        voided = {r.voids for r in records if isinstance(r, VoidRecord)}
+        blocks = {r.seq: r for r in records if isinstance(r, BlockEntry)}
+        voided = set()
+        for void in (r for r in records if isinstance(r, VoidRecord)):  # it voids the rest of its batch
+            batch = blocks[void.voids].batch
+            voided |= {s for s, b in blocks.items() if b.batch == batch and s >= void.voids}
         for r in records:
             if isinstance(r, BlockEntry) and r.seq not in voided:
                 data = (
