@@ -27,6 +27,7 @@ an error, ``repr``, ``str`` or :meth:`SinkConfig.public_summary`.
 from __future__ import annotations
 
 import codecs
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -390,6 +391,7 @@ class SinkConfig(BaseModel):
         """
         if not isinstance(options, Mapping):
             raise ConfigError("options", f"sink options must be a mapping, got {type(options).__name__}")
+        options = _resolve_env_secrets(options)
         for name in _SECRET_OPTIONS:
             value = options.get(name)
             if isinstance(value, str):
@@ -761,8 +763,36 @@ class SinkConfig(BaseModel):
 
 
 SinkConfig.OPTION_NAMES = tuple(
-    sorted((info.alias or name) for name, info in SinkConfig.model_fields.items())
+    sorted(
+        [(info.alias or name) for name, info in SinkConfig.model_fields.items()]
+        + [f"{name}_env" for name in _SECRET_OPTIONS]
+    )
 )
+
+
+def _resolve_env_secrets(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``<secret>_env: VAR`` options: take the secret from the environment variable ``VAR``.
+
+    ELSPETH stores every sink option verbatim in its audit database (``nodes.config_json``) and
+    hashes options into node ids (so a rotated token blocks resume). Naming an environment
+    variable instead keeps the secret out of both; a name ending in ``_env`` is not treated as a
+    secret by ELSPETH.
+    """
+    resolved = dict(options)
+    for name in _SECRET_OPTIONS:
+        key = f"{name}_env"
+        if key not in resolved:
+            continue
+        variable = resolved.pop(key)
+        if not isinstance(variable, str) or not variable.strip():
+            raise ConfigError(key, "must name an environment variable")
+        if resolved.get(name) not in (None, ""):
+            raise ConfigError(key, f"give either {name} or {key}, not both")
+        value = os.environ.get(variable.strip())
+        if not value:
+            raise ConfigError(key, f"environment variable {variable.strip()!r} is not set or empty")
+        resolved[name] = value
+    return resolved
 
 
 # --------------------------------------------------------------------------------------------

@@ -696,7 +696,7 @@ class TestPublicSummary:
         )
         summary = json.loads(json.dumps(config.public_summary()))
         for name in SinkConfig.OPTION_NAMES:
-            assert name in summary
+            assert name in summary or name.endswith("_env")  # *_env only say where a secret came from
         assert summary["sas_token"] == "***" and summary["account_url"] == ACCOUNT_URL
         assert summary["schema"] == FIXED_SCHEMA and summary["row_key"] == ["id"]
         assert summary["headers"] == {"id": "ID"} and summary["retry"]["total"] == 2
@@ -705,3 +705,45 @@ class TestPublicSummary:
     def test_csv_options_are_summarised_only_for_csv(self) -> None:
         """For other formats csv_options are shown as None (they do not apply)."""
         assert SinkConfig.from_options(options(format="jsonl")).public_summary()["csv_options"] is None
+
+
+class TestSecretsFromEnvironment:
+    BASE = {"container": "out", "blob_path": "a.csv", "schema": {"mode": "observed"}}
+
+    def test_secret_is_taken_from_the_named_environment_variable(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """connection_string_env names a variable; the secret never has to be in the options."""
+        monkeypatch.setenv(
+            "MY_CS", "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=c2VjcmV0c2VjcmV0;"
+        )
+        config = SinkConfig.from_options({**self.BASE, "connection_string_env": "MY_CS"})
+        assert config.auth.method == "connection_string"
+        assert "c2VjcmV0c2VjcmV0" not in repr(config) and "c2VjcmV0c2VjcmV0" not in str(
+            config.public_summary()
+        )
+
+    def test_unset_variable_fails_naming_the_option(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A missing environment variable is a ConfigError naming the *_env option and the variable."""
+        monkeypatch.delenv("NOPE_SAS", raising=False)
+        with pytest.raises(ConfigError) as info:
+            SinkConfig.from_options(
+                {**self.BASE, "account_url": "https://a.blob.core.windows.net", "sas_token_env": "NOPE_SAS"}
+            )
+        assert info.value.option == "sas_token_env" and "NOPE_SAS" in str(info.value)
+
+    def test_value_and_variable_together_are_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Giving both the secret and its _env option is ambiguous and refused."""
+        monkeypatch.setenv("SECRET_VAR", "zzzzzzzzzz")
+        with pytest.raises(ConfigError) as info:
+            SinkConfig.from_options(
+                {
+                    **self.BASE,
+                    "account_url": "https://a.blob.core.windows.net",
+                    "tenant_id": "t",
+                    "client_id": "c",
+                    "client_secret": "x" * 12,
+                    "client_secret_env": "SECRET_VAR",
+                }
+            )
+        assert info.value.option == "client_secret_env"
