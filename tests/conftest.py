@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import json
+import logging
 import os
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -74,3 +78,56 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if leftovers:
         session.exitstatus = 1
         print(f"\nERROR: Azurite processes left running after the tests: {leftovers}")
+
+
+# --- secrets never leak ---------------------------------------------------------------------
+#: Secret values tests use; any of them in a log line or an audit payload fails the test.
+SECRETS_UNDER_TEST = [ACCOUNT_KEY, "hunter2-client-secret", "sig=REALSIGNATURE123"]
+_SECRET_SHAPES = [
+    re.compile(r"AccountKey=(?!\*\*\*)[A-Za-z0-9+/=]{8,}"),
+    re.compile(r"[?&]sig=(?!\*\*\*)[A-Za-z0-9%+/=]{8,}"),
+]
+
+
+def find_secret(text: str) -> str | None:
+    """The first secret (known value or secret-shaped text) found in ``text``, or None."""
+    for secret in SECRETS_UNDER_TEST:
+        if secret in text:
+            return secret[:12] + "…"
+    for shape in _SECRET_SHAPES:
+        match = shape.search(text)
+        if match:
+            return match.group(0)[:16] + "…"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_leaks() -> Iterator[None]:
+    """Fail any test whose log output or recorded audit payloads contain a secret."""
+    from elspeth_appendsink import logs
+    from elspeth_appendsink.testing import RECORDED_PAYLOADS
+
+    buffer = io.StringIO()
+    logs.configure(stream=buffer, level=logging.DEBUG)
+    RECORDED_PAYLOADS.clear()
+    yield
+    leaked = find_secret(buffer.getvalue())
+    assert leaked is None, f"a secret reached the log output: {leaked}"
+    for calls in RECORDED_PAYLOADS:
+        for call in calls:
+            leaked = find_secret(json.dumps(call.__dict__, default=str))
+            assert leaked is None, f"a secret reached an audit payload: {leaked}"
+    RECORDED_PAYLOADS.clear()
+
+
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+    """An exception that escapes a test must not carry a secret in its text either."""
+    if call.excinfo is not None and call.when == "call":
+        exc: BaseException | None = call.excinfo.value
+        while exc is not None:
+            leaked = find_secret(str(exc))
+            if leaked is not None and not isinstance(call.excinfo.value, AssertionError):
+                raise AssertionError(
+                    f"a secret reached an exception message: {leaked}"
+                ) from call.excinfo.value
+            exc = exc.__cause__ or exc.__context__

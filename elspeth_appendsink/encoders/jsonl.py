@@ -6,13 +6,12 @@ Owns :class:`JsonlEncoder` and :func:`restore`. It also owns helpers the Arrow e
 
 Bytes are what ``orjson.dumps(row, option=OPT_APPEND_NEWLINE)`` writes. That is UTF-8, with
 compact separators, keys in row order, non-ASCII unescaped (as ``ensure_ascii=False`` would
-leave it), and control characters escaped. ``orjson`` is 4-5x faster than ``json.dumps`` for
-this job (see ``benchmarks/encoders.py``). Some floats are spelled differently from ``json.dumps``
-(``0.00001`` where ``json.dumps`` writes ``1e-05``); both are valid JSON. That spelling
-is not part of orjson's API and may change between releases, so
-:meth:`JsonlEncoder.describe` records a fingerprint of it.
-:func:`restore` refuses, with ``RecoveryError``, an orjson that would spell the rows of an
-open output differently.
+leave it), and control characters escaped. Even with the NaN check below, this is about 3.5x
+faster than ``json.dumps`` per row (see ``benchmarks/encoders.py``). Some floats are spelled
+differently from ``json.dumps`` (``0.00001`` where ``json.dumps`` writes ``1e-05``); both are
+valid JSON. That spelling is not part of orjson's API and may change between releases, so
+:meth:`JsonlEncoder.describe` records a fingerprint of it. :func:`restore` refuses, with
+``RecoveryError``, an orjson that would spell the rows of an open output differently.
 
 Values:
 
