@@ -49,8 +49,29 @@ def configure(*, json: bool = False, level: int = logging.INFO, stream: TextIO |
     _configured = True
 
 
+class _RedactingLogger:
+    """Redacts the event and its fields *before* handing them to structlog.
+
+    The host may configure structlog itself (ELSPETH does, and logs to stdout), in which case our
+    processor chain is not in use; redacting at the call keeps the promise whatever the setup.
+    """
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, level: str) -> Any:
+        method = getattr(self._inner, level)
+
+        def emit(event: str, **fields: Any) -> Any:
+            return method(redact_value(event), **{k: redact_value(v) for k, v in fields.items()})
+
+        return emit
+
+
 def get_logger(name: str = "elspeth_appendsink") -> Any:
-    """A bound logger for ``name``. Configures the console renderer on first use if needed."""
+    """A redacting logger for ``name``. Configures the console renderer on first use if needed."""
     if not _configured and not structlog.is_configured():
         configure()
-    return structlog.get_logger(name)
+    return _RedactingLogger(structlog.get_logger(name))

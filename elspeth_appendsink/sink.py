@@ -308,7 +308,7 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
     def _on_call(self, call: StorageCall) -> None:
         ctx = self._ctx
         if ctx is None:  # outside write(): ELSPETH forbids record_call; keep a log line instead
-            log.info(
+            log.debug(
                 "storage.call",
                 operation=call.operation,
                 blob=call.blob,
@@ -348,7 +348,7 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
         """Record a decision the sink made (not a request): recovery steps, rows skipped as durable."""
         ctx = self._ctx
         if ctx is None:
-            log.info(f"sink.{operation}", **facts)
+            log.debug(f"sink.{operation}", **facts)
             return
         request = {"operation": operation, "provider": PROVIDER, "container": self._cfg.container}
         try:

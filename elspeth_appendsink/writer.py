@@ -15,18 +15,20 @@ each is sent only after the previous one is durable:
 
 1. pointer (create-only) → segment 0 (create-only; metadata names the creating run) → lease →
    manifest (create-only) → ``open`` record;
-2. per block: the ``block`` entry (the *intent*: segment, offset, length, sha256, token range,
-   row digests) is appended to the manifest **first**, then the block to the segment at exactly
-   that offset;
+2. per *batch* of blocks (one or a few, prepared while the previous batch uploads): their
+   ``block`` entries (the *intents*: segment, offset, length, sha256, token range, row digests)
+   go to the manifest in **one** append, then each block is appended to its segment at exactly
+   its offset, in order;
 3. per rollover: a ``rollover`` record, then seal the full segment at its final length, then
    create the next segment.
 
-So after a crash at any instruction, the manifest's last record is the only step that can be
-unfinished, and the segments' lengths say how far it got: a block intent either did not land
-(segment length == its offset: recovery appends a ``void`` record) or landed (length == its end
-and the bytes hash to its sha256: adopted). Every other byte of every segment is described by a
-committed entry — or recovery stops with :class:`UndescribedBytesError`. Recovery re-reads each
-segment once to rebuild the running sha256 of the whole output and to check every entry's hash.
+So after a crash at any instruction, only the manifest's last batch (or a last rollover) can be
+unfinished, and the segments' lengths say how far it got: the segment ends exactly at the start
+of the batch or at the end of one of its blocks; the blocks before that point landed (their
+bytes must hash to their sha256: adopted) and the rest never will (recovery appends a ``void``
+record). Every other byte of every segment is described by a committed entry — or recovery
+stops with :class:`UndescribedBytesError`. Recovery re-reads each segment once to rebuild the
+running sha256 of the whole output and to check every entry's hash.
 
 Rows the engine replays after a crash are recognised by identity (:mod:`identity`): on resume,
 the rows committed by the last write call form a multiset that replayed rows are matched
@@ -273,6 +275,7 @@ class AppendWriter:
 
     def finish(self, *, seal: bool) -> None:
         """End of run: optionally seal the last segment (recorded in the manifest first)."""
+        self.prepare()  # a resumed writer given no rows since has not recovered its cursor yet
         if self.cursor is None or self._dirty:
             return
         if seal:

@@ -21,10 +21,13 @@ row to one of two ``azure_append_blob`` sinks; ``low`` is written (and checkpoin
   the request is forwarded (the manifest holds an intent that never landed). The run stays
   ``running``; the test marks it failed in the landscape, as an operator must, and resumes.
 
+Also: the pipeline YAML of the README's "Use it in ELSPETH" section runs verbatim, and
+``register()`` is idempotent on ELSPETH's shared plugin manager.
+
 ELSPETH is not on PyPI and needs Python >= 3.12, so this module is skipped where it is not
 importable (CI's 3.11 venv). Locally: ``/work/elspeth-venv/bin/python -m pytest tests/elspeth``.
-Each ELSPETH command costs a few seconds of imports and plugin discovery; the module takes about
-1.5-3 minutes depending on the machine's load.
+Each ELSPETH command costs 4-8 s of imports and plugin discovery (13 commands in all); the module
+takes about 2 minutes on an idle 2-core machine, 4 under load.
 """
 
 from __future__ import annotations
@@ -52,13 +55,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-
-pytest.importorskip("elspeth", reason="ELSPETH (Python >= 3.12, installed from its repository) is not importable")
-
 from azure.storage.blob import BlobServiceClient
 
 from elspeth_appendsink.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
 
+pytest.importorskip("elspeth", reason="needs ELSPETH (Python >= 3.12, installed from its repository)")
+
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.elspeth, pytest.mark.azurite]
 
 CLI = [sys.executable, "-m", "elspeth_appendsink.elspeth", "--no-dotenv"]
@@ -75,7 +78,12 @@ def input_rows() -> list[dict[str, Any]]:
     """Rows with values CSV must quote (commas, quotes) and non-ASCII text."""
     names = ["plain", 'comma, "quoted"', "Zoë ünïcode", "semi;colon", "trailing space "]
     return [
-        {"id": i, "name": f"{names[i % len(names)]} #{i}", "amount": (i * 379) % 2000, "category": "abc"[i % 3]}
+        {
+            "id": i,
+            "name": f"{names[i % len(names)]} #{i}",
+            "amount": (i * 379) % 2000,
+            "category": "abc"[i % 3],
+        }
         for i in range(1, ROWS + 1)
     ]
 
@@ -180,7 +188,8 @@ class Pipeline:
         return self.root / "payloads"
 
     def write_settings(self, sinks: list[SinkSpec], *, gate: bool) -> None:
-        text = fill(SOURCE_AND_TRANSFORM, INPUT=self.root / "input.csv", NEXT="gate_in" if gate else sinks[0].name)
+        first = "gate_in" if gate else sinks[0].name
+        text = fill(SOURCE_AND_TRANSFORM, INPUT=self.root / "input.csv", NEXT=first)
         if gate:
             text += fill(GATE, THRESHOLD=THRESHOLD)
         text += "sinks:\n"
@@ -208,7 +217,12 @@ class Pipeline:
 
     # --- the landscape ------------------------------------------------------------------------
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        with contextlib.closing(sqlite3.connect(self.db)) as con:
+        return self.query_at(self.db, sql, *params)
+
+    @staticmethod
+    def query_at(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        assert db.exists(), f"no landscape at {db}"
+        with contextlib.closing(sqlite3.connect(db)) as con:
             return con.execute(sql, params).fetchall()
 
     def only_run(self) -> tuple[str, str]:
@@ -376,7 +390,17 @@ class KillingRelay:
             def do_GET(self) -> None:
                 relay.handle(self)
 
-            do_PUT = do_HEAD = do_DELETE = do_POST = do_GET
+            def do_HEAD(self) -> None:
+                relay.handle(self)
+
+            def do_PUT(self) -> None:
+                relay.handle(self)
+
+            def do_DELETE(self) -> None:
+                relay.handle(self)
+
+            def do_POST(self) -> None:
+                relay.handle(self)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -467,6 +491,26 @@ def relay(azurite: Azurite) -> Iterator[KillingRelay]:
 
 
 # ----------------------------------------------------------------------------------------------
+# tests: registration
+
+
+def test_register_is_idempotent() -> None:
+    """register() makes ``azure_append_blob`` resolve in the shared plugin manager, once."""
+    from elspeth.plugins.infrastructure.manager import get_shared_plugin_manager
+
+    from elspeth_appendsink.elspeth import register
+    from elspeth_appendsink.sink import AzureAppendBlobSink
+
+    manager = get_shared_plugin_manager()
+    first = register()
+    registered = len(manager.get_sinks())
+    assert register() is first is AzureAppendBlobSink
+    assert len(manager.get_sinks()) == registered
+    assert manager.get_sink_by_name("azure_append_blob") is AzureAppendBlobSink
+    assert "azure_blob" in {cls.name for cls in manager.get_sinks()}  # the built-ins are still there
+
+
+# ----------------------------------------------------------------------------------------------
 # tests: a plain run
 
 
@@ -502,8 +546,46 @@ def test_run_writes_every_row_once_and_registers_the_artifact(
         assert call["response"]["blob_append_offset"] == offset
         offset += call["request"]["length"]
     assert offset == len(data)
-    creates = [c for c in calls if c["request"]["operation"] == "create_append_blob" and c["request"]["blob"] == blob]
+    creates = [
+        c for c in calls if c["request"]["operation"] == "create_append_blob" and c["request"]["blob"] == blob
+    ]
     assert len(creates) == 1 and creates[0]["request"]["if_none_match"] == "*"
+
+
+def documented_pipeline() -> str:
+    """The first YAML block of the "Use it in ELSPETH" section: README.md's once the section there
+    has one, else the fragment's (tests/elspeth/README-fragment.md)."""
+    heading = "## Use it in ELSPETH\n"
+    for doc in (ROOT / "README.md", ROOT / "tests" / "elspeth" / "README-fragment.md"):
+        text = doc.read_text(encoding="utf-8") if doc.exists() else ""
+        if heading not in text:
+            continue
+        section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+        if "```yaml\n" in section:
+            return section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    raise AssertionError(f"no YAML block under {heading.strip()!r} in README.md or the README fragment")
+
+
+def test_documented_pipeline_runs(
+    pipeline: Pipeline, service: BlobServiceClient, azurite: Azurite
+) -> None:
+    """The README's pipeline, verbatim (relative paths, from its own directory), runs as documented."""
+    (pipeline.root / "data").mkdir()
+    write_input(pipeline.root / "data" / "orders.csv", input_rows())
+    pipeline.settings.write_text(documented_pipeline(), encoding="utf-8")
+    pipeline.env["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string
+    service.create_container("pipeline-output")
+    try:
+        code, output = pipeline.run("run", "-s", "settings.yaml", "-x")
+        assert code == 0, output[-4000:]
+        landscape = pipeline.root / "state" / "audit.db"
+        ((run_id, status),) = pipeline.query_at(landscape, "SELECT run_id, status FROM runs")
+        assert status == "completed"
+        data = blob_bytes(service, "pipeline-output", f"orders/{run_id}/orders.csv")
+        assert_exactly_once(parse_output(data, "csv"), input_rows())
+        assert (pipeline.root / "state" / "payloads").is_dir()
+    finally:
+        service.delete_container("pipeline-output")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -513,8 +595,8 @@ def test_run_writes_every_row_once_and_registers_the_artifact(
 def two_sinks(pipeline: Pipeline, low_container: str, high_container: str, fmt: str, high_env: str) -> None:
     pipeline.write_settings(
         [
-            SinkSpec("low", low_container, "low/{{ run_id }}/rows." + fmt, fmt, "AZ_DIRECT", block="1KiB"),
-            SinkSpec("high", high_container, "high/{{ run_id }}/rows." + fmt, fmt, high_env, block="1KiB"),
+            SinkSpec("low", low_container, "low/{{ run_id }}/rows." + fmt, fmt, "AZ_DIRECT", block="256B"),
+            SinkSpec("high", high_container, "high/{{ run_id }}/rows." + fmt, fmt, high_env, block="256B"),
         ],
         gate=True,
     )
@@ -566,6 +648,10 @@ def test_resume_after_a_failed_sink_write(
 
     service.create_container(late)
     try:
+        code, output = pipeline.run("resume", run_id, "-s", str(pipeline.settings))  # dry run
+        assert code == 0 and "can be resumed" in output, output[-4000:]
+        unprocessed = sum(1 for r in input_rows() if r["amount"] > THRESHOLD)
+        assert f"Unprocessed rows: {unprocessed}" in output
         resume(pipeline, run_id)
         assert_resumed_exactly_once(pipeline, service, run_id, {"low": container, "high": late}, "jsonl")
         skips = [c for c in pipeline.sink_calls(run_id) if c["request"]["operation"] == "replay_skip"]
