@@ -39,7 +39,7 @@ replayed on resume); the landscape (``ctx.landscape`` is None).
 As a child process, so a test or the demo can ``kill -9`` it mid-write::
 
     python -m elspeth_appendsink.harness --options OPTIONS.json --rows ROWS.jsonl --run-id ID \
-        [--resume] [--state DIR] [--trace-requests] [--hold-in-write GROUP:K]
+        [--resume] [--state DIR] [--trace-requests] [--hold-in-write GROUP:K[:OP]]
 
 ``OPTIONS.json`` is ``{"sinks": {name: options, ...}}`` (or one sink's options, named
 ``output``); sinks are :class:`~elspeth_appendsink.sink.AzureAppendBlobSink`. Each line of
@@ -47,9 +47,10 @@ As a child process, so a test or the demo can ``kill -9`` it mid-write::
 (only ``row`` is required). Progress goes to stdout, one flushed line per step:
 ``writing group N sink=S outcome=O rows=M``, ``wrote group N rows=M``, ``flushed group N``,
 ``recorded group N rows=M``, ``request N op=OP`` (``--trace-requests``), and
-``holding group N request K op=OP`` when ``--hold-in-write`` stops the process just before the
-K-th storage request of group N's write (it then waits to be killed). Exit codes: 0 the run
-completed, 1 it failed (the error is printed to stderr), 2 bad arguments.
+``holding group N request K op=OP`` when ``--hold-in-write N:K`` stops the process just before
+the K-th storage request of group N's write (``N:K:append``: the K-th ``append`` request; names
+as :func:`~elspeth_appendsink.testing.operation_of`) and waits to be killed. Exit codes: 0 the
+run completed, 1 it failed (the error is printed to stderr), 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -442,8 +443,12 @@ class Engine:
         report = RunReport(run_id, resumed)
         for name, sink in self.sinks.items():
             sink.node_id = _node_id(name, self.options[name])
-        for sink in self.sinks.values():
-            sink.on_start(ctx)  # raises → the run aborts, no cleanup (as ELSPETH)
+        try:
+            for sink in self.sinks.values():
+                sink.on_start(ctx)
+        except Exception:
+            self.log.set_status(run_id, "failed")  # the run aborts without cleanup (as ELSPETH)
+            raise
         try:
             for group in groups:
                 report.groups.append(self._write_group(run_id, group, ctx))
@@ -570,11 +575,13 @@ def load_rows(path: Path, default_sink: str) -> list[EngineRow]:
 class _Watch:
     """Request tracing and the ``--hold-in-write`` stop, shared by every sink's transport."""
 
-    def __init__(self, trace: bool, hold: tuple[int, int] | None, say: Callable[[str], None]) -> None:
+    def __init__(
+        self, trace: bool, hold: tuple[int, int, str | None] | None, say: Callable[[str], None]
+    ) -> None:
         self.trace, self.hold, self.say = trace, hold, say
         self.count = 0
         self.group: int | None = None  # the group being written, None outside write()
-        self.in_group = 0
+        self.in_group = 0  # requests of the hold's operation (or all) since the group's write began
         self._lock = threading.Lock()
 
     def step(self, step: Step) -> None:
@@ -588,35 +595,44 @@ class _Watch:
             self.count += 1
             if self.trace:
                 self.say(f"request {self.count} op={op}")
-            if self.group is None:
+            if self.group is None or self.hold is None:
+                return None
+            group, k, only = self.hold
+            if only is not None and op != only:
                 return None
             self.in_group += 1
-            if self.hold is not None and self.hold == (self.group, self.in_group):
-                self.say(f"holding group {self.group} request {self.in_group} op={op}")
+            if (group, k) == (self.group, self.in_group):
+                self.say(f"holding group {group} request {k} op={op}")
                 threading.Event().wait(600)  # wait to be killed; never resume on our own
                 os._exit(70)
         return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m elspeth_appendsink.harness", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m elspeth_appendsink.harness",
+        description="Run (or resume) an ELSPETH-shaped run over azure_append_blob sinks, printing "
+        "one progress line per step; see the module docstring for the file formats.",
+        epilog="exit codes: 0 completed, 1 the run failed (error on stderr), 2 bad arguments",
+    )
     parser.add_argument("--options", required=True, type=Path, help="JSON: {'sinks': {name: options}}")
     parser.add_argument("--rows", type=Path, help="JSONL rows (required unless --resume)")
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--resume", action="store_true", help="resume the run instead of starting it")
     parser.add_argument("--state", type=Path, default=Path("harness-state"), help="outcome log directory")
     parser.add_argument("--trace-requests", action="store_true", help="print a line per storage request")
-    parser.add_argument("--hold-in-write", metavar="GROUP:K", help="stop before request K of GROUP's write")
+    parser.add_argument(
+        "--hold-in-write", metavar="GROUP:K[:OP]", help="stop before request K (of OP) of GROUP's write"
+    )
     args = parser.parse_args(argv)
     if not args.resume and args.rows is None:
         parser.error("--rows is required for a new run")
     hold = None
     if args.hold_in_write:
-        try:
-            group, k = (int(part) for part in args.hold_in_write.split(":"))
-        except ValueError:
-            parser.error("--hold-in-write takes GROUP:K, two integers")
-        hold = (group, k)
+        parts = args.hold_in_write.split(":")
+        if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[:2]):
+            parser.error("--hold-in-write takes GROUP:K or GROUP:K:OP (two integers, an operation name)")
+        hold = (int(parts[0]), int(parts[1]), parts[2] if len(parts) == 3 else None)
 
     def say(line: str) -> None:
         print(line, flush=True)
