@@ -65,15 +65,20 @@ _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _DESCRIPTION = """\
 Check and manage the outputs of the azure_append_blob sink (ELSPETH).
 
-An output is one append blob (the path you give with --blob-path), the segments that follow
-it when it grew too large (rows.seg000001.csv, rows.seg000002.csv, ...) and one manifest per
-run that wrote it (rows.csv.manifest/<run id>): the manifest records, for every block of rows,
-where it went and its sha256, chained so that no record can be changed unnoticed."""
+An output is one append blob, the segments that follow it when it grew too large
+(rows.seg000001.csv, rows.seg000002.csv, ...) and one manifest per run that wrote it
+(rows.csv.manifest/<run id>): the manifest records, for every block of rows, where it went
+and its sha256, chained so that no record can be changed unnoticed.
+
+Name the output with --container and --blob-path, the blob path as rendered for the run
+(e.g. out/run-42/rows.csv, as the run's artifact shows it), not the sink's {{ run_id }}
+template."""
 
 _AUTH_HELP = f"""\
 authentication (one method; a flag wins over its environment variable):
   connection string   --connection-string, or ${ENV_CONNECTION_STRING}
-  SAS token           --account-url and --sas-token, or ${ENV_ACCOUNT_URL} and ${ENV_SAS_TOKEN}
+  SAS token           --account-url and --sas-token, or
+                      ${ENV_ACCOUNT_URL} and ${ENV_SAS_TOKEN}
   managed identity    --account-url and --managed-identity (DefaultAzureCredential: managed
                       identity, workload identity, Azure CLI login, ...)
   service principal   --account-url, --tenant-id, --client-id, --client-secret, or
@@ -199,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             parents=[common],
             help=summary,
-            description=f"{summary[0].upper()}{summary[1:]}.\n\n{details}",
+            description=f"{summary[0].upper()}{summary[1:].rstrip('?')}.\n\n{details}",
             epilog=epilog,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )

@@ -475,8 +475,15 @@ class Engine:
         ctx.operation_id = f"op-sink-write-{run_id}-{group.index}"
         try:
             sink._reset_diversion_log()
+            seen = len(ctx.calls)
             result = sink.write(rows, ctx)
-            self._say(f"wrote group {group.index} rows={len(rows)}")
+            skipped = sum(
+                int((call.response_data or {}).get("rows_skipped", 0))
+                for call in ctx.calls[seen:]
+                if call.request_data.get("operation") == "replay_skip"
+            )
+            note = f" (skipped {skipped} already durable)" if skipped else ""
+            self._say(f"wrote group {group.index} rows={len(rows)}{note}")
             self._step(Step("after_write", group))
             sink.flush()
         finally:

@@ -21,11 +21,14 @@ An *output* is everything one rendered ``blob_path`` names in a container: its s
    its ``sha256``, and that every segment the manifests seal (``rollover`` / ``seal`` records) is
    sealed in storage at the recorded length.
 
-A run whose manifest ends in an unfinished step (a block intent, a rollover, a recorded seal not
-yet done, or an empty manifest) *needs resume*. That is not a problem — a crash leaves exactly
-that — and the report says so, with the fate the evidence shows (a block intent whose bytes
-landed and hash right is adopted, as the writer's recovery would). Bytes beyond an unfinished
-intent are a problem.
+The protocol has no commit record: a block entry is the *intent*, written before the block, so
+every run that stopped between two blocks — finished or crashed — ends with an intent. One
+whose bytes are in the segment (checked by sha256 with every other entry) is committed, as the
+writer's recovery adopts it. A run whose manifest ends in an unfinished step — an intent whose
+bytes never landed, a rollover not completed, a seal recorded but not done, or an empty
+manifest — *needs resume*. That is not a problem (a crash leaves exactly that) and the report
+says so; bytes beyond an unfinished intent are a problem. Whether a run that stopped between
+blocks is complete is the engine's knowledge, not the storage's: verify cannot tell.
 
 Data problems never raise: they become :class:`Problem` values in the report, each with a
 :class:`Location` (blob, byte offset, manifest record). Only usage errors
@@ -42,7 +45,7 @@ from enum import StrEnum
 from typing import Any
 
 from elspeth_appendsink.cursor import Cursor
-from elspeth_appendsink.errors import ConfigError, ManifestCorruptError
+from elspeth_appendsink.errors import ConfigError, ManifestCorruptError, UndescribedBytesError
 from elspeth_appendsink.manifest import (
     GENESIS,
     BlockEntry,
@@ -60,7 +63,7 @@ from elspeth_appendsink.paths import (
     segment_name,
     validate_blob_path,
 )
-from elspeth_appendsink.reconcile import RunLayout, expected_lengths, walk
+from elspeth_appendsink.reconcile import RunLayout, classify_pending, expected_lengths, walk
 from elspeth_appendsink.storage import AzureStore, BlobInfo
 
 __all__ = [
@@ -270,8 +273,7 @@ class _Run:
     manifest: str
     records: list[DecodedRecord]
     layout: RunLayout | None = None  # None: no usable open record
-    pending_fate: str | None = None  # "landed" | "not_landed" | "conflict" for layout.pending
-    pending_entry: BlockEntry | None = None  # the unfinished intent as read (before any adoption)
+    unlanded: list[BlockEntry] = field(default_factory=list)  # intents of the last batch that never landed
 
 
 @dataclass
@@ -344,9 +346,8 @@ class _Scan:
                 ):
                     self.problem(
                         ProblemKind.CHAIN_BROKEN,
-                        f"record {seq} does not link to record {seq - 1} (record {seq - 1} hashes to "
-                        f"something else than record {seq} names): record {seq - 1} or {seq} was edited, "
-                        f"or records were dropped or reordered [{exc}]",
+                        f"record {seq} does not link to record {seq - 1}: record {seq - 1} or {seq} was "
+                        f"edited, or records were dropped or reordered [{exc}]",
                         name,
                         offset=at,
                         record=seq,
@@ -473,27 +474,36 @@ class _Scan:
         return usable
 
     def settle_pending(self, ordered: list[_Run], infos: dict[int, BlobInfo | None]) -> None:
-        """Decide each unfinished intent from the evidence, as recovery would (without writing).
+        """Decide how much of each run's last batch of intents landed, as recovery would (without
+        writing), and adopt those: the landed ones are committed (their sha256 is checked with
+        every other entry's).
 
-        The last run's intent landed when its segment holds its bytes (their sha256 is checked
-        with every other entry); an earlier run's intent landed when the next run starts at its
-        end (the later run adopted it; a void would have been written otherwise).
+        For the last run, its segment's length says how many landed
+        (:func:`~elspeth_appendsink.reconcile.classify_pending`; a length between entry ends
+        adopts the entries that fit and leaves the rest of the bytes to be reported as
+        undescribed). For an earlier run, the next run's start says it: the later run adopted
+        the landed ones (it would have voided the others in the earlier manifest).
         """
         for index, run in enumerate(ordered):
             layout = _layout(run)
-            entry = layout.pending
-            if entry is None:
+            pending = layout.pending
+            if not pending:
                 continue
-            run.pending_entry = entry
+            first = pending[0]
             if index + 1 < len(ordered):
                 nxt = _layout(ordered[index + 1]).open
-                landed = (nxt.base_segment, nxt.base_length) == (entry.segment, entry.end)
+                ends = [first.offset, *(entry.end for entry in pending)]
+                same = nxt.base_segment == first.segment and nxt.base_length in ends
+                landed = ends.index(nxt.base_length) if same else 0
             else:
-                info = infos.get(entry.segment)
-                landed = info is not None and info.size >= entry.end
-            run.pending_fate = "landed" if landed else "not_landed"
-            if landed:
-                layout.adopt_pending()
+                info = infos.get(first.segment)
+                size = 0 if info is None else info.size
+                try:
+                    landed = classify_pending(pending, size, self.segment(first.segment))
+                except UndescribedBytesError:
+                    landed = sum(1 for entry in pending if entry.end <= size)
+            run.unlanded = list(pending[landed:])
+            layout.adopt_pending(landed)
 
     def check_run_bases(self, ordered: list[_Run]) -> None:
         """Each run after the first starts where the one before it ended (as the writer places it:
@@ -653,8 +663,8 @@ class _Scan:
         if region.sha256 is not None and digest != region.sha256:
             self.problem(
                 ProblemKind.SHA_MISMATCH,
-                f"bytes [{region.offset}, {region.end}) ({region.what}) do not match the entry's sha256: "
-                f"they were changed after they were written",
+                f"bytes [{region.offset}, {region.end}) ({region.what}) do not match the sha256 recorded "
+                "for them: the bytes or the manifest were changed after they were written",
                 name,
                 offset=region.offset,
                 record=region.record,
@@ -776,18 +786,18 @@ class _Scan:
             )
         pending = None
         needs_resume = False
-        entry = run.pending_entry
-        if entry is not None:
-            what = (
-                f"block intent (record {entry.seq}: segment {entry.segment}, offset {entry.offset}, "
-                f"{entry.length} bytes, rows [{entry.tokens.start}, {entry.tokens.end}))"
+        gone = run.unlanded
+        if gone:
+            # Landed intents are simply committed: the protocol has no commit record, so every run
+            # that stopped between blocks (finished or not) ends with a batch of intents.
+            first, last = gone[0], gone[-1]
+            records = f"record {first.seq}" if first is last else f"records {first.seq}-{last.seq}"
+            pending = (
+                f"{len(gone)} block intent{'s' * (len(gone) != 1)} ({records}: segment {first.segment}, "
+                f"bytes [{first.offset}, {last.end}), rows [{first.tokens.start}, {last.tokens.end})) "
+                f"did not land; a resume voids {'them' if len(gone) != 1 else 'it'} and writes those "
+                "rows again"
             )
-            if run.pending_fate == "landed":
-                pending = f"{what} landed; " + (
-                    "a resume adopts it" if is_last else "the next run adopted it"
-                )
-            else:
-                pending = f"{what} did not land; a resume voids it and writes those rows again"
             needs_resume = is_last
         elif layout.pending_rollover is not None and is_last:
             record = layout.pending_rollover
@@ -893,7 +903,7 @@ class _BadShape(ValueError):
 _DECODE_ERRORS = (ManifestCorruptError, TypeError, ValueError, KeyError, IndexError, AttributeError)
 _COUNTS: dict[type[Any], tuple[str, ...]] = {
     OpenRecord: ("seq", "base_segment", "base_length", "block_size", "segment_max_blocks"),
-    BlockEntry: ("seq", "segment", "offset", "length", "write_call"),
+    BlockEntry: ("seq", "segment", "offset", "length", "write_call", "batch"),
     VoidRecord: ("seq", "voids", "segment", "offset"),
     RolloverRecord: ("seq", "segment", "final_length", "next_segment"),
     SealRecord: ("seq", "segment", "final_length"),

@@ -1,0 +1,184 @@
+"""Outputs for the tooling tests: written by the real writer over Azurite, then crashed or tampered with."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from azure.storage.blob import BlobClient, BlobLeaseClient, BlobServiceClient
+
+from elspeth_appendsink.azurite import Azurite
+from elspeth_appendsink.manifest import BlockEntry, DecodedRecord, decode_records
+from elspeth_appendsink.paths import manifest_name, segment_name
+from elspeth_appendsink.testing import FaultyTransport, SimulatedCrash
+from elspeth_appendsink.writer import AppendWriter
+from tests.helpers import make_store, make_writer
+
+BLOB = "out/data.jsonl"
+SMALL: dict[str, Any] = {"block_size": 200, "segment_max_blocks": 5}
+ROWS_PER_CALL = 25
+CALLS = 3
+
+
+def batches(calls: int = CALLS, first_id: int = 0) -> list[list[dict[str, Any]]]:
+    return [
+        [{"id": first_id + c * ROWS_PER_CALL + i, "v": f"value-{c}-{i}"} for i in range(ROWS_PER_CALL)]
+        for c in range(calls)
+    ]
+
+
+def write_output(
+    azurite: Azurite,
+    container: str,
+    *,
+    blob_path: str = BLOB,
+    run_id: str = "run-1",
+    seal: bool = False,
+    first_id: int = 0,
+    **target: Any,
+) -> AppendWriter:
+    """A complete run: three write calls over ≥3 segments (200-byte blocks, 5 blocks a segment)."""
+    writer = make_writer(
+        make_store(azurite, container), run_id=run_id, blob_path=blob_path, **{**SMALL, **target}
+    )
+    for batch in batches(first_id=first_id):
+        writer.write(batch)
+    writer.finish(seal=seal)
+    writer.close()
+    return writer
+
+
+def data_append_rule(nth: int, fault: str) -> Callable[[int, str, Any], str | None]:
+    """A FaultyTransport rule that injects ``fault`` at the ``nth`` append of data (not of a manifest)."""
+    seen = 0
+
+    def rule(n: int, operation: str, request: Any) -> str | None:
+        nonlocal seen
+        if operation == "append" and ".manifest/" not in request.url:
+            seen += 1
+            if seen == nth:
+                return fault
+        return None
+
+    return rule
+
+
+def crash_run(
+    azurite: Azurite,
+    container: str,
+    transport: FaultyTransport,
+    *,
+    blob_path: str = BLOB,
+    run_id: str = "run-1",
+    seal: bool = False,
+) -> int | None:
+    """Run the three write calls through ``transport`` until it crashes; the index of the call
+    that crashed (the engine replays from there), or None when it never crashed."""
+    writer = make_writer(
+        make_store(azurite, container, transport), run_id=run_id, blob_path=blob_path, **SMALL
+    )
+    data = batches()
+    for index, batch in enumerate(data):
+        try:
+            writer.write(batch)
+        except SimulatedCrash:
+            return index
+    try:
+        writer.finish(seal=seal)
+    except SimulatedCrash:
+        return len(data)
+    return None
+
+
+def resume_run(
+    azurite: Azurite,
+    container: str,
+    crashed_in: int,
+    *,
+    blob_path: str = BLOB,
+    run_id: str = "run-1",
+    seal: bool = False,
+) -> AppendWriter:
+    """Resume a crashed run the way the engine does: replay the crashed call and everything after."""
+    writer = make_writer(
+        make_store(azurite, container), run_id=run_id, blob_path=blob_path, resume=True, **SMALL
+    )
+    writer.prepare()
+    for batch in batches()[crashed_in:]:
+        writer.write(batch)
+    writer.finish(seal=seal)
+    writer.close()
+    return writer
+
+
+def blob(azurite: Azurite, container: str, name: str) -> BlobClient:
+    return BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(
+        container, name
+    )
+
+
+def read_blob(azurite: Azurite, container: str, name: str) -> bytes:
+    return blob(azurite, container, name).download_blob().readall()
+
+
+def break_lease(azurite: Azurite, container: str, name: str) -> None:
+    client = blob(azurite, container, name)
+    if client.get_blob_properties().lease.state == "leased":
+        BlobLeaseClient(client).break_lease(lease_break_period=0)
+
+
+def lease_state(azurite: Azurite, container: str, name: str) -> str:
+    return str(blob(azurite, container, name).get_blob_properties().lease.state)
+
+
+def rewrite_blob(
+    azurite: Azurite, container: str, name: str, data: bytes, *, seal: bool | None = None
+) -> None:
+    """Replace ``name`` by an append blob holding ``data``, with the same metadata and (unless told
+    otherwise) the same seal state: what someone editing the blob behind the sink's back leaves."""
+    client = blob(azurite, container, name)
+    props = client.get_blob_properties()
+    break_lease(azurite, container, name)
+    client.delete_blob()
+    client.create_append_blob(metadata=props.metadata)
+    step = 4 * 1024 * 1024
+    for start in range(0, len(data), step):
+        client.append_block(data[start : start + step])
+    if props.is_append_blob_sealed if seal is None else seal:
+        client.seal_append_blob()
+
+
+def flip_byte(azurite: Azurite, container: str, name: str, offset: int) -> None:
+    data = bytearray(read_blob(azurite, container, name))
+    data[offset] ^= 0x01
+    rewrite_blob(azurite, container, name, bytes(data))
+
+
+def manifest_records(
+    azurite: Azurite, container: str, *, blob_path: str = BLOB, run_id: str = "run-1"
+) -> list[DecodedRecord]:
+    return decode_records(read_blob(azurite, container, manifest_name(blob_path, run_id)))
+
+
+def committed_entries(azurite: Azurite, container: str, **where: Any) -> list[BlockEntry]:
+    return [
+        d.record for d in manifest_records(azurite, container, **where) if isinstance(d.record, BlockEntry)
+    ]
+
+
+def edit_entry_sha(
+    azurite: Azurite, container: str, seq: int, *, blob_path: str = BLOB, run_id: str = "run-1"
+) -> None:
+    """Change one hex digit of the sha256 in manifest record ``seq`` (a block entry), in place."""
+    name = manifest_name(blob_path, run_id)
+    raw = bytearray(read_blob(azurite, container, name))
+    record = manifest_records(azurite, container, blob_path=blob_path, run_id=run_id)[seq]
+    assert isinstance(record.record, BlockEntry)
+    key = b'"sha256":"'
+    at = raw.index(key, record.offset, record.offset + record.length) + len(key)
+    raw[at] = ord("0") if raw[at] != ord("0") else ord("1")
+    rewrite_blob(azurite, container, name, bytes(raw))
+
+
+def segment(index: int, blob_path: str = BLOB) -> str:
+    return segment_name(blob_path, index)
