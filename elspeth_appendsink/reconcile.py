@@ -50,6 +50,7 @@ class RunLayout:
     manifest_length: int = 0
     next_token: int = 0
     voided: int = 0
+    last_call_begun: int = -1  # highest write call with any intent, landed or not
 
     def adopt_pending(self, count: int) -> None:
         """The first ``count`` pending intents were proven landed: count them as committed."""
@@ -87,6 +88,8 @@ def walk(records: Sequence[DecodedRecord], name: str = "manifest") -> RunLayout:
     for decoded in records[1:]:
         record = decoded.record
         where = f"record {record.seq} of {name}"
+        if isinstance(record, BlockEntry):
+            layout.last_call_begun = max(layout.last_call_begun, record.write_call)
         if isinstance(record, VoidRecord):
             if not batch or not any(e.seq == record.voids for e in batch):
                 raise ManifestCorruptError(

@@ -67,7 +67,7 @@ from elspeth_appendsink.errors import (
     StorageError,
     UndescribedBytesError,
 )
-from elspeth_appendsink.identity import DigestMultiset, IdentityScheme
+from elspeth_appendsink.identity import DIGEST_SIZE, DigestMultiset, IdentityScheme
 from elspeth_appendsink.manifest import (
     GENESIS,
     BlockEntry,
@@ -208,7 +208,9 @@ class AppendWriter:
         self._lease_at = 0.0
         self._call_digests: list[bytes] = []  # row digests committed by the current write call
         self._failed_call: int | None = None  # in this process, the call that failed (if any)
-        self._redelivery = False  # recovered: the next call re-delivers the interrupted one
+        # After a recovery (or a failed call): the write call that may be re-delivered and the
+        # packed digests of the rows it committed, in order. See _match_redelivery.
+        self._redelivered: tuple[int, bytes] | None = None
         self._full_hash: Any = hashlib.sha256()  # set by _verify_output: the whole output's running hash
         self._full_size = 0
         self.events: list[dict[str, Any]] = []  # recovery facts for the audit trail
@@ -250,28 +252,66 @@ class AppendWriter:
             if self.cursor is None:
                 self._start(rows)
         cursor = self._require_cursor()
-        # The first call after a recovery re-delivers the interrupted call: it keeps that call's
-        # number, so that a second interruption's replay scope holds the rows of both attempts.
-        step = 0 if self._redelivery else 1
-        self._redelivery = False
-        self.cursor = Cursor(**{**_as_dict(cursor), "write_call": cursor.write_call + step})
+        call, skip = cursor.write_call + 1, 0
         self._call_digests = []
+        if self._redelivered is not None:
+            (last, committed), self._redelivered = self._redelivered, None
+            skip, same_call = self._match_redelivery(rows, committed)
+            if same_call:  # the interrupted call again: keep its number, so its rows stay one scope
+                call = last
+                self._call_digests = [committed]
+        self.cursor = replace(cursor, write_call=call)
+        if skip:
+            report.rows_skipped += skip
+            report.skipped_from_runs = (self.target.run_id,)
+            rows = rows[skip:]
         try:
             self._pipeline(rows, report)
         except Exception:
-            self._failed_call = self._require_cursor().write_call
+            self._failed_call = call
             if not self._dirty and self._call_digests:
-                # The position is certain (e.g. a bad row stopped the call after some blocks):
-                # a retry of this call must skip exactly the rows it already committed.
-                scope = DigestMultiset.from_packed(self._call_digests)
+                # The position is certain (e.g. a bad row stopped the call after some blocks).
                 if self._replay is None:
-                    self._replay = _Replay(scope, "retry", (self.target.run_id,))
-                else:
-                    self._replay.more.append(scope)
+                    # a retry of this call must skip exactly the rows it already committed
+                    self._redelivered = (call, b"".join(self._call_digests))
+                else:  # continuing earlier runs: identities are matched as a multiset
+                    self._replay.more.append(DigestMultiset.from_packed(self._call_digests))
             raise
-        if self._replay is not None:
+        if self._replay is not None and self._replay.digests.taken + sum(s.taken for s in self._replay.more):
             report.skipped_from_runs = self._replay.runs
         return report
+
+    def _match_redelivery(self, rows: Sequence[Row], committed: bytes) -> tuple[int, bool]:
+        """How many leading rows of a re-delivered call are already durable, and whether it is that call.
+
+        ELSPETH records a group's outcomes only after its write returned, in row order, and replays
+        unrecorded rows in the same order. So a re-delivered call either starts with *all* the rows
+        the interrupted call committed (the crash came during the write: nothing was recorded) or
+        is a tail of them (the crash came while outcomes were being recorded). Matching in order —
+        not as a set — keeps equal rows of *another* group from being mistaken for durable ones.
+        """
+        size = len(committed) // DIGEST_SIZE
+        if size == 0:
+            return 0, True
+        head = rows[:size]
+        packed = b"".join(self._digests_of(head))
+        if len(rows) >= size and packed == committed:
+            return size, True
+        if len(rows) < size and packed == committed[-len(packed) :]:
+            return len(rows), True
+        return 0, False
+
+    def _digests_of(self, rows: Sequence[Row]) -> Iterator[bytes]:
+        encoder = self._require_encoder()
+        for start in range(0, len(rows), _SLICE):
+            chunk = rows[start : start + _SLICE]
+            try:
+                encoded = encoder.encode(chunk)
+            except RowError as exc:
+                if exc.row_index is not None:
+                    exc.row_index += start
+                raise
+            yield from self.target.identity.digests(chunk, encoded)
 
     def finish(self, *, seal: bool) -> None:
         """End of run: optionally seal the last segment (recorded in the manifest first)."""
@@ -787,22 +827,30 @@ class AppendWriter:
             offset=layout.segment_ends.get(layout.segment, 0),
             blocks=blocks,
             next_token=layout.next_token,
-            write_call=max(layout.last_write_call, -1 if self._failed_call is None else self._failed_call),
+            write_call=layout.last_write_call,
             manifest_length=layout.manifest_length,
             next_seq=layout.next_seq,
             head=layout.head,
             total_bytes=self._full_size,
         )
-        # Rows the engine may replay: those committed by the last write call that began (in this
-        # process we know which call failed; after a restart, the last one with a committed block),
-        # plus (for a run that continued earlier runs) every row of those runs, which it may have skipped.
-        scope_call = layout.last_write_call if self._failed_call is None else self._failed_call
-        self._failed_call = None
-        scope = [e.digests for e in layout.committed if e.write_call == scope_call]
-        self._redelivery = any(scope)  # the cursor's write_call is scope_call then
-        scope += [e.digests for lay in earlier for e in lay.committed]
-        runs = (*(lay.open.run_id for lay in earlier), t.run_id)
-        self._replay = _Replay(DigestMultiset.from_packed(scope), "resume", runs)
+        # Rows the engine may re-deliver: in a plain run, the rows the last write call that began
+        # committed (in this process we know which call failed; after a restart, the last one with
+        # any intent, landed or voided), matched in order by the next call. A run that continued
+        # earlier runs matches by identity instead, against every row of the output so far.
+        scope_call = max(layout.last_write_call, layout.last_call_begun)
+        if self._failed_call is not None:
+            scope_call, self._failed_call = self._failed_call, None
+        self.cursor = replace(self.cursor, write_call=scope_call)
+        if earlier:
+            scope = [e.digests for lay in [*earlier, layout] for e in lay.committed]
+            runs = (*(lay.open.run_id for lay in earlier), t.run_id)
+            self._replay = _Replay(DigestMultiset.from_packed(scope), "resume", runs)
+            scope_rows = len(self._replay)
+        else:
+            committed = b"".join(e.digests for e in layout.committed if e.write_call == scope_call)
+            self._redelivered = (scope_call, committed)
+            self._replay = None
+            scope_rows = len(committed) // DIGEST_SIZE
         self.events.append(
             {
                 "event": "resume.recovered",
@@ -810,7 +858,7 @@ class AppendWriter:
                 "entries": len(layout.committed),
                 "voided": layout.voided,
                 "bytes": self._full_size,
-                "replay_scope_rows": len(self._replay),
+                "replay_scope_rows": scope_rows,
                 "replay_scope_write_call": scope_call,
             }
         )

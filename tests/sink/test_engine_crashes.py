@@ -341,19 +341,12 @@ EQUAL_ROWS = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (writer): the resume replay scope is the rows of the last write call that *committed* "
-    "a block, kept for every write of the resumed run; a row equal to one of them in a later group "
-    "is taken as durable and never written",
-)
 @pytest.mark.parametrize(
     "point",
     [
-        # group 0 recorded, group 1 not started: the scope should be empty, it is group 0's rows
+        # group 0 recorded, group 1 not started: group 1 is not a re-delivery of group 0
         crash_at("before_write", group=1),
-        # group 0 partly recorded: the scope is right for the replay of group 0, but what is left
-        # of it (row a) is still in scope when group 1 is written
+        # group 0 partly recorded: its replayed tail is skipped; group 1's equal row is written
         crash_at("outcome_recorded", group=0, recorded=1),
     ],
     ids=["before-next-write", "leftover-scope"],
