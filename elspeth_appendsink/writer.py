@@ -848,7 +848,7 @@ class AppendWriter:
             scope_rows = len(self._replay)
         else:
             committed = b"".join(e.digests for e in layout.committed if e.write_call == scope_call)
-            self._redelivered = (scope_call, committed)
+            self._redelivered = (scope_call, committed) if scope_call >= 0 else None
             self._replay = None
             scope_rows = len(committed) // DIGEST_SIZE
         self.events.append(
