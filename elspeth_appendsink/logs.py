@@ -17,7 +17,7 @@ import structlog
 
 from elspeth_appendsink.redact import redact_value
 
-__all__ = ["configure", "get_logger", "redact_processor"]
+__all__ = ["configure", "get_logger", "guard_third_party_loggers", "redact_processor"]
 
 _configured = False
 
@@ -75,3 +75,26 @@ def get_logger(name: str = "elspeth_appendsink") -> Any:
     if not _configured and not structlog.is_configured():
         configure()
     return _RedactingLogger(structlog.get_logger(name))
+
+
+class _RedactingFilter(logging.Filter):
+    """A stdlib logging filter that redacts the formatted message of every record it sees."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact_value(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+#: Third-party loggers that print request URLs: urllib3 logs every request line, SAS query included.
+THIRD_PARTY_LOGGERS = ("urllib3.connectionpool", "azure.core.pipeline.policies.http_logging_policy")
+
+
+def guard_third_party_loggers() -> None:
+    """Redact what the HTTP stack logs (idempotent): a host at DEBUG would otherwise print SAS tokens."""
+    for name in THIRD_PARTY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactingFilter) for f in logger.filters):
+            logger.addFilter(_RedactingFilter())

@@ -175,6 +175,12 @@ def classify_pending(pending: Sequence[BlockEntry], observed_size: int, segment_
     start = pending[0].offset
     if observed_size == start:
         return 0
+    if observed_size < start:
+        raise UndescribedBytesError(
+            f"segment {segment_name} is {observed_size} bytes, but the manifest describes {start} bytes "
+            f"before its last intents: bytes [{observed_size}, {start}) are missing "
+            "(was the blob deleted or replaced?)"
+        )
     for count, entry in enumerate(pending, start=1):
         if observed_size == entry.end:
             return count

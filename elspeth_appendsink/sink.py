@@ -147,7 +147,12 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
         """Nothing is buffered: write() returns only after every block it sent is durable."""
 
     def on_complete(self, ctx: Any) -> None:
-        if self._writer is not None and self._cfg.seal_on_complete:
+        if not self._cfg.seal_on_complete:
+            return
+        if self._writer is None and self._resume:
+            # a resume that replayed nothing to this sink still owes the seal its run recorded
+            self._writer_for(str(ctx.run_id))
+        if self._writer is not None:
             self._writer.finish(seal=True)
 
     def close(self) -> None:

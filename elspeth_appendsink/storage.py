@@ -48,6 +48,7 @@ from elspeth_appendsink.errors import (
     StorageError,
     StorageUnavailableError,
 )
+from elspeth_appendsink.logs import guard_third_party_loggers
 from elspeth_appendsink.redact import redact
 
 __all__ = [
@@ -61,6 +62,8 @@ __all__ = [
 ]
 
 PROVIDER = "azure_blob_storage"
+
+guard_third_party_loggers()  # urllib3 logs request URLs, SAS signature included
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,13 +86,18 @@ from elspeth_appendsink.paths import manifest_name, manifest_prefix, run_pointer
 from elspeth_appendsink.reconcile import RunLayout, classify_pending, expected_lengths, walk
 from elspeth_appendsink.storage import AppendResult, AzureStore, BlobInfo
 
-__all__ = ["AppendWriter", "OutputTarget", "WriteReport"]
+__all__ = ["AppendWriter", "OutputTarget", "WriteReport", "lease_id_for"]
 
 _LEASE_NAMESPACE = uuid.UUID("5b0c3f0e-7a51-4d7e-9f0a-6a3e2d1c9b84")
 META_CREATOR = "elspeth_appendsink_creator"
 META_WRITER = "elspeth_appendsink_writer"
-_SLICE = 4096  # rows encoded at a time: bounds the memory held besides the current block
+_SLICE = 512  # rows encoded at a time: bounds the memory held besides the current block
 PIPELINE_BLOCKS = 2  # blocks prepared ahead while a batch is in flight (and the most per batch)
+
+
+def lease_id_for(run_id: str) -> str:
+    """The lease id a run uses on every blob it fences (so its resume can take the lease back)."""
+    return str(uuid.uuid5(_LEASE_NAMESPACE, run_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +124,7 @@ class OutputTarget:
     @property
     def lease_id(self) -> str:
         """Deterministic per run: a resume of the same run re-acquires its own lease."""
-        return str(uuid.uuid5(_LEASE_NAMESPACE, self.run_id))
+        return lease_id_for(self.run_id)
 
 
 @dataclass(slots=True)
@@ -344,6 +349,7 @@ class AppendWriter:
         if first is None:
             return
         pending = self._prepare(*first)
+        first = None  # a prepared group's rows are no longer needed: hold blocks, not rows
         second = next(groups, None)
         if second is None:  # a single block (the common small write): no thread needed
             try:
@@ -356,7 +362,8 @@ class AppendWriter:
         inflight: Future[None] | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="elspeth-appendsink") as worker:
             try:
-                for group in chain([second], groups):
+                rest, second = chain([second], groups), None
+                for group in rest:
                     inflight, pending = self._submit(worker, inflight, pending, report)
                     pending.extend(self._prepare(*group))
                 if inflight is not None:
@@ -388,7 +395,7 @@ class AppendWriter:
 
     def _groups(
         self, rows: Sequence[Row], report: WriteReport
-    ) -> Iterator[tuple[list[Row], list[bytes], list[bytes], bytes]]:
+    ) -> Iterator[tuple[list[Row], list[bytes], list[bytes], bytes, int]]:
         """Encode rows slice by slice; yield whole-row groups that fill a block (header first)."""
         encoder = self._require_encoder()
         identity = self.target.identity
@@ -398,6 +405,7 @@ class AppendWriter:
         cur_rows: list[Row] = []
         cur_enc: list[bytes] = []
         cur_dig: list[bytes] = []
+        cur_first = 0  # batch index of the group's first row (exact unless replayed rows were skipped)
         replay = self._replay
         for start in range(0, len(rows), _SLICE):
             chunk: Sequence[Row] = rows[start : start + _SLICE]
@@ -409,6 +417,9 @@ class AppendWriter:
                     exc.args = (f"row {exc.row_index}: {str(exc).split(': ', 1)[-1]}",)
                 raise
             digests = identity.digests(chunk, encoded)
+            # Right-size every row's bytes: an encoder may hand out over-allocated buffers (orjson
+            # keeps >= 4 KiB per row), and a block holds thousands of rows until it is joined.
+            encoded = [bytes(memoryview(e)) for e in encoded]
             origin: list[int] | None = None
             if replay is not None and len(replay):
                 keep = [i for i, digest in enumerate(digests) if not replay.take(digest)]
@@ -432,19 +443,21 @@ class AppendWriter:
                 # the most rows from i on that still fit in this block (prefix sums, no per-row loop)
                 j = bisect_right(prefix, prefix[i] + limit - used, i) - 1
                 if j > i:
+                    if not cur_rows:
+                        cur_first = origin[i] if origin is not None else start + i
                     cur_rows.extend(chunk[i:j])
                     cur_enc.extend(encoded[i:j])
                     cur_dig.extend(digests[i:j])
                     used += prefix[j] - prefix[i]
                     i = j
                 if i < n:  # the block is full
-                    yield cur_rows, cur_enc, cur_dig, header
+                    yield cur_rows, cur_enc, cur_dig, header, cur_first
                     header, used, cur_rows, cur_enc, cur_dig = b"", 0, [], [], []
         if cur_rows:
-            yield cur_rows, cur_enc, cur_dig, header
+            yield cur_rows, cur_enc, cur_dig, header, cur_first
 
     def _prepare(
-        self, rows: list[Row], encoded: list[bytes], digests: list[bytes], header: bytes
+        self, rows: list[Row], encoded: list[bytes], digests: list[bytes], header: bytes, first: int = 0
     ) -> list[_Prepared]:
         """The bytes of one planned block (split further if the format's real size is over the limit)."""
         encoder = self._require_encoder()
@@ -452,16 +465,20 @@ class AppendWriter:
         if len(data) > self.target.block_size:
             if len(rows) <= 1:
                 if header and rows:  # header and the row do not fit together: send them apart
-                    return [*self._prepare([], [], [], header), *self._prepare(rows, encoded, digests, b"")]
+                    return [
+                        *self._prepare([], [], [], header),
+                        *self._prepare(rows, encoded, digests, b"", first),
+                    ]
                 raise RowTooLarge(
                     f"a block of one row encodes to {len(data)} bytes, over the block limit of "
                     f"{self.target.block_size}",
+                    row_index=first if rows else None,
                     hint="raise block_size or shrink the row",
                 )
             half = len(rows) // 2  # Arrow: the size estimate was short; split and try again
             return [
-                *self._prepare(rows[:half], encoded[:half], digests[:half], header),
-                *self._prepare(rows[half:], encoded[half:], digests[half:], b""),
+                *self._prepare(rows[:half], encoded[:half], digests[:half], header, first),
+                *self._prepare(rows[half:], encoded[half:], digests[half:], b"", first + half),
             ]
         if header:
             self._needs_header = False
@@ -610,10 +627,18 @@ class AppendWriter:
         try:
             self.store.acquire_lease(name, self.target.lease_id, self.target.lease_duration)
         except LeaseHeldError as exc:
+            # The blob's metadata names the last run of this sink that wrote it; it is the holder
+            # only if that run's (deterministic) lease id is the active one.
             info = self.store.properties(name)
-            holder = None if info is None else info.metadata.get(META_WRITER)
+            named = None if info is None else info.metadata.get(META_WRITER)
+            holder = (
+                named
+                if named and named != self.target.run_id and self.store.holds_lease(name, lease_id_for(named))
+                else None
+            )
             raise LeaseHeldError(
-                f"{name} is leased by another writer" + (f" (run {holder})" if holder else ""),
+                f"{name} is leased by another writer"
+                + (f" (run {holder})" if holder else " (not a lease of this sink's runs)"),
                 holder=holder,
                 blob=name,
                 status=exc.status,
@@ -624,6 +649,12 @@ class AppendWriter:
         self._leased = self.target.lease_id
         self._lease_at = time.monotonic()
         self.events.append({"event": "lease.acquired", "blob": name, "run_id": self.target.run_id})
+        info = self.store.properties(name)
+        if info is not None and info.metadata.get(META_WRITER) != self.target.run_id:
+            # name ourselves as the writer, so that a refused writer's error can name the holder
+            self.store.set_metadata(
+                name, {**info.metadata, META_WRITER: self.target.run_id}, lease=self._leased
+            )
 
     def _keep_lease(self, name: str) -> None:
         """Renew our lease once half its duration has passed (before it can lapse mid-run)."""
