@@ -98,8 +98,17 @@ def run_demo(workdir: Path) -> int:
             "container": CONTAINER,
             "blob_path": "orders/{{ run_id }}/orders.csv",
             "format": "csv",
-            "schema": {"mode": "fixed", "fields": ["id: int", "customer: str", "city: str", "amount: float",
-                                                   "express: bool", "note: str?"]},
+            "schema": {
+                "mode": "fixed",
+                "fields": [
+                    "id: int",
+                    "customer: str",
+                    "city: str",
+                    "amount: float",
+                    "express: bool",
+                    "note: str?",
+                ],
+            },
             "row_key": "id",
             "block_size": "32KiB",
             "segment_max_blocks": 6,
@@ -112,8 +121,16 @@ def run_demo(workdir: Path) -> int:
         say(f"   {len(rows)} orders: " + ", ".join(f"{n} {o}" for o, _, n in GROUPS))
 
         step("3. Run the sink in a child process, and SIGKILL it in the middle of the third write")
-        args = ["--options", str(workdir / "options.json"), "--rows", str(workdir / "rows.jsonl"),
-                "--run-id", RUN_ID, "--state", str(workdir / "state")]
+        args = [
+            "--options",
+            str(workdir / "options.json"),
+            "--rows",
+            str(workdir / "rows.jsonl"),
+            "--run-id",
+            RUN_ID,
+            "--state",
+            str(workdir / "state"),
+        ]
         child = harness(args, env, hold="2:5:append")
         assert child.stdout is not None
         for line in child.stdout:
@@ -161,12 +178,18 @@ def run_demo(workdir: Path) -> int:
             cumulative += round(count * per_row)
             sizes.append(cumulative)
         stock = sum(sizes)
-        say(f"   output: {len(data):,} bytes, {len(ids):,} rows, duplicates: {len(ids) - len(set(ids))}, "
-            f"missing: {len(rows) - len(set(ids))}")
-        say(f"   stock azure_blob strategy (re-upload everything on each of {len(GROUPS)} writes): "
-            f"~{stock:,} bytes sent, no resume possible")
-        say(f"   this sink: the output once plus a manifest of "
-            f"{_manifest_bytes(service, blob_path):,} bytes, and an exact resume")
+        say(
+            f"   output: {len(data):,} bytes, {len(ids):,} rows, duplicates: {len(ids) - len(set(ids))}, "
+            f"missing: {len(rows) - len(set(ids))}"
+        )
+        say(
+            f"   stock azure_blob strategy (re-upload everything on each of {len(GROUPS)} writes): "
+            f"~{stock:,} bytes sent, no resume possible"
+        )
+        say(
+            f"   this sink: the output once plus a manifest of "
+            f"{_manifest_bytes(service, blob_path):,} bytes, and an exact resume"
+        )
         say(f"   demo finished in {time.monotonic() - started:.1f} s")
         return 0 if once else 1
 
