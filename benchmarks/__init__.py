@@ -1,0 +1,1 @@
+"""Benchmarks for elspeth_appendsink: run ``python -m benchmarks`` (see ``benchmarks/suite.py``)."""

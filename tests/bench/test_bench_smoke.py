@@ -1,0 +1,58 @@
+"""Smoke test of the benchmark suite: its smallest case runs end to end and writes its results.
+
+No speed is asserted: only that every strategy ran without error against a real Azurite, that
+the CSV outputs have the same size whatever the strategy, and that the JSON, Markdown and PNG
+files appear with every strategy in them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from elspeth_appendsink.azurite import AzuriteNotInstalled, find_azurite_binary
+
+pytestmark = pytest.mark.azurite
+
+STRATEGIES = ("limit", "sink", "stock", "adlfs", "oneshot")
+
+
+@pytest.fixture(autouse=True)
+def _needs_azurite() -> None:
+    try:
+        find_azurite_binary()
+    except AzuriteNotInstalled as exc:  # pragma: no cover - depends on the machine
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))
+
+
+@pytest.mark.timeout(120)
+def test_quick_suite_smallest_case_writes_results(tmp_path: Path) -> None:
+    from benchmarks.suite import QUICK, run_suite
+
+    plan = replace(QUICK, rows=(2_000,), calls=(1, 4), latencies_ms=(0.0,), resume_stages=(20,))
+    data = run_suite(plan, tmp_path, log=lambda *_: None)
+
+    for name in ("latest.json", "latest.md", "latest.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    saved = json.loads((tmp_path / "latest.json").read_text())
+    assert saved["meta"]["mode"] == "quick"
+    cases = saved["cases"]
+    assert not [c for c in cases if "error" in c], [c["error"] for c in cases if "error" in c]
+    assert {c["strategy"] for c in cases} == set(STRATEGIES)
+    for case in cases:
+        assert case["requests"] > 0 and case["bytes_uploaded"] > 0 and case["seconds"] > 0
+        assert case.get("output_matches_limit", True), case  # CSV bytes are the same for all
+    sink = next(c for c in cases if c["strategy"] == "sink" and c["calls"] == 4)
+    assert sink["requests_by_operation"].get("append", 0) >= 4  # at least one block per write call
+    assert saved["resume"][0]["entries"] == 20 and saved["resume"][0]["entries_before_resume"] == 19
+    markdown = (tmp_path / "latest.md").read_text()
+    assert "nproc = " in markdown and "## Targets" in markdown
+    for strategy in STRATEGIES:
+        assert f"| {strategy} |" in markdown
+    assert data["targets"]
