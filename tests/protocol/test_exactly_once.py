@@ -225,7 +225,7 @@ class TestRetryInSameProcess:
     def test_retry_after_a_bad_row_appends_only_what_is_missing(
         self, azurite: Azurite, container: str
     ) -> None:
-        """A bad row stops a call after some blocks landed; retrying the call (row fixed) adds each row once."""
+        """A bad row stops a call after some blocks landed; a retry (row fixed) adds each row once."""
         from elspeth_appendsink.errors import UnencodableRow
         from tests.helpers import JsonlStub
 

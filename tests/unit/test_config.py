@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from pydantic import SecretStr
@@ -708,7 +708,11 @@ class TestPublicSummary:
 
 
 class TestSecretsFromEnvironment:
-    BASE = {"container": "out", "blob_path": "a.csv", "schema": {"mode": "observed"}}
+    BASE: ClassVar[dict[str, Any]] = {
+        "container": "out",
+        "blob_path": "a.csv",
+        "schema": {"mode": "observed"},
+    }
 
     def test_secret_is_taken_from_the_named_environment_variable(
         self, monkeypatch: pytest.MonkeyPatch
