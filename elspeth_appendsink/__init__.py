@@ -1,3 +1,58 @@
-"""elspeth_appendsink: an exactly-once Azure Append Blob sink for ELSPETH."""
+"""elspeth_appendsink: an exactly-once Azure Append Blob sink (``azure_append_blob``) for ELSPETH.
+
+The public surface is re-exported here: the sink class, the engine-agnostic writer, the
+verification core and the error tree. Modules own one concept each; see their docstrings.
+"""
 
 __version__ = "0.1.0"
+
+from elspeth_appendsink.errors import (  # after __version__: sink.py imports it
+    AppendConflictError,
+    AppendSinkError,
+    BlobExistsError,
+    BlobTypeError,
+    ConfigError,
+    InvariantViolation,
+    LeaseHeldError,
+    ManifestCorruptError,
+    RecoveryError,
+    RowError,
+    RowTooLarge,
+    SchemaDriftError,
+    SegmentFullError,
+    StorageError,
+    StorageUnavailableError,
+    UndescribedBytesError,
+    UnencodableRow,
+)
+from elspeth_appendsink.sink import AzureAppendBlobSink
+from elspeth_appendsink.verify import VerifyReport, inspect_output, verify_output
+from elspeth_appendsink.writer import AppendWriter, OutputTarget, WriteReport
+
+__all__ = [
+    "AppendConflictError",
+    "AppendSinkError",
+    "AppendWriter",
+    "AzureAppendBlobSink",
+    "BlobExistsError",
+    "BlobTypeError",
+    "ConfigError",
+    "InvariantViolation",
+    "LeaseHeldError",
+    "ManifestCorruptError",
+    "OutputTarget",
+    "RecoveryError",
+    "RowError",
+    "RowTooLarge",
+    "SchemaDriftError",
+    "SegmentFullError",
+    "StorageError",
+    "StorageUnavailableError",
+    "UndescribedBytesError",
+    "UnencodableRow",
+    "VerifyReport",
+    "WriteReport",
+    "__version__",
+    "inspect_output",
+    "verify_output",
+]
