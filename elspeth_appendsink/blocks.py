@@ -36,7 +36,7 @@ def plan_blocks(sizes: Sequence[int], limit: int, header_size: int = 0) -> list[
 
     ``sizes`` are the encoded sizes of the rows, in order. ``header_size`` > 0 means this batch
     starts the output, so the first block carries the header (alone, if header plus the first
-    row would not fit). Raises :class:`RowTooLarge` for any row bigger than ``limit``.
+    row would not fit). Raises :class:`RowTooLarge` for any row (or a header) bigger than ``limit``.
     """
     for index, size in enumerate(sizes):
         if size > limit:
@@ -45,6 +45,11 @@ def plan_blocks(sizes: Sequence[int], limit: int, header_size: int = 0) -> list[
                 row_index=index,
                 hint="raise block_size (up to 100MiB) or shrink the row",
             )
+    if header_size > limit:
+        raise RowTooLarge(
+            f"the format header is {header_size} bytes, larger than the block limit of {limit} bytes",
+            hint="raise block_size (up to 100MiB) or use fewer/shorter columns",
+        )
     plans: list[BlockPlan] = []
     start = 0
     used = header_size

@@ -689,6 +689,16 @@ class SinkConfig(BaseModel):
                 f"Provide exactly one of: {_AUTH_CHOICES}",
             )
         method = methods[0]
+        token_auth = method in ("managed_identity", "service_principal")
+        if token_auth and urlsplit(str(self.account_url)).scheme != "https":
+            # The storage client refuses to send a bearer token over plain http (it raises a bare
+            # ValueError at the first write); say so here, naming the option.
+            raise ConfigError(
+                "account_url",
+                f"{method.replace('_', ' ')} auth sends a bearer token, which is only allowed over https; "
+                "plain http (a loopback emulator) works only with connection_string or sas_token",
+                hint="use an https account_url",
+            )
         if method == "connection_string" and has_url:
             raise ConfigError(
                 "account_url",

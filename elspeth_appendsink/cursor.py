@@ -38,12 +38,16 @@ class Cursor:
 
     def after_record(self, length: int, record_hash: str) -> Cursor:
         """The cursor once a manifest record of ``length`` bytes is durable."""
+        if length < 0:
+            raise InvariantViolation(f"manifest record of negative length {length}")
         return replace(
             self, manifest_length=self.manifest_length + length, next_seq=self.next_seq + 1, head=record_hash
         )
 
     def after_block(self, length: int, rows: int, committed_blocks: int | None) -> Cursor:
         """The cursor once a data block of ``length`` bytes holding ``rows`` rows is durable."""
+        if length < 0 or rows < 0:
+            raise InvariantViolation(f"block of negative length {length} or row count {rows}")
         blocks = self.blocks + 1 if committed_blocks is None else committed_blocks
         if blocks < self.blocks:
             raise InvariantViolation(f"committed block count went backwards: {self.blocks} -> {blocks}")

@@ -196,6 +196,10 @@ def _build(header: dict[str, Any], body: bytes, where: str) -> Record:
         record: Record = cls(**header)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ManifestCorruptError(f"malformed {kind} record {where}: {exc}") from exc
+    if not isinstance(record, BlockEntry) and body:  # else a forged length could swallow later records
+        raise ManifestCorruptError(
+            f"{kind} record {where} carries {len(body)} body bytes; only blocks have one"
+        )
     if isinstance(record, BlockEntry) and len(record.digests) != 8 * len(record.tokens):
         raise ManifestCorruptError(
             f"block record {where} has {len(record.digests)} digest bytes for {len(record.tokens)} rows"

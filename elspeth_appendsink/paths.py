@@ -335,9 +335,13 @@ class BlobPathTemplate:
     def render(self, run_id: str, timestamp: str) -> str:
         """Render the path for a run and validate it (``ConfigError("blob_path")`` if invalid).
 
+        The run id is checked first (``ConfigError("run_id")``), so a hostile run id such as
+        ``..`` is reported as the run id's problem, not the template's.
+
         The names derived from the path (its last possible segment, the run's manifest) are
         validated too, so that a run cannot fail on a name half-way through.
         """
+        validate_run_id(run_id)  # a bad run id is the run id's fault, not the template's
         try:
             path = self._template.render(run_id=run_id, timestamp=timestamp)
         except Exception as exc:  # SecurityError, UndefinedError, errors raised by filters
@@ -345,7 +349,6 @@ class BlobPathTemplate:
                 "blob_path", f"template cannot be rendered: {type(exc).__name__}: {exc}"
             ) from None
         validate_blob_path(path)
-        validate_run_id(run_id)
         stem, extension = _split_extension(path)
         for derived in (
             f"{stem}{_SEGMENT_MARK}{MAX_SEGMENT_INDEX}{extension}",

@@ -18,6 +18,7 @@ n-th request of that operation. Faults:
 
 from __future__ import annotations
 
+import io
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -118,7 +119,7 @@ class FaultyTransport(RequestsTransport):  # type: ignore[misc]
         if fault is not None and fault.startswith("status:"):
             status = int(fault.split(":", 1)[1])
             seen.status = status
-            return _fake_response(request, status)
+            return _fake_response(request, status, stream=bool(kwargs.get("stream")))
         response = super().send(request, **kwargs)
         seen.status = response.status_code
         if fault == "lose":
@@ -131,8 +132,10 @@ class FaultyTransport(RequestsTransport):  # type: ignore[misc]
         return [s.operation for s in self.log]
 
 
-def _fake_response(request: Any, status: int) -> RequestsTransportResponse:
+def _fake_response(request: Any, status: int, *, stream: bool = False) -> Any:
+    """An error answer of the kind the real transport returns for ``request`` (legacy or rest)."""
     import requests
+    from azure.core.pipeline._tools import handle_non_stream_rest_response, is_rest
     from requests.structures import CaseInsensitiveDict
 
     raw = requests.Response()
@@ -143,11 +146,20 @@ def _fake_response(request: Any, status: int) -> RequestsTransportResponse:
         f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code>'
         f"<Message>injected {status}</Message></Error>"
     ).encode()
-    raw._content = body
+    raw.raw = io.BytesIO(body)  # read as the SDK reads a real answer (streamed or not)
     raw.headers = CaseInsensitiveDict(
         {"x-ms-error-code": code, "Content-Type": "application/xml", "Content-Length": str(len(body))}
     )
     raw.url = request.url
+    if is_rest(request):  # what the storage SDK sends: it reads error bodies with .read()
+        from azure.core.rest._requests_basic import RestRequestsTransportResponse
+
+        response = RestRequestsTransportResponse(  # type: ignore[no-untyped-call]
+            request=request, internal_response=raw
+        )
+        if not stream:
+            handle_non_stream_rest_response(response)
+        return response
     return RequestsTransportResponse(request, raw)
 
 
@@ -187,6 +199,7 @@ class RecordingContext:
 
     def __post_init__(self) -> None:
         RECORDED_PAYLOADS.append(self.calls)  # so a suite-wide guard can scan every audit payload
+
     fail_records: bool = False
 
     def record_call(

@@ -12,7 +12,7 @@ from azure.storage.blob import BlobServiceClient
 from elspeth_appendsink.azurite import Azurite
 from elspeth_appendsink.identity import IdentityScheme
 from elspeth_appendsink.manifest import BlockEntry, VoidRecord, decode_records
-from elspeth_appendsink.paths import manifest_prefix, parse_segment_index
+from elspeth_appendsink.paths import manifest_prefix, parse_segment_index, segment_name
 from elspeth_appendsink.storage import AzureStore, RetrySettings, StorageCall, build_service_client
 from elspeth_appendsink.writer import AppendWriter, OutputTarget
 
@@ -85,7 +85,8 @@ def read_output(azurite: Azurite, container: str, blob_path: str) -> bytes:
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
     cc = service.get_container_client(container)
     segments = []
-    for blob in cc.list_blobs():
+    stem = blob_path.rsplit(".", 1)[0]  # every segment's name starts with it (paths.segment_name)
+    for blob in cc.list_blobs(name_starts_with=stem):
         index = parse_segment_index(blob_path, blob.name)
         if index is not None:
             segments.append((index, blob.name))
@@ -98,7 +99,7 @@ def check_manifests(azurite: Azurite, container: str, blob_path: str) -> list[Bl
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
     cc = service.get_container_client(container)
     committed: list[BlockEntry] = []
-    from elspeth_appendsink.paths import segment_name
+    segments: dict[int, bytes] = {}  # each segment downloaded once, entries checked against it
 
     for blob in cc.list_blobs(name_starts_with=manifest_prefix(blob_path)):
         records = [d.record for d in decode_records(cc.get_blob_client(blob.name).download_blob().readall())]
@@ -109,11 +110,11 @@ def check_manifests(azurite: Azurite, container: str, blob_path: str) -> list[Bl
             voided |= {s for s, b in blocks.items() if b.batch == batch and s >= void.voids}
         for r in records:
             if isinstance(r, BlockEntry) and r.seq not in voided:
-                data = (
-                    cc.get_blob_client(segment_name(blob_path, r.segment))
-                    .download_blob(offset=r.offset, length=r.length)
-                    .readall()
-                )
+                if r.segment not in segments:
+                    segment = cc.get_blob_client(segment_name(blob_path, r.segment))
+                    segments[r.segment] = segment.download_blob().readall()
+                data = segments[r.segment][r.offset : r.end]
+                assert len(data) == r.length, f"entry {r.seq} lies past the end of segment {r.segment}"
                 assert hashlib.sha256(data).hexdigest() == r.sha256, f"entry {r.seq} bytes differ"
                 committed.append(r)
     return committed

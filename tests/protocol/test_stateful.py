@@ -7,15 +7,16 @@ process: a fresh writer for the first, ``resume=True`` for every later one. Each
 
 * transient faults at chosen request numbers (``lose`` — the service applied the request but the
   response was lost, ``reset``, ``status:503``, ``status:500``), which the retry policy and the
-  read-back must absorb — or, when they exhaust the retry budget, surface as the retryable
-  :class:`StorageUnavailableError` and nothing else;
+  read-back must absorb — or, as a storm of the same fault that outlasts the retry budget,
+  surface as the retryable :class:`StorageUnavailableError` and nothing else;
 * a crash (``crash-before`` / ``crash-after``) at one request number — anywhere: during the fresh
-  start, a block, a rollover, recovery itself;
-* an "abandon" after its n-th write call *returned* (the process dies before the engine records
-  the outcomes).
+  start, a block, a rollover, recovery itself, the final seal;
+* an "abandon" after its n-th write call *returned*: the process dies before the engine has
+  recorded the outcomes of all the call's rows (ELSPETH records them row by row, in order).
 
 After a crash or failure the next epoch re-delivers, as ELSPETH's resume does, the interrupted
-write call's rows, then every later call. A last, fault-free epoch finishes the run. Whatever the
+write call's rows (those whose outcome was not recorded), then every later call. A last,
+fault-free epoch finishes the run. Whatever the
 script, the output is every row once, in order; every manifest decodes (hash chain) and every
 committed entry's bytes hash to its sha256; token ranges run contiguously from 0; and the final
 writer's ``content_hash`` and ``size`` describe exactly the bytes in the segments.
@@ -32,7 +33,7 @@ from typing import Any
 
 import pytest
 from azure.storage.blob import BlobServiceClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, event, given, note, settings
 from hypothesis import strategies as st
 
 from elspeth_appendsink.azurite import Azurite
@@ -41,6 +42,7 @@ from elspeth_appendsink.paths import segment_name
 from elspeth_appendsink.testing import FaultyTransport, SimulatedCrash
 from elspeth_appendsink.writer import AppendWriter
 from tests.helpers import (
+    FAST_RETRY,
     CsvStub,
     JsonlStub,
     check_manifests,
@@ -59,6 +61,7 @@ MAX_CALLS = 7
 MAX_ROWS_PER_CALL = 12
 TRANSIENT = ("lose", "reset", "status:503", "status:500")
 CRASHES = ("crash-before", "crash-after")
+STORM = FAST_RETRY.total + 1  # attempts of one request under the tests' retry policy
 
 
 @dataclass(frozen=True)
@@ -66,15 +69,20 @@ class Epoch:
     """One writer process: its faults by request number, where it crashes, when it is abandoned."""
 
     faults: dict[int, str] = field(default_factory=dict)
+    storm_at: int | None = None  # the same fault on 4 consecutive requests: outlasts the retry budget
+    storm: str = "status:503"
     crash_at: int | None = None
     crash_mode: str = "crash-before"
     abandon_after: int | None = None  # die after this many of its write calls returned
+    recorded: int = 0  # ... with the outcomes of this many of that call's rows already recorded
     prepare: bool = False  # recover eagerly (``prepare()``) instead of at the first write
 
     def rule(self) -> Callable[[int, str, Any], str | None]:
         def fault(n: int, op: str, request: Any) -> str | None:
             if n == self.crash_at:
                 return self.crash_mode
+            if self.storm_at is not None and self.storm_at <= n < self.storm_at + STORM:
+                return self.storm
             return self.faults.get(n)
 
         return fault
@@ -106,8 +114,13 @@ class Script:
 def batches_for(draw: st.DrawFn, block_size: int) -> list[list[dict[str, Any]]]:
     """Write calls of 0..12 rows, sized from tiny to exactly the block limit; repeats within a call."""
     pad = st.one_of(st.integers(0, 12), st.integers(0, block_size), st.just(block_size))
-    calls = draw(st.lists(st.lists(st.tuples(pad, st.booleans()), max_size=MAX_ROWS_PER_CALL),
-                          min_size=1, max_size=MAX_CALLS))
+    calls = draw(
+        st.lists(
+            st.lists(st.tuples(pad, st.booleans()), max_size=MAX_ROWS_PER_CALL),
+            min_size=1,
+            max_size=MAX_CALLS,
+        )
+    )
     batches = []
     for c, specs in enumerate(calls):
         batch: list[dict[str, Any]] = []
@@ -121,12 +134,16 @@ def batches_for(draw: st.DrawFn, block_size: int) -> list[list[dict[str, Any]]]:
     return batches
 
 
+request_numbers = st.integers(1, 30) | st.integers(1, 200)  # most writers send < 30 requests
 epochs = st.builds(
     Epoch,
-    faults=st.dictionaries(st.integers(1, 80), st.sampled_from(TRANSIENT), max_size=4),
-    crash_at=st.one_of(st.none(), st.integers(1, 80)),
+    faults=st.dictionaries(request_numbers, st.sampled_from(TRANSIENT), max_size=4),
+    storm_at=st.none() | st.none() | request_numbers,
+    storm=st.sampled_from(TRANSIENT),
+    crash_at=st.none() | request_numbers,
     crash_mode=st.sampled_from(CRASHES),
     abandon_after=st.one_of(st.none(), st.integers(1, 3)),
+    recorded=st.just(0) | st.integers(0, MAX_ROWS_PER_CALL),
     prepare=st.booleans(),
 )
 
@@ -141,7 +158,7 @@ def scripts(draw: st.DrawFn) -> Script:
         segment_max_bytes=draw(st.one_of(st.none(), st.integers(150, 1500))),
         csv=draw(st.booleans()),
         row_key=draw(st.sampled_from([None, ["c", "i"]])),
-        epochs=draw(st.lists(epochs, max_size=3)),
+        epochs=draw(st.lists(epochs, min_size=1, max_size=4)),
         seal=draw(st.booleans()),
     )
 
@@ -160,39 +177,48 @@ def run(azurite: Azurite, container: str, script: Script) -> tuple[str, AppendWr
         "segment_max_bytes": script.segment_max_bytes,
         "row_key": script.row_key,
     }
-    call = 0  # the first write call whose outcome the engine has not recorded
+    calls = [list(batch) for batch in script.batches]  # what the engine (still) has to deliver
+    call = 0  # the first write call whose outcomes the engine has not recorded
     history: list[str] = []
     for index, epoch in enumerate([*script.epochs, Epoch()]):
         transport = FaultyTransport(rule=epoch.rule())
-        writer = make_writer(make_store(azurite, container, transport), blob_path=blob_path, run_id=run_id,
-                             resume=index > 0, encoder=encoder, **dict(limits))
+        writer = make_writer(
+            make_store(azurite, container, transport),
+            blob_path=blob_path,
+            run_id=run_id,
+            resume=index > 0,
+            encoder=encoder,
+            **dict(limits),
+        )
         returned = 0
         try:
             if epoch.prepare:
                 writer.prepare()
-            while call < len(script.batches):
-                writer.write(script.batches[call])
+            while call < len(calls):
+                writer.write(calls[call])
                 returned += 1
                 if returned == epoch.abandon_after:
-                    history.append(f"epoch {index}: abandoned after call {call} returned")
-                    break  # died before the outcomes were recorded: the engine replays this call
+                    # died while recording the outcomes (ELSPETH records them per row, in order):
+                    # the engine replays the rows of this call whose outcome it had not recorded yet
+                    calls[call] = calls[call][epoch.recorded :]
+                    break
                 call += 1
+            else:  # every outcome recorded: the run completes
+                if script.seal:
+                    writer.finish(seal=True)  # a crash here: the resumed run completes (and seals) again
+                writer.prepare()  # a resumed writer that was given no rows recovers here
+                return blob_path, writer, history
+            history.append(f"epoch {index}: abandoned after call {call} returned ({epoch.recorded} recorded)")
         except SimulatedCrash as exc:
             history.append(f"epoch {index}: {exc} in call {call}")
-            continue
         except StorageUnavailableError as exc:  # a fault outlasted the retry budget: the run fails, resumes
             history.append(f"epoch {index}: {type(exc).__name__} in call {call}")
-            continue
-        if call == len(script.batches):
-            if script.seal:
-                writer.finish(seal=True)
-            writer.prepare()  # a resumed writer that was given only empty calls recovers here
-            return blob_path, writer, history
     raise AssertionError("the fault-free last epoch did not finish the run")  # pragma: no cover
 
 
-def assert_exactly_once(azurite: Azurite, container: str, script: Script, blob_path: str,
-                        writer: AppendWriter) -> None:
+def assert_exactly_once(
+    azurite: Azurite, container: str, script: Script, blob_path: str, writer: AppendWriter
+) -> None:
     output = read_output(azurite, container, blob_path)
     assert output == script.expected()
     committed = check_manifests(azurite, container, blob_path)
@@ -214,6 +240,8 @@ def assert_exactly_once(azurite: Azurite, container: str, script: Script, blob_p
 class TestGeneratedScripts:
     @settings(
         max_examples=EXAMPLES,
+        # no Phase.explain: it traces every line, far too slow with a storage emulator in the loop
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
@@ -223,4 +251,9 @@ class TestGeneratedScripts:
     ) -> None:
         """Any mix of batch shapes, transient faults, crashes and replays leaves each row once, in order."""
         blob_path, writer, history = run(azurite, container, script)
+        note("\n".join(history) or "no interruption")
+        event(f"interruptions: {len(history)}")
+        for line in history:
+            event(line.split(": ", 1)[1].split(" request")[0].split(" after call")[0].split(" in call")[0])
+        event(f"segments: {'0' if writer.cursor is None else min(writer.cursor.segment + 1, 5)}")
         assert_exactly_once(azurite, container, script, blob_path, writer)

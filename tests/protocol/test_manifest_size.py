@@ -1,0 +1,68 @@
+"""The manifest's cost: at the default block size and ~200-byte rows it stays within 5 % of the data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from elspeth_appendsink.azurite import Azurite
+from elspeth_appendsink.encoders import create_encoder
+from elspeth_appendsink.paths import manifest_name
+from tests.helpers import check_manifests, make_store, make_writer, read_output
+
+pytestmark = pytest.mark.azurite
+
+CALLS = 6
+ROWS_PER_CALL = 25_000  # ~200-byte rows: ~5 MB per call, ~30 MB in all
+
+
+@dataclass(frozen=True)
+class Schema:
+    mode: str = "observed"
+    field_names: tuple[str, ...] = ()
+
+
+def batch(call: int) -> list[dict[str, Any]]:
+    """Rows like a typical pipeline's: ~200 bytes of JSON, a few typed fields, unique ids."""
+    return [
+        {
+            "id": call * ROWS_PER_CALL + i,
+            "customer": f"customer-{(i * 7919) % 100_000:06d}",
+            "amount": round(i * 0.37, 2),
+            "currency": "EUR",
+            "approved": i % 3 != 0,
+            "reference": f"INV-2026-{call:02d}-{i:08d}",
+            "note": "settled via standard clearing; no manual review required" if i % 2 else "held",
+            "region": ("north", "south", "east", "west")[i % 4],
+            "channel": ("web", "branch", "partner")[i % 3],
+        }
+        for i in range(ROWS_PER_CALL)
+    ]
+
+
+class TestManifestSize:
+    def test_manifest_is_at_most_five_percent_of_the_data(self, azurite: Azurite, container: str) -> None:
+        """Default 4 MiB blocks, ~200-byte rows, ~30 MB written: manifest bytes ≤ 5 % of data bytes."""
+        first = batch(0)
+        encoder = create_encoder("jsonl", schema=Schema(), first_rows=first)
+        store = make_store(azurite, container)
+        writer = make_writer(store, blob_path="size/out.jsonl", run_id="size-run", encoder=encoder)
+        rows = 0
+        for call in range(CALLS):
+            batch_rows = first if call == 0 else batch(call)
+            writer.write(batch_rows)
+            rows += len(batch_rows)
+        data = read_output(azurite, container, "size/out.jsonl")
+        manifest = store.properties(manifest_name("size/out.jsonl", "size-run"))
+        assert manifest is not None
+        ratio = manifest.size / len(data)
+        print(
+            f"\nmanifest size: {len(data) / 1e6:.1f} MB of data ({len(data) / rows:.0f} B/row, {rows} rows), "
+            f"manifest {manifest.size / 1e3:.1f} kB = {100 * ratio:.2f} %"
+        )
+        assert 190 <= len(data) / rows <= 210
+        assert 25_000_000 <= len(data) == writer.size
+        assert len(check_manifests(azurite, container, "size/out.jsonl")) >= 7  # blocks of up to 4 MiB
+        assert ratio <= 0.05
