@@ -194,15 +194,26 @@ class Pipeline:
             text += fill(GATE, THRESHOLD=THRESHOLD)
         text += "sinks:\n"
         for s in sinks:
-            text += fill(SINK, NAME=s.name, ENV=s.env, CONTAINER=s.container, BLOB=s.blob, FORMAT=s.format,
-                         BLOCK=s.block)
+            text += fill(
+                SINK,
+                NAME=s.name,
+                ENV=s.env,
+                CONTAINER=s.container,
+                BLOB=s.blob,
+                FORMAT=s.format,
+                BLOCK=s.block,
+            )
         text += fill(AUDIT, DB=self.db, PAYLOADS=self.payloads)
         self.settings.write_text(text, encoding="utf-8")
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [*CLI, *args], cwd=self.root, env=self.env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [*CLI, *args],
+            cwd=self.root,
+            env=self.env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
 
     def run(self, *args: str) -> tuple[int, str]:
@@ -235,21 +246,25 @@ class Pipeline:
         with contextlib.closing(sqlite3.connect(self.db)) as con:
             con.execute(
                 "UPDATE runs SET status='failed', completed_at=strftime('%Y-%m-%d %H:%M:%f','now') "
-                "WHERE run_id=? AND status='running'", (run_id,),
+                "WHERE run_id=? AND status='running'",
+                (run_id,),
             )
             con.commit()
 
     def sink_node(self, run_id: str, sink_name: str) -> str:
         (node,) = self.query(
             "SELECT node_id FROM nodes WHERE run_id=? AND node_type='sink' AND node_id LIKE ?",
-            run_id, f"sink_{sink_name}_%",
+            run_id,
+            f"sink_{sink_name}_%",
         )
         return str(node[0])
 
     def artifacts(self, run_id: str, node_id: str) -> list[tuple[str, str, int]]:
         rows = self.query(
             "SELECT path_or_uri, content_hash, size_bytes FROM artifacts WHERE run_id=? AND sink_node_id=? "
-            "ORDER BY created_at, rowid", run_id, node_id,
+            "ORDER BY created_at, rowid",
+            run_id,
+            node_id,
         )
         return [(str(p), str(h), int(s)) for p, h, s in rows]
 
@@ -261,17 +276,20 @@ class Pipeline:
         rows = self.query(
             "SELECT c.call_type, c.status, c.request_ref, c.response_ref, c.error_json "
             "FROM calls c JOIN operations o ON o.operation_id = c.operation_id "
-            "WHERE o.run_id=? AND o.operation_type='sink_write' ORDER BY c.created_at, c.call_index", run_id,
+            "WHERE o.run_id=? AND o.operation_type='sink_write' ORDER BY c.created_at, c.call_index",
+            run_id,
         )
         calls = []
         for call_type, status, request_ref, response_ref, error_json in rows:
-            calls.append({
-                "call_type": call_type,
-                "status": status,
-                "request": json.loads(store.retrieve(request_ref)) if request_ref else None,
-                "response": json.loads(store.retrieve(response_ref)) if response_ref else None,
-                "error": json.loads(error_json) if error_json else None,
-            })
+            calls.append(
+                {
+                    "call_type": call_type,
+                    "status": status,
+                    "request": json.loads(store.retrieve(request_ref)) if request_ref else None,
+                    "response": json.loads(store.retrieve(response_ref)) if response_ref else None,
+                    "error": json.loads(error_json) if error_json else None,
+                }
+            )
         return calls
 
 
@@ -288,11 +306,13 @@ def service(azurite: Azurite) -> BlobServiceClient:
 def pipeline(tmp_path: Path, azurite: Azurite) -> Pipeline:
     write_input(tmp_path / "input.csv", input_rows())
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "ELSPETH_"))}
-    env.update({
-        "ELSPETH_FINGERPRINT_KEY": "test",  # a secret-named option (connection_string) requires it
-        "AZ_DIRECT": azurite.connection_string,
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "ELSPETH_FINGERPRINT_KEY": "test",  # a secret-named option (connection_string) requires it
+            "AZ_DIRECT": azurite.connection_string,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return Pipeline(tmp_path, env)
 
 
@@ -351,8 +371,10 @@ def assert_artifact_matches(pipeline: Pipeline, run_id: str, sink: str, uri: str
 
 def data_appends(calls: list[dict[str, Any]], container: str, blob: str) -> list[dict[str, Any]]:
     return [
-        c for c in calls
-        if c["request"]["operation"] == "append_block" and c["request"]["blob"] == blob
+        c
+        for c in calls
+        if c["request"]["operation"] == "append_block"
+        and c["request"]["blob"] == blob
         and c["request"]["container"] == container
     ]
 
@@ -566,9 +588,7 @@ def documented_pipeline() -> str:
     raise AssertionError(f"no YAML block under {heading.strip()!r} in README.md or the README fragment")
 
 
-def test_documented_pipeline_runs(
-    pipeline: Pipeline, service: BlobServiceClient, azurite: Azurite
-) -> None:
+def test_documented_pipeline_runs(pipeline: Pipeline, service: BlobServiceClient, azurite: Azurite) -> None:
     """The README's pipeline, verbatim (relative paths, from its own directory), runs as documented."""
     (pipeline.root / "data").mkdir()
     write_input(pipeline.root / "data" / "orders.csv", input_rows())
@@ -698,3 +718,96 @@ def test_resume_after_sigkill_mid_write(
     assert len(skips) == 1, skips
     assert skips[0]["rows_skipped"] == len(partial)
     assert skips[0]["rows_in"] == skips[0]["rows_skipped"] + skips[0]["rows_appended"]
+
+
+# ----------------------------------------------------------------------------------------------
+# tests: re-run (if_exists: continue) when ELSPETH cannot resume
+
+CONTINUE_OPTIONS = "      if_exists: continue\n      row_key: id\n"
+
+
+def rerun_pipeline(pipeline: Pipeline, container: str, env: str) -> str:
+    """One sink at a fixed path in continue mode; returns the blob path."""
+    pipeline.write_settings(
+        [SinkSpec("out", container, "rerun/rows.jsonl", "jsonl", env, block="256B")], gate=False
+    )
+    text = pipeline.settings.read_text(encoding="utf-8")
+    text = text.replace(
+        "      schema: {mode: observed}\nlandscape:",
+        "      schema: {mode: observed}\n" + CONTINUE_OPTIONS + "landscape:",
+    )
+    assert "if_exists: continue" in text
+    pipeline.settings.write_text(text, encoding="utf-8")
+    return "rerun/rows.jsonl"
+
+
+def test_rerun_after_sigkill_completes_the_output(
+    pipeline: Pipeline, service: BlobServiceClient, container: str, relay: KillingRelay, azurite: Azurite
+) -> None:
+    """kill -9 in the middle of the sink's write leaves a run ELSPETH will not resume ("still in
+    progress"); after `elspeth-appendsink unlock --yes`, running the pipeline again (a new run id)
+    finishes the same blob: every row exactly once, the first run's rows first, verify clean."""
+    pipeline.env["AZ_RELAYED"] = relay.connection_string
+    blob = rerun_pipeline(pipeline, container, "AZ_RELAYED")
+    proc = pipeline.start("run", "-s", str(pipeline.settings), "-x")
+    relay.arm(proc.pid, "rows.jsonl", nth=2, when="after")
+    try:
+        output, _ = proc.communicate(timeout=COMMAND_TIMEOUT)
+    finally:
+        relay.disarm()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert relay.killed and proc.returncode == -signal.SIGKILL, output[-4000:]
+    partial = parse_output(blob_bytes(service, container, blob), "jsonl")
+    assert partial, "the kill should come after the first block was committed"
+
+    tools = {**pipeline.env, "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string}
+    unlock = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "elspeth_appendsink",
+            "unlock",
+            "--container",
+            container,
+            "--blob-path",
+            blob,
+            "--yes",
+        ],
+        env=tools,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert unlock.returncode == 0, unlock.stdout + unlock.stderr
+
+    code, output = pipeline.run("run", "-s", str(pipeline.settings), "-x")
+    assert code == 0, output[-4000:]
+    rows = parse_output(blob_bytes(service, container, blob), "jsonl")
+    assert_exactly_once(rows, input_rows())
+    assert rows[: len(partial)] == partial  # the first run's rows keep their place
+    verify = subprocess.run(
+        [sys.executable, "-m", "elspeth_appendsink", "verify", "--container", container, "--blob-path", blob],
+        env=tools,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert verify.returncode == 0 and "Runs     2" in verify.stdout, verify.stdout + verify.stderr
+
+
+def test_rerun_of_a_completed_output_changes_no_byte(
+    pipeline: Pipeline, service: BlobServiceClient, container: str
+) -> None:
+    """Running the same pipeline twice over the same input in continue mode leaves the blob unchanged."""
+    blob = rerun_pipeline(pipeline, container, "AZ_DIRECT")
+    code, output = pipeline.run("run", "-s", str(pipeline.settings), "-x")
+    assert code == 0, output[-4000:]
+    first = blob_bytes(service, container, blob)
+    code, output = pipeline.run("run", "-s", str(pipeline.settings), "-x")
+    assert code == 0, output[-4000:]
+    assert blob_bytes(service, container, blob) == first
+    assert_exactly_once(parse_output(first, "jsonl"), input_rows())
