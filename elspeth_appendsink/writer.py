@@ -213,6 +213,7 @@ class AppendWriter:
         self._lease_at = 0.0
         self._call_digests: list[bytes] = []  # row digests committed by the current write call
         self._failed_call: int | None = None  # in this process, the call that failed (if any)
+        self._segment_sealed = False  # the recovered cursor sits in a segment sealed on completion
         # After a recovery (or a failed call): the write call that may be re-delivered and the
         # packed digests of the rows it committed, in order. See _match_redelivery.
         self._redelivered: tuple[int, bytes] | None = None
@@ -491,7 +492,13 @@ class AppendWriter:
         while queue:
             c = self._require_cursor()
             t = self.target
-            if needs_rollover(
+            if self._segment_sealed:
+                # ELSPETH calls on_complete even for a failed run, so seal_on_complete may have
+                # sealed the segment a resume continues: carry on in the next one.
+                self._rollover("segment already sealed")
+                self._segment_sealed = False
+                c = self._require_cursor()
+            elif needs_rollover(
                 c.blocks, c.offset, len(queue[0].data), t.segment_max_blocks, t.segment_max_bytes
             ):
                 self._rollover("segment cap reached")
@@ -893,6 +900,7 @@ class AppendWriter:
                 "replay_scope_write_call": scope_call,
             }
         )
+        self._segment_sealed = layout.segment in layout.sealed
         self._acquire(self.segment(layout.segment))
 
     def _earlier_layouts(self, opening: Record) -> list[RunLayout]:

@@ -1,0 +1,1 @@
+"""The soak: randomised ELSPETH-shaped runs under faults and crashes, exactly once at the end."""
