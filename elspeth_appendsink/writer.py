@@ -31,8 +31,10 @@ stops with :class:`UndescribedBytesError`. Recovery re-reads each segment once t
 running sha256 of the whole output and to check every entry's hash.
 
 Rows the engine replays after a crash are recognised by identity (:mod:`identity`): on resume,
-the rows committed by the last write call form a multiset that replayed rows are matched
-against; with ``if_exists: continue`` every row committed by earlier runs of the output does.
+the first call is matched *in order* against the rows the interrupted call committed (all of
+them, or a tail when outcomes were partly recorded — see :meth:`AppendWriter._match_redelivery`);
+with ``if_exists: continue`` every row committed by earlier runs of the output is matched as a
+multiset.
 """
 
 from __future__ import annotations
