@@ -601,7 +601,13 @@ class AppendWriter:
         c = self._require_cursor()
         record = RolloverRecord(c.next_seq, c.head, c.segment, c.offset, c.segment + 1, reason)
         self._append_record(record)
-        self._finish_rollover(record)
+        try:
+            self._finish_rollover(record)
+        except BaseException:
+            # the manifest now ends in an unfinished rollover: only recovery may write after it
+            # (a seal on completion here would hide it), and recovery redoes both steps
+            self._dirty = True
+            raise
 
     def _finish_rollover(self, record: RolloverRecord) -> None:
         """Seal the full segment and open the next; both steps are idempotent (redone on recovery)."""

@@ -626,6 +626,39 @@ def test_failed_run_sealed_by_on_complete_resumes(
     tally_exact(expected(0, 1), output_rows(azurite, container, "out/data.jsonl"))
 
 
+@pytest.mark.parametrize(("op", "blob"), [("create", "out/data.seg000001.jsonl"), ("seal", "out/data.jsonl")])
+def test_failed_rollover_then_seal_on_complete_resumes(
+    azurite: Azurite, container: str, make_options: Options, tmp_path: Any, op: str, blob: str
+) -> None:
+    """Sealing the full segment, or creating the next one, fails past the retry budget during a
+    rollover; the failed run's cleanup seals (seal_on_complete); the resume must finish the
+    rollover and the output."""
+    options = make_options(seal_on_complete=True, **SMALL)
+    rows = [EngineRow(f"r{i}", "out", row, outcome) for i, (row, outcome) in enumerate(
+        [(r, "completed") for r in batch(0)] + [(r, "routed") for r in batch(1)]
+    )]  # fmt: skip
+    left = {"storm": ATTEMPTS}  # exactly one request's retry budget
+
+    def rule(n: int, kind: str, request: Any) -> str | None:
+        if kind == op and request.url.split("?")[0].endswith("/" + blob) and left["storm"] > 0:
+            left["storm"] -= 1
+            return "status:503"
+        return None
+
+    storm = FaultyTransport(rule=rule)
+    engine = Engine({"out": AzureAppendBlobSink(options, transport=storm)}, tmp_path)
+    with pytest.raises(StorageUnavailableError) as info:
+        engine.run("run-1", rows)
+    assert info.value.blob == blob
+    count_faults(storm)
+    TALLY["resumes"] += 1
+    try:
+        engine.resume("run-1")
+    finally:
+        engine.close()
+    tally_exact(expected(0, 1), output_rows(azurite, container, "out/data.jsonl"))
+
+
 # ---------------------------------------------------------------------------------------------
 # a crash at the very end
 

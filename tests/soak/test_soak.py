@@ -16,11 +16,11 @@ without a recorded outcome); after a few attempts a fault-free resume finishes i
   in order (rows lost: 0, rows duplicated: 0);
 * every row has one recorded outcome and the run is completed;
 * the last registered artifact's hash and size are those of the whole output;
-* ``verify_output`` (the operator's verifier) finds no problem and counts every row.
+* ``verify_output`` (the operator's verifier) finds no problem, no unfinished step and every row;
+  with ``seal_on_complete`` the last segment is sealed.
 
-``seal_on_complete`` is left out for now (``SOAK_SEAL_SHARE``, default 0): the soak found that a
-failed attempt sealed by ELSPETH's cleanup cannot be resumed (see
-``tests/hostile/test_azure_faults.py::test_failed_run_sealed_by_on_complete_resumes``).
+``SOAK_SEAL_SHARE`` of the runs use ``seal_on_complete`` (default 0.3): ELSPETH runs ``on_complete`` after a failed attempt too, so the segment a resume
+continues may already be sealed; a completed run must end sealed.
 
 Profiles: in CI, ``test_soak[ci]`` runs for ``SOAK_CI_SECONDS`` (default 45). ``make soak`` runs
 ``SOAK_SECONDS=600 pytest tests/soak -m slow`` (``test_soak[long]``, skipped unless
@@ -69,10 +69,10 @@ MAX_FAULTY_ATTEMPTS = 6  # then a fault-free resume finishes the run
 EPISODES_PER_CONTAINER = 25
 #: A fresh Azurite this often: well before its first extent GC (10 minutes after it starts).
 AZURITE_ERA_SECONDS = float(os.environ.get("SOAK_AZURITE_SECONDS", "240"))
-#: Share of runs with ``seal_on_complete``. 0 until the writer resumes a run whose failed attempt was
-#: sealed by ELSPETH's cleanup (xfail: tests/hostile/test_azure_faults.py::
-#: test_failed_run_sealed_by_on_complete_resumes; found by this soak, seed 1873547082). Then: 0.3.
-SEAL_ON_COMPLETE = float(os.environ.get("SOAK_SEAL_SHARE", "0"))
+#: Share of runs with ``seal_on_complete`` (a failed rollover followed by ELSPETH's cleanup seal
+#: was found by this soak, seed 542847948: tests/hostile/test_azure_faults.py::
+#: test_failed_rollover_then_seal_on_complete_resumes).
+SEAL_ON_COMPLETE = float(os.environ.get("SOAK_SEAL_SHARE", "0.3"))
 SCHEMA = {"mode": "fixed", "fields": ["id: int", "name: str", "score: float?", "note: str?"]}
 TEXTS = ["plain", "comma, inside", 'a "quote"', "line\nbreak", "crlf\r\nbreak", "ünïcödé €", "😀 emoji",
          "tab\tchar", "", " spaced "]  # fmt: skip
@@ -285,7 +285,10 @@ class Episode:
         service = BlobServiceClient.from_connection_string(self.azurite.connection_string)
         report = verify_output(AzureStore(service, self.container), self.path)
         assert report.ok, f"verify: {[str(p) for p in report.problems]}\n{context}"
+        assert not report.needs_resume, f"verify: {[r.pending for r in report.runs]}\n{context}"
         assert report.rows == len(self.rows) and report.sha256 == hashlib.sha256(output).hexdigest(), context
+        if self.options["seal_on_complete"]:
+            assert report.segments[-1].sealed, f"the last segment is not sealed\n{context}"
         self.figures.rows += len(written)
         self.figures.episodes += 1
         self.figures.formats[self.fmt] += 1
