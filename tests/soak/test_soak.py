@@ -19,7 +19,8 @@ without a recorded outcome); after a few attempts a fault-free resume finishes i
 * ``verify_output`` (the operator's verifier) finds no problem, no unfinished step and every row;
   with ``seal_on_complete`` the last segment is sealed.
 
-``SOAK_SEAL_SHARE`` of the runs use ``seal_on_complete`` (default 0.3): ELSPETH runs ``on_complete`` after a failed attempt too, so the segment a resume
+``SOAK_SEAL_SHARE`` of the runs use ``seal_on_complete`` (default 0.3): ELSPETH runs
+``on_complete`` after a failed attempt too, so the segment a resume
 continues may already be sealed; a completed run must end sealed.
 
 Profiles: in CI, ``test_soak[ci]`` runs for ``SOAK_CI_SECONDS`` (default 45). ``make soak`` runs
