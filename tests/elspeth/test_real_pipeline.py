@@ -575,17 +575,13 @@ def test_run_writes_every_row_once_and_registers_the_artifact(
 
 
 def documented_pipeline() -> str:
-    """The first YAML block of the "Use it in ELSPETH" section: README.md's once the section there
-    has one, else the fragment's (tests/elspeth/README-fragment.md)."""
+    """The first YAML block of README.md's "Use it in ELSPETH" section."""
     heading = "## Use it in ELSPETH\n"
-    for doc in (ROOT / "README.md", ROOT / "tests" / "elspeth" / "README-fragment.md"):
-        text = doc.read_text(encoding="utf-8") if doc.exists() else ""
-        if heading not in text:
-            continue
-        section = text.split(heading, 1)[1].split("\n## ", 1)[0]
-        if "```yaml\n" in section:
-            return section.split("```yaml\n", 1)[1].split("```", 1)[0]
-    raise AssertionError(f"no YAML block under {heading.strip()!r} in README.md or the README fragment")
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert heading in text, "README.md has no 'Use it in ELSPETH' section"
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+    assert "```yaml\n" in section, "no YAML block under 'Use it in ELSPETH'"
+    return section.split("```yaml\n", 1)[1].split("```", 1)[0]
 
 
 def test_documented_pipeline_runs(pipeline: Pipeline, service: BlobServiceClient, azurite: Azurite) -> None:
