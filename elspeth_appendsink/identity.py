@@ -21,7 +21,10 @@ import json
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import pairwise
 from typing import Any
+
+from elspeth_appendsink.encoders.base import Packed
 
 __all__ = ["DIGEST_SIZE", "DigestMultiset", "IdentityScheme"]
 
@@ -51,10 +54,19 @@ class IdentityScheme:
     def restore(cls, described: Mapping[str, Any]) -> IdentityScheme:
         return cls(described.get("fields") or None)
 
-    def digests(self, rows: Sequence[Mapping[str, Any]], encoded: Sequence[bytes]) -> list[bytes]:
-        """One digest per row. ``encoded`` are the rows' canonical encoded bytes."""
+    def digests(self, rows: Sequence[Mapping[str, Any]], encoded: Packed) -> bytes:
+        """One digest per row, packed (``DIGEST_SIZE`` bytes each, in row order).
+
+        ``encoded`` holds the rows' canonical encoded bytes.
+        """
         if not self.fields:
-            return [hashlib.blake2b(e, digest_size=DIGEST_SIZE).digest() for e in encoded]
+            data, blake2b = encoded.data, hashlib.blake2b
+            return b"".join(
+                [
+                    blake2b(data[start:end], digest_size=DIGEST_SIZE).digest()
+                    for start, end in pairwise(encoded.offsets)
+                ]
+            )
         fields = self.fields
         out = []
         for row in rows:
@@ -66,7 +78,7 @@ class IdentityScheme:
                 default=str,
             )
             out.append(_digest(key.encode("utf-8")))
-        return out
+        return b"".join(out)
 
 
 class DigestMultiset:

@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import operator
 import time
 import uuid
 from bisect import bisect_right
@@ -49,13 +50,13 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from itertools import accumulate, chain
+from itertools import chain
 from typing import Any
 
 from elspeth_appendsink import __version__
 from elspeth_appendsink.blocks import needs_rollover
 from elspeth_appendsink.cursor import Cursor
-from elspeth_appendsink.encoders.base import Encoder, Row
+from elspeth_appendsink.encoders.base import Encoder, Packed, Row
 from elspeth_appendsink.errors import (
     BlobExistsError,
     BlobTypeError,
@@ -93,7 +94,12 @@ __all__ = ["AppendWriter", "OutputTarget", "WriteReport", "lease_id_for"]
 _LEASE_NAMESPACE = uuid.UUID("5b0c3f0e-7a51-4d7e-9f0a-6a3e2d1c9b84")
 META_CREATOR = "elspeth_appendsink_creator"
 META_WRITER = "elspeth_appendsink_writer"
-_SLICE = 512  # rows encoded at a time: bounds the memory held besides the current block
+# Rows are encoded a slice at a time: the first slice is _SLICE rows, later ones aim at
+# _SLICE_BYTES of output (at most _SLICE_ROWS_MAX rows). That bounds the memory held besides the
+# blocks, and is large enough that an encoder's fixed cost per call is spread thin.
+_SLICE = 512
+_SLICE_BYTES = 1 << 20
+_SLICE_ROWS_MAX = 65536
 PIPELINE_BLOCKS = 2  # blocks prepared ahead while a batch is in flight (and the most per batch)
 
 
@@ -302,24 +308,17 @@ class AppendWriter:
         if size == 0:
             return 0, True
         head = rows[:size]
-        packed = b"".join(self._digests_of(head))
+        packed = self._digests_of(head)
         if len(rows) >= size and packed == committed:
             return size, True
         if len(rows) < size and packed == committed[-len(packed) :]:
             return len(rows), True
         return 0, False
 
-    def _digests_of(self, rows: Sequence[Row]) -> Iterator[bytes]:
-        encoder = self._require_encoder()
-        for start in range(0, len(rows), _SLICE):
-            chunk = rows[start : start + _SLICE]
-            try:
-                encoded = encoder.encode(chunk)
-            except RowError as exc:
-                if exc.row_index is not None:
-                    exc.row_index += start
-                raise
-            yield from self.target.identity.digests(chunk, encoded)
+    def _digests_of(self, rows: Sequence[Row]) -> bytes:
+        """The rows' packed identity digests."""
+        identity = self.target.identity
+        return b"".join(identity.digests(chunk, encoded) for _, chunk, encoded in self._slices(rows))
 
     def finish(self, *, seal: bool) -> None:
         """End of run: optionally seal the last segment (recorded in the manifest first)."""
@@ -396,52 +395,70 @@ class AppendWriter:
             inflight.result()
         return worker.submit(self._commit_batch, pending, report), []
 
+    def _slices(self, rows: Sequence[Row]) -> Iterator[tuple[int, Sequence[Row], Packed]]:
+        """Encode ``rows`` a slice at a time: ``(start, slice, encoded)``.
+
+        Slices start at ``_SLICE`` rows and then aim at ``_SLICE_BYTES`` of output, so a
+        slice's fixed costs are spread over many rows while the memory it holds stays small
+        next to a block, whatever the row size.
+        """
+        encoder = self._require_encoder()
+        start, size = 0, _SLICE
+        while start < len(rows):
+            chunk = rows[start : start + size]
+            try:
+                encoded = encoder.encode_packed(chunk)
+            except RowError as exc:
+                if exc.row_index is not None:
+                    exc.row_index += start
+                    exc.args = (f"row {exc.row_index}: {str(exc).split(': ', 1)[-1]}",)
+                raise
+            yield start, chunk, encoded
+            start += len(chunk)
+            per_row = max(1, len(encoded.data) // len(chunk))
+            size = min(_SLICE_ROWS_MAX, max(_SLICE, _SLICE_BYTES // per_row))
+
     def _groups(
         self, rows: Sequence[Row], report: WriteReport
-    ) -> Iterator[tuple[list[Row], list[bytes], list[bytes], bytes, int]]:
-        """Encode rows slice by slice; yield whole-row groups that fill a block (header first)."""
+    ) -> Iterator[tuple[list[Row], list[memoryview], bytes, bytes, int]]:
+        """Yield whole-row groups that fill a block (header first): rows, byte spans, digests."""
         encoder = self._require_encoder()
         identity = self.target.identity
         limit = self.target.block_size
         header = encoder.header() if self._needs_header else b""
         used = len(header)
         cur_rows: list[Row] = []
-        cur_enc: list[bytes] = []
+        cur_parts: list[memoryview] = []
         cur_dig: list[bytes] = []
         cur_first = 0  # batch index of the group's first row (exact unless replayed rows were skipped)
         replay = self._replay
-        for start in range(0, len(rows), _SLICE):
-            chunk: Sequence[Row] = rows[start : start + _SLICE]
-            try:
-                encoded = encoder.encode(chunk)
-            except RowError as exc:
-                if exc.row_index is not None:
-                    exc.row_index += start
-                    exc.args = (f"row {exc.row_index}: {str(exc).split(': ', 1)[-1]}",)
-                raise
+        for start, sliced, packed in self._slices(rows):
+            chunk, encoded = sliced, packed
             digests = identity.digests(chunk, encoded)
-            # Right-size every row's bytes: an encoder may hand out over-allocated buffers (orjson
-            # keeps >= 4 KiB per row), and a block holds thousands of rows until it is joined.
-            encoded = [bytes(memoryview(e)) for e in encoded]
             origin: list[int] | None = None
             if replay is not None and len(replay):
-                keep = [i for i, digest in enumerate(digests) if not replay.take(digest)]
+                keep = [
+                    i
+                    for i in range(len(chunk))
+                    if not replay.take(digests[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE])
+                ]
                 if len(keep) != len(chunk):
                     report.rows_skipped += len(chunk) - len(keep)
                     chunk = [chunk[i] for i in keep]
-                    encoded = [encoded[i] for i in keep]
-                    digests = [digests[i] for i in keep]
+                    encoded = encoded.select(keep)
+                    digests = b"".join(digests[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE] for i in keep)
                     origin = [start + i for i in keep]
-            sizes = list(map(len, encoded))
-            if sizes and max(sizes) > limit:
-                index = next(i for i, size in enumerate(sizes) if size > limit)
-                raise RowTooLarge(
-                    f"encoded row is {sizes[index]} bytes, larger than the block limit of {limit} bytes",
-                    row_index=origin[index] if origin is not None else start + index,
-                    hint="raise block_size (up to 100MiB) or shrink the row",
-                )
-            prefix = list(accumulate(sizes, initial=0))
-            i, n = 0, len(sizes)
+            prefix = encoded.offsets
+            if prefix[-1] > limit:  # a slice within the limit cannot hold a row over it
+                sizes = list(map(operator.sub, prefix[1:], prefix))
+                if max(sizes) > limit:
+                    index = next(i for i, size in enumerate(sizes) if size > limit)
+                    raise RowTooLarge(
+                        f"encoded row is {sizes[index]} bytes, larger than the block limit of {limit} bytes",
+                        row_index=origin[index] if origin is not None else start + index,
+                        hint="raise block_size (up to 100MiB) or shrink the row",
+                    )
+            i, n = 0, len(encoded)
             while i < n:
                 # the most rows from i on that still fit in this block (prefix sums, no per-row loop)
                 j = bisect_right(prefix, prefix[i] + limit - used, i) - 1
@@ -449,28 +466,36 @@ class AppendWriter:
                     if not cur_rows:
                         cur_first = origin[i] if origin is not None else start + i
                     cur_rows.extend(chunk[i:j])
-                    cur_enc.extend(encoded[i:j])
-                    cur_dig.extend(digests[i:j])
+                    cur_parts.append(encoded.span(i, j))
+                    cur_dig.append(digests[i * DIGEST_SIZE : j * DIGEST_SIZE])
                     used += prefix[j] - prefix[i]
                     i = j
                 if i < n:  # the block is full
-                    yield cur_rows, cur_enc, cur_dig, header, cur_first
-                    header, used, cur_rows, cur_enc, cur_dig = b"", 0, [], [], []
+                    yield cur_rows, cur_parts, b"".join(cur_dig), header, cur_first
+                    header, used, cur_rows, cur_parts, cur_dig = b"", 0, [], [], []
         if cur_rows:
-            yield cur_rows, cur_enc, cur_dig, header, cur_first
+            yield cur_rows, cur_parts, b"".join(cur_dig), header, cur_first
 
     def _prepare(
-        self, rows: list[Row], encoded: list[bytes], digests: list[bytes], header: bytes, first: int = 0
+        self,
+        rows: list[Row],
+        parts: Sequence[bytes | memoryview],
+        digests: bytes,
+        header: bytes,
+        first: int = 0,
     ) -> list[_Prepared]:
-        """The bytes of one planned block (split further if the format's real size is over the limit)."""
+        """The bytes of one planned block (split further if the format's real size is over the limit).
+
+        ``parts`` are the rows' encodings in order, several rows per item (spans of a slice).
+        """
         encoder = self._require_encoder()
-        data = header + (encoder.block(encoded, rows) if rows else b"")
+        data = header + (encoder.block(parts, rows) if rows else b"")
         if len(data) > self.target.block_size:
             if len(rows) <= 1:
                 if header and rows:  # header and the row do not fit together: send them apart
                     return [
-                        *self._prepare([], [], [], header),
-                        *self._prepare(rows, encoded, digests, b"", first),
+                        *self._prepare([], [], b"", header),
+                        *self._prepare(rows, parts, digests, b"", first),
                     ]
                 raise RowTooLarge(
                     f"a block of one row encodes to {len(data)} bytes, over the block limit of "
@@ -478,14 +503,16 @@ class AppendWriter:
                     row_index=first if rows else None,
                     hint="raise block_size or shrink the row",
                 )
-            half = len(rows) // 2  # Arrow: the size estimate was short; split and try again
+            # Arrow: the size estimate was short; split (per row now) and try again
+            half, each = len(rows) // 2, encoder.encode(rows)
+            cut = half * DIGEST_SIZE
             return [
-                *self._prepare(rows[:half], encoded[:half], digests[:half], header, first),
-                *self._prepare(rows[half:], encoded[half:], digests[half:], b"", first + half),
+                *self._prepare(rows[:half], each[:half], digests[:cut], header, first),
+                *self._prepare(rows[half:], each[half:], digests[cut:], b"", first + half),
             ]
         if header:
             self._needs_header = False
-        return [_Prepared(data, len(rows), b"".join(digests), bool(header))]
+        return [_Prepared(data, len(rows), digests, bool(header))]
 
     def _commit_batch(self, blocks: list[_Prepared], report: WriteReport) -> None:
         """Intents for the blocks in one manifest append, then each block at its offset, in order."""

@@ -10,6 +10,7 @@ from typing import Any
 from azure.storage.blob import BlobServiceClient
 
 from elspeth_appendsink.azurite import Azurite
+from elspeth_appendsink.encoders.base import Packed
 from elspeth_appendsink.identity import IdentityScheme
 from elspeth_appendsink.manifest import BlockEntry, VoidRecord, decode_records
 from elspeth_appendsink.paths import manifest_prefix, parse_segment_index, segment_name
@@ -31,7 +32,10 @@ class JsonlStub:
     def encode(self, rows: Sequence[Any]) -> list[bytes]:
         return [json.dumps(r, separators=(",", ":"), sort_keys=True).encode() + b"\n" for r in rows]
 
-    def block(self, encoded: Sequence[bytes], rows: Sequence[Any]) -> bytes:
+    def encode_packed(self, rows: Sequence[Any]) -> Packed:
+        return Packed.join(self.encode(rows))
+
+    def block(self, encoded: Sequence[bytes | memoryview], rows: Sequence[Any]) -> bytes:
         return b"".join(encoded)
 
     def describe(self) -> dict[str, Any]:

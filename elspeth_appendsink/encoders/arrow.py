@@ -61,7 +61,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from elspeth_appendsink.encoders.base import Row
+from elspeth_appendsink.encoders.base import Packed, Row
 from elspeth_appendsink.encoders.csv import column_values, reject_undeclared
 from elspeth_appendsink.encoders.jsonl import (
     check_fingerprint,
@@ -255,10 +255,12 @@ class ArrowEncoder:
         rows_as_tuples = zip(*canonical, strict=True)
         return list(map(orjson.dumps, rows_as_tuples, repeat(_canonical_default), repeat(_JSON_OPTIONS)))
 
-    def block(self, encoded: Sequence[bytes], rows: Sequence[Row]) -> bytes:
+    def encode_packed(self, rows: Sequence[Row]) -> Packed:
+        """:meth:`encode` packed into one buffer."""
+        return Packed.join(self.encode(rows))
+
+    def block(self, encoded: Sequence[bytes | memoryview], rows: Sequence[Row]) -> bytes:
         """One record batch message holding exactly these rows (already accepted by ``encode``)."""
-        if len(encoded) != len(rows):
-            raise InvariantViolation("arrow: block() got a different number of encodings and rows")
         if not rows:
             return b""
         columns = column_values(rows, self.columns)

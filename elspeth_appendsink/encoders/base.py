@@ -9,9 +9,11 @@ An encoder owns one output format. It is created once per output from the first 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import accumulate, pairwise
 from typing import Any, Protocol
 
-__all__ = ["Encoder", "Row", "SchemaSpec"]
+__all__ = ["Encoder", "Packed", "Row", "SchemaSpec"]
 
 Row = Mapping[str, Any]
 
@@ -28,6 +30,41 @@ class SchemaSpec(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """Rows encoded back to back: row ``i`` is ``data[offsets[i]:offsets[i + 1]]``.
+
+    The writer's unit of work. One buffer and a list of offsets instead of one ``bytes`` per
+    row: a block is a single slice-and-join, row sizes are offset differences, and a million
+    rows cost no million small objects. ``offsets[0]`` is 0 and ``offsets[-1] == len(data)``.
+    """
+
+    data: bytes
+    offsets: list[int]
+
+    @classmethod
+    def join(cls, encoded: Sequence[bytes]) -> Packed:
+        """Pack per-row encodings (copies them once, which also drops any over-allocation)."""
+        return cls(b"".join(encoded), list(accumulate(map(len, encoded), initial=0)))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def rows(self) -> list[bytes]:
+        """One ``bytes`` per row."""
+        data, offsets = self.data, self.offsets
+        return [data[start:end] for start, end in pairwise(offsets)]
+
+    def span(self, start: int, stop: int) -> memoryview:
+        """Rows ``start`` to ``stop - 1`` as one contiguous view (no copy)."""
+        return memoryview(self.data)[self.offsets[start] : self.offsets[stop]]
+
+    def select(self, keep: Sequence[int]) -> Packed:
+        """Only the rows at the indices ``keep`` (ascending), packed anew."""
+        data, offsets = self.data, self.offsets
+        return Packed.join([data[offsets[i] : offsets[i + 1]] for i in keep])
+
+
 class Encoder(Protocol):
     """**Protocol:** one output format.
 
@@ -38,8 +75,12 @@ class Encoder(Protocol):
       For Arrow they are a canonical per-row encoding used for identity and size planning.
       A row that cannot be encoded raises :class:`~elspeth_appendsink.errors.RowError`
       (``row_index`` = its index in ``rows``) before anything is sent.
-    * ``block(encoded, rows)`` returns the bytes of one block holding exactly those rows
-      (``b"".join(encoded)`` for CSV/JSONL; one record batch for Arrow).
+    * ``encode_packed(rows)`` is ``encode`` as one :class:`Packed` buffer: the same bytes, the
+      form the writer uses (an encoder may produce it without per-row objects).
+    * ``block(encoded, rows)`` returns the bytes of one block holding exactly those rows.
+      ``encoded`` is their encodings in order, possibly several rows per item (spans of a
+      :class:`Packed`): the concatenation for CSV/JSONL, one record batch built from ``rows``
+      for Arrow.
     * ``describe()`` returns JSON-safe decisions (columns, delimiter, encoding, ...) and
       ``restore`` (a module-level function per format) rebuilds the identical encoder.
     """
@@ -50,6 +91,8 @@ class Encoder(Protocol):
 
     def encode(self, rows: Sequence[Row]) -> list[bytes]: ...
 
-    def block(self, encoded: Sequence[bytes], rows: Sequence[Row]) -> bytes: ...
+    def encode_packed(self, rows: Sequence[Row]) -> Packed: ...
+
+    def block(self, encoded: Sequence[bytes | memoryview], rows: Sequence[Row]) -> bytes: ...
 
     def describe(self) -> dict[str, Any]: ...

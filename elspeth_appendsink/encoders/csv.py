@@ -6,10 +6,13 @@ Owns :class:`CsvOptions`, :class:`CsvEncoder`, :func:`restore`, and the column c
 Bytes written are the bytes Python's ``csv.writer(quoting=QUOTE_MINIMAL, doublequote=True)``
 writes. The one exception is a bare ``\\r`` inside a value when the terminator is ``\\n``. Python
 3.11's csv module leaves that value unquoted, which its own reader then rejects; we quote it.
-The tests compare the two byte for byte. The encoder builds lines column by column (one
-``str()`` per value, a ``join`` per row) rather than calling the csv module, because that is
-1.5-2x faster on typical rows (see ``benchmarks/encoders.py``). It also means Python version
-changes to the csv module cannot change the bytes.
+The tests compare the two byte for byte. The encoder never calls the csv module, so Python
+version changes to it cannot change the bytes. Batches of a few hundred rows or more are built
+by Arrow compute kernels (:mod:`~elspeth_appendsink.encoders.csv_kernels`, about 2x faster
+again); smaller ones, and every column the kernels do not handle, by the Python path here,
+which builds lines column by column (one ``str()`` per value, a ``join`` per row; 1.5-2x
+faster than the csv module, see ``benchmarks/encoders.py``). The Python path is the reference:
+the tests hold the kernels to its bytes, and it alone decides and words every error.
 
 Cells:
 
@@ -46,7 +49,10 @@ from itertools import compress, repeat
 from operator import add, contains, itemgetter, not_, or_
 from typing import Any
 
-from elspeth_appendsink.encoders.base import Row
+import pyarrow as pa
+
+from elspeth_appendsink.encoders.base import Packed, Row
+from elspeth_appendsink.encoders.csv_kernels import kernel_lines
 from elspeth_appendsink.errors import (
     ConfigError,
     InvariantViolation,
@@ -64,6 +70,8 @@ _PLAIN_OR_NONE = _PLAIN | {_NONE}
 _NUMERIC = frozenset({int, float, bool})
 _NUMERIC_OR_NONE = _NUMERIC | {_NONE}
 _TERMINATORS = ("\r\n", "\n")
+# Below this many rows the Python path is faster than the kernels' fixed cost per call.
+_KERNEL_MIN_ROWS = 256
 
 
 def _check_encoding(encoding: str) -> str:
@@ -265,27 +273,49 @@ class CsvEncoder:
 
     def encode(self, rows: Sequence[Row]) -> list[bytes]:
         """One ``bytes`` per row: its exact CSV line, terminator included."""
-        count = len(rows)
-        if not count:
-            return []
+        return self.encode_packed(rows).rows()
+
+    def encode_packed(self, rows: Sequence[Row]) -> Packed:
+        """All rows' lines back to back. Large UTF-8 batches are built by Arrow kernels
+        (:mod:`~elspeth_appendsink.encoders.csv_kernels`), the rest by the Python path below;
+        both write the same bytes, and the Python path decides every error."""
+        if not rows:
+            return Packed(b"", [0])
         reject_undeclared(rows, self._allowed, self.columns)
+        if self._utf8 and len(self.columns) > 1 and len(rows) >= _KERNEL_MIN_ROWS:
+            values = column_values(rows, self.columns)
+            try:
+                return kernel_lines(
+                    values,
+                    self.options.delimiter,
+                    self.options.line_terminator,
+                    self._numeric_safe,
+                    lambda index: self._python_column(self.columns[index], values[index])[0],
+                )
+            except (pa.ArrowException, UnicodeError, ValueError):
+                pass  # a bad value (or text UTF-8 cannot hold): the Python path names it
+        return Packed.join(self._encode_python(rows))
+
+    def _python_column(self, column: str, values: list[Any]) -> tuple[list[str], bool]:
+        """One column's cells, quoted where needed, and whether any holds a line break."""
+        texts, numeric = _column_text(column, values)
+        if numeric and self._numeric_safe:
+            return texts, False
+        return self._quote_column(texts)
+
+    def _encode_python(self, rows: Sequence[Row]) -> list[bytes]:
+        """The reference path: one ``str`` per cell, a ``join`` per row, one encode."""
+        count = len(rows)
         try:
             converted = [
-                _column_text(column, values)
+                self._python_column(column, values)
                 for column, values in zip(self.columns, column_values(rows, self.columns), strict=True)
             ]
         except ValueError:  # UnencodableRow, or str() of an int too long to print
             self._raise_first_bad_cell(rows)
             raise
-        texts: list[list[str]] = []
-        multiline = False
-        for column_texts, numeric in converted:
-            if numeric and self._numeric_safe:
-                texts.append(column_texts)
-                continue
-            quoted, has_line_break = self._quote_column(column_texts)
-            texts.append(quoted)
-            multiline = multiline or has_line_break
+        texts = [column_texts for column_texts, _ in converted]
+        multiline = any(has_line_break for _, has_line_break in converted)
         lines = list(map(self.options.delimiter.join, zip(*texts, strict=True))) if texts else [""] * count
         terminator = self.options.line_terminator
         try:
@@ -301,7 +331,7 @@ class CsvEncoder:
             self._raise_unencodable(rows, lines)
             raise
 
-    def block(self, encoded: Sequence[bytes], rows: Sequence[Row]) -> bytes:
+    def block(self, encoded: Sequence[bytes | memoryview], rows: Sequence[Row]) -> bytes:
         """The block holding exactly these rows: the concatenation of their lines."""
         return b"".join(encoded)
 

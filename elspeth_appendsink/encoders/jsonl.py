@@ -50,7 +50,7 @@ from typing import Any
 
 import orjson
 
-from elspeth_appendsink.encoders.base import Row
+from elspeth_appendsink.encoders.base import Packed, Row
 from elspeth_appendsink.encoders.csv import reject_undeclared
 from elspeth_appendsink.errors import (
     ConfigError,
@@ -201,7 +201,11 @@ class JsonlEncoder:
                     self._raise_first_error(source, start=index)
         return encoded
 
-    def block(self, encoded: Sequence[bytes], rows: Sequence[Row]) -> bytes:
+    def encode_packed(self, rows: Sequence[Row]) -> Packed:
+        """:meth:`encode` packed into one buffer."""
+        return Packed.join(self.encode(rows))
+
+    def block(self, encoded: Sequence[bytes | memoryview], rows: Sequence[Row]) -> bytes:
         """The block holding exactly these rows: the concatenation of their lines."""
         return b"".join(encoded)
 

@@ -377,20 +377,21 @@ def test_bad_first_write_leaves_no_row_bytes_and_the_retry_writes_the_header_onc
 def test_bad_row_deep_in_a_large_write_stops_before_its_block_then_the_retry_is_exact(
     azurite: Any, container: str, make_options: Options, fmt: str
 ) -> None:
-    """5,000 rows, row 4,500 unencodable: blocks of earlier rows may already be durable (they are
+    """100,000 rows, row 90,000 unencodable: blocks of earlier rows are already durable (they are
     whole rows, described in the manifest), the bad row's block is never sent, and the engine's
-    retry of the call (row fixed) appends exactly the rows still missing."""
+    retry of the call (row fixed) appends exactly the rows still missing. (The writer encodes
+    about 1 MiB of rows at a time, so the bad row must sit a few MiB in for earlier blocks to land.)"""
     out = open_output(make_options, fmt, FIXED, f"deep-{fmt}", block_size=8192)
     out.write([{"id": -1, "name": "first", "kind": "k"}])
-    rows = [{"id": i, "name": f"row-{i:05d}", "kind": "k"} for i in range(5000)]
-    poisoned = [*rows[:4500], {"id": 4500, "name": object(), "kind": "k"}, *rows[4501:]]
+    rows = [{"id": i, "name": f"row-{i:05d}", "kind": "k"} for i in range(100_000)]
+    poisoned = [*rows[:90_000], {"id": 90_000, "name": object(), "kind": "k"}, *rows[90_001:]]
     TALLY["bad rows tried"] += 1
     with pytest.raises(UnencodableRow) as info:
         out.sink.write(poisoned, out.ctx)
-    assert info.value.row_index == 4500
+    assert info.value.row_index == 90_000
     landed = decode(fmt, read_output(azurite, container, out.path))
     prefix = as_written(fmt, [out.delivered[0], *rows])
-    assert 1 < len(landed) <= 4501 and landed == prefix[: len(landed)]  # whole rows, a prefix
+    assert 1 < len(landed) <= 90_001 and landed == prefix[: len(landed)]  # whole rows, a prefix
     TALLY["bad rows refused before their block was sent"] += 1
     out.write(rows)
     out.sink.close()

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 
 from elspeth_appendsink.encoders import ArrowEncoder, create_encoder, restore_encoder
 from elspeth_appendsink.errors import (
-    InvariantViolation,
     ManifestCorruptError,
     RecoveryError,
     SchemaDriftError,
@@ -328,8 +327,3 @@ class TestErrors:
         with pytest.raises(UnencodableRow, match="at least one column"):
             encoder_for([{}], OBSERVED)
 
-    def test_block_refuses_mismatched_encodings_and_rows(self) -> None:
-        """block() with a different number of encodings and rows is a caller bug."""
-        encoder = encoder_for([{"id": 1}])
-        with pytest.raises(InvariantViolation):
-            encoder.block([], [{"id": 1}])

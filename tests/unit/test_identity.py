@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from elspeth_appendsink.encoders.base import Packed
 from elspeth_appendsink.identity import DIGEST_SIZE, DigestMultiset, IdentityScheme
 
 # A small alphabet of digests, so that committed and replayed rows collide often.
@@ -70,6 +71,10 @@ class TestDigestMultiset:
         assert DigestMultiset(committed).nbytes == DIGEST_SIZE * len(committed)
 
 
+def _split(packed: bytes) -> list[bytes]:
+    return [packed[i : i + DIGEST_SIZE] for i in range(0, len(packed), DIGEST_SIZE)]
+
+
 class TestIdentityScheme:
     @given(st.lists(rows, max_size=10))
     def test_content_identity_is_the_digest_of_the_encoded_bytes(
@@ -77,8 +82,9 @@ class TestIdentityScheme:
     ) -> None:
         """Without a row key, rows with equal encoded bytes share an identity and others do not."""
         encoded = [repr(sorted(r.items())).encode() for r in batch]
-        found = IdentityScheme(None).digests(batch, encoded)
-        assert all(len(d) == DIGEST_SIZE for d in found)
+        packed = IdentityScheme(None).digests(batch, Packed.join(encoded))
+        assert len(packed) == DIGEST_SIZE * len(batch)
+        found = _split(packed)
         for i in range(len(batch)):
             for j in range(len(batch)):
                 assert (found[i] == found[j]) == (encoded[i] == encoded[j])
@@ -89,7 +95,7 @@ class TestIdentityScheme:
     ) -> None:
         """With ``row_key``, rows with equal key values share an identity whatever else differs."""
         scheme = IdentityScheme(["id"])
-        found = scheme.digests(batch, encoded[: len(batch)])
+        found = _split(scheme.digests(batch, Packed.join(encoded[: len(batch)])))
         for i in range(len(batch)):
             for j in range(len(batch)):
                 assert (found[i] == found[j]) == (batch[i].get("id") == batch[j].get("id"))
@@ -97,7 +103,7 @@ class TestIdentityScheme:
     def test_key_values_are_told_apart_by_type(self) -> None:
         """Key 1 and key "1" are different rows (canonical JSON keeps the type)."""
         scheme = IdentityScheme(["id"])
-        one, text = scheme.digests([{"id": 1}, {"id": "1"}], [b"", b""])
+        one, text = _split(scheme.digests([{"id": 1}, {"id": "1"}], Packed.join([b"", b""])))
         assert one != text
 
     @pytest.mark.parametrize("fields", [None, [], ["id"], ["tenant", "id"]])
