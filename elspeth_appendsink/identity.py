@@ -21,18 +21,32 @@ import json
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import pairwise
+from itertools import accumulate, pairwise
 from typing import Any
 
 from elspeth_appendsink.encoders.base import Packed
 
-__all__ = ["DIGEST_SIZE", "DigestMultiset", "IdentityScheme"]
+__all__ = ["DIGEST_SIZE", "DigestMultiset", "IdentityScheme", "content_digests"]
 
 DIGEST_SIZE = 8
 
 
 def _digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=DIGEST_SIZE).digest()
+
+
+def _each(data: bytes, offsets: Iterable[int]) -> bytes:
+    blake2b, size = hashlib.blake2b, DIGEST_SIZE
+    return b"".join([blake2b(data[a:b], digest_size=size).digest() for a, b in pairwise(offsets)])
+
+
+def content_digests(block: bytes, lengths: Sequence[int]) -> bytes:
+    """The content identities of the rows that end ``block``, ``lengths`` bytes each, packed.
+
+    The same digests :meth:`IdentityScheme.digests` gave those rows when they were encoded
+    (without ``row_key``); anything before the rows (a CSV header line) is skipped.
+    """
+    return _each(block, accumulate(lengths, initial=len(block) - sum(lengths)))
 
 
 class IdentityScheme:

@@ -888,11 +888,11 @@ def _layout(run: _Run) -> RunLayout:
 
 
 def _lean(decoded: DecodedRecord, start: int) -> DecodedRecord:
-    """The record without its row digests (not needed here; they are most of a manifest's bytes),
-    at its offset in the whole blob."""
+    """The record without its row digests or lengths (not needed here; they are most of a
+    manifest's bytes), at its offset in the whole blob."""
     record = decoded.record
-    if isinstance(record, BlockEntry) and record.digests:
-        decoded = replace(decoded, record=replace(record, digests=b""))
+    if isinstance(record, BlockEntry) and (record.digests or record.lengths):
+        decoded = replace(decoded, record=replace(record, digests=b"", lengths=b""))
     return replace(decoded, offset=decoded.offset + start) if start else decoded
 
 

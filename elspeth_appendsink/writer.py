@@ -46,12 +46,12 @@ import operator
 import time
 import uuid
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 from elspeth_appendsink import __version__
 from elspeth_appendsink.blocks import needs_rollover
@@ -70,7 +70,7 @@ from elspeth_appendsink.errors import (
     StorageError,
     UndescribedBytesError,
 )
-from elspeth_appendsink.identity import DIGEST_SIZE, DigestMultiset, IdentityScheme
+from elspeth_appendsink.identity import DIGEST_SIZE, DigestMultiset, IdentityScheme, content_digests
 from elspeth_appendsink.manifest import (
     GENESIS,
     BlockEntry,
@@ -149,11 +149,17 @@ class WriteReport:
 
 @dataclass(frozen=True, slots=True)
 class _Prepared:
-    """One block ready to commit: its bytes, how many rows, their packed digests."""
+    """One block ready to commit: its bytes, its rows, and their manifest body.
+
+    ``body`` is the rows' packed lengths (``lengths``) or packed identity digests. The row
+    objects themselves are kept (references only) so that, should the write call fail later,
+    the digests of what it committed can be computed then rather than for every block now.
+    """
 
     data: bytes
-    rows: int
-    digests: bytes
+    rows: Sequence[Row]
+    body: bytes
+    lengths: bool
     with_header: bool
 
 
@@ -219,7 +225,11 @@ class AppendWriter:
         self._needs_header = False
         self._leased: str | None = None
         self._lease_at = 0.0
-        self._call_digests: list[bytes] = []  # row digests committed by the current write call
+        # What the current write call committed, in order: packed digests known already (from a
+        # recovery, or blocks carrying digests), then rows whose blocks carry lengths.
+        self._call_digests: list[bytes] = []
+        self._call_rows: list[Row] = []
+        self._region_digests: dict[tuple[int, int], bytes] = {}  # set by _verify_output
         self._failed_call: int | None = None  # in this process, the call that failed (if any)
         self._segment_sealed = False  # the recovered cursor sits in a segment sealed on completion
         # After a recovery (or a failed call): the write call that may be re-delivered and the
@@ -267,7 +277,7 @@ class AppendWriter:
                 self._start(rows)
         cursor = self._require_cursor()
         call, skip = cursor.write_call + 1, 0
-        self._call_digests = []
+        self._call_digests, self._call_rows = [], []
         if self._redelivered is not None:
             (last, committed), self._redelivered = self._redelivered, None
             skip, same_call = self._match_redelivery(rows, committed)
@@ -283,13 +293,15 @@ class AppendWriter:
             self._pipeline(rows, report)
         except Exception:
             self._failed_call = call
-            if not self._dirty and self._call_digests:
+            if not self._dirty and (self._call_digests or self._call_rows):
                 # The position is certain (e.g. a bad row stopped the call after some blocks).
+                committed = b"".join(self._call_digests) + self._digests_of(self._call_rows)
+                self._call_digests, self._call_rows = [], []
                 if self._replay is None:
                     # a retry of this call must skip exactly the rows it already committed
-                    self._redelivered = (call, b"".join(self._call_digests))
+                    self._redelivered = (call, committed)
                 else:  # continuing earlier runs: identities are matched as a multiset
-                    self._replay.more.append(DigestMultiset.from_packed(self._call_digests))
+                    self._replay.more.append(DigestMultiset.from_packed([committed]))
             raise
         if self._replay is not None and self._replay.digests.taken + sum(s.taken for s in self._replay.more):
             report.skipped_from_runs = self._replay.runs
@@ -317,6 +329,8 @@ class AppendWriter:
 
     def _digests_of(self, rows: Sequence[Row]) -> bytes:
         """The rows' packed identity digests."""
+        if not rows:
+            return b""
         identity = self.target.identity
         return b"".join(identity.digests(chunk, encoded) for _, chunk, encoded in self._slices(rows))
 
@@ -418,25 +432,34 @@ class AppendWriter:
             per_row = max(1, len(encoded.data) // len(chunk))
             size = min(_SLICE_ROWS_MAX, max(_SLICE, _SLICE_BYTES // per_row))
 
+    @property
+    def _lengths_at_rest(self) -> bool:
+        """Block entries carry row lengths, not digests (see :mod:`manifest`)."""
+        encoder = self._require_encoder()
+        return encoder.contiguous_rows and not self.target.identity.is_keyed
+
     def _groups(
         self, rows: Sequence[Row], report: WriteReport
     ) -> Iterator[tuple[list[Row], list[memoryview], bytes, bytes, int]]:
-        """Yield whole-row groups that fill a block (header first): rows, byte spans, digests."""
+        """Yield whole-row groups that fill a block (header first): rows, byte spans, manifest body."""
         encoder = self._require_encoder()
         identity = self.target.identity
         limit = self.target.block_size
+        lengths = self._lengths_at_rest
         header = encoder.header() if self._needs_header else b""
         used = len(header)
         cur_rows: list[Row] = []
         cur_parts: list[memoryview] = []
-        cur_dig: list[bytes] = []
+        cur_body: list[bytes] = []
         cur_first = 0  # batch index of the group's first row (exact unless replayed rows were skipped)
         replay = self._replay
         for start, sliced, packed in self._slices(rows):
             chunk, encoded = sliced, packed
-            digests = identity.digests(chunk, encoded)
+            matching = replay is not None and len(replay) > 0
+            # digests are needed to recognise replayed rows, or when the manifest stores them
+            digests = identity.digests(chunk, encoded) if matching or not lengths else b""
             origin: list[int] | None = None
-            if replay is not None and len(replay):
+            if replay is not None and matching:
                 keep = [
                     i
                     for i in range(len(chunk))
@@ -467,26 +490,29 @@ class AppendWriter:
                         cur_first = origin[i] if origin is not None else start + i
                     cur_rows.extend(chunk[i:j])
                     cur_parts.append(encoded.span(i, j))
-                    cur_dig.append(digests[i * DIGEST_SIZE : j * DIGEST_SIZE])
+                    cur_body.append(
+                        encoded.lengths(i, j) if lengths else digests[i * DIGEST_SIZE : j * DIGEST_SIZE]
+                    )
                     used += prefix[j] - prefix[i]
                     i = j
                 if i < n:  # the block is full
-                    yield cur_rows, cur_parts, b"".join(cur_dig), header, cur_first
-                    header, used, cur_rows, cur_parts, cur_dig = b"", 0, [], [], []
+                    yield cur_rows, cur_parts, b"".join(cur_body), header, cur_first
+                    header, used, cur_rows, cur_parts, cur_body = b"", 0, [], [], []
         if cur_rows:
-            yield cur_rows, cur_parts, b"".join(cur_dig), header, cur_first
+            yield cur_rows, cur_parts, b"".join(cur_body), header, cur_first
 
     def _prepare(
         self,
         rows: list[Row],
         parts: Sequence[bytes | memoryview],
-        digests: bytes,
+        body: bytes,
         header: bytes,
         first: int = 0,
     ) -> list[_Prepared]:
         """The bytes of one planned block (split further if the format's real size is over the limit).
 
-        ``parts`` are the rows' encodings in order, several rows per item (spans of a slice).
+        ``parts`` are the rows' encodings in order, several rows per item (spans of a slice);
+        ``body`` their lengths or digests for the manifest.
         """
         encoder = self._require_encoder()
         data = header + (encoder.block(parts, rows) if rows else b"")
@@ -495,7 +521,7 @@ class AppendWriter:
                 if header and rows:  # header and the row do not fit together: send them apart
                     return [
                         *self._prepare([], [], b"", header),
-                        *self._prepare(rows, parts, digests, b"", first),
+                        *self._prepare(rows, parts, body, b"", first),
                     ]
                 raise RowTooLarge(
                     f"a block of one row encodes to {len(data)} bytes, over the block limit of "
@@ -505,14 +531,14 @@ class AppendWriter:
                 )
             # Arrow: the size estimate was short; split (per row now) and try again
             half, each = len(rows) // 2, encoder.encode(rows)
-            cut = half * DIGEST_SIZE
+            cut = half * (4 if self._lengths_at_rest else DIGEST_SIZE)
             return [
-                *self._prepare(rows[:half], each[:half], digests[:cut], header, first),
-                *self._prepare(rows[half:], each[half:], digests[cut:], b"", first + half),
+                *self._prepare(rows[:half], each[:half], body[:cut], header, first),
+                *self._prepare(rows[half:], each[half:], body[cut:], b"", first + half),
             ]
         if header:
             self._needs_header = False
-        return [_Prepared(data, len(rows), digests, bool(header))]
+        return [_Prepared(data, rows, body, self._lengths_at_rest, bool(header))]
 
     def _commit_batch(self, blocks: list[_Prepared], report: WriteReport) -> None:
         """Intents for the blocks in one manifest append, then each block at its offset, in order."""
@@ -553,10 +579,11 @@ class AppendWriter:
                     offset=offset,
                     length=len(block.data),
                     sha256=hashlib.sha256(block.data).hexdigest(),
-                    tokens=TokenRange(token, token + block.rows),
+                    tokens=TokenRange(token, token + len(block.rows)),
                     write_call=c.write_call,
                     batch=c.next_seq,
-                    digests=block.digests,
+                    digests=b"" if block.lengths else block.body,
+                    lengths=block.body if block.lengths else b"",
                 )
                 encoded = encode_record(entry)
                 entries.append(entry)
@@ -589,11 +616,14 @@ class AppendWriter:
                     self._dirty = True
                     raise
                 self.cursor = self._require_cursor().after_block(
-                    len(block.data), block.rows, result.committed_blocks
+                    len(block.data), len(block.rows), result.committed_blocks
                 )
                 self._hash.update(block.data)
-                self._call_digests.append(block.digests)
-                report.rows_appended += block.rows
+                if block.lengths:
+                    self._call_rows.extend(block.rows)
+                else:
+                    self._call_digests.append(block.body)
+                report.rows_appended += len(block.rows)
                 report.blocks += 1
                 report.bytes += len(block.data)
 
@@ -887,7 +917,17 @@ class AppendWriter:
                 )
         earlier = self._earlier_layouts(records[0].record)
         layout = self._settle_tail(walk(records, t.manifest))
-        self._verify_output([*earlier, layout])
+        # Rows the engine may re-deliver: in a plain run, the rows the last write call that began
+        # committed (in this process we know which call failed; after a restart, the last one with
+        # any intent, landed or voided), matched in order by the next call. A run that continued
+        # earlier runs matches by identity instead, against every row of the output so far.
+        scope_call = max(layout.last_write_call, layout.last_call_begun)
+        if self._failed_call is not None:
+            scope_call, self._failed_call = self._failed_call, None
+        in_scope = {id(e) for lay in [*earlier, layout] for e in lay.committed}
+        if not earlier:
+            in_scope = {id(e) for e in layout.committed if e.write_call == scope_call}
+        self._verify_output([*earlier, layout], digests_for=in_scope)
         self.encoder = self._restore_encoder(layout.open.encoder)
         self._hash = self._full_hash
         self._needs_header = layout.open.header_written and not layout.committed
@@ -906,21 +946,16 @@ class AppendWriter:
             head=layout.head,
             total_bytes=self._full_size,
         )
-        # Rows the engine may re-deliver: in a plain run, the rows the last write call that began
-        # committed (in this process we know which call failed; after a restart, the last one with
-        # any intent, landed or voided), matched in order by the next call. A run that continued
-        # earlier runs matches by identity instead, against every row of the output so far.
-        scope_call = max(layout.last_write_call, layout.last_call_begun)
-        if self._failed_call is not None:
-            scope_call, self._failed_call = self._failed_call, None
         self.cursor = replace(self.cursor, write_call=scope_call)
         if earlier:
-            scope = [e.digests for lay in [*earlier, layout] for e in lay.committed]
+            scope = [self._entry_digests(e) for lay in [*earlier, layout] for e in lay.committed]
             runs = (*(lay.open.run_id for lay in earlier), t.run_id)
             self._replay = _Replay(DigestMultiset.from_packed(scope), "resume", runs)
             scope_rows = len(self._replay)
         else:
-            committed = b"".join(e.digests for e in layout.committed if e.write_call == scope_call)
+            committed = b"".join(
+                self._entry_digests(e) for e in layout.committed if e.write_call == scope_call
+            )
             self._redelivered = (scope_call, committed) if scope_call >= 0 else None
             self._replay = None
             scope_rows = len(committed) // DIGEST_SIZE
@@ -1050,8 +1085,8 @@ class AppendWriter:
                     f"run {ordered[index].open.run_id} does not link to the last record of run "
                     f"{ordered[index - 1].open.run_id}: the chain of runs is broken"
                 )
-        self._verify_output(ordered)
-        digests = DigestMultiset.from_packed(e.digests for lay in ordered for e in lay.committed)
+        self._verify_output(ordered, digests_for={id(e) for lay in ordered for e in lay.committed})
+        digests = DigestMultiset.from_packed(self._entry_digests(e) for lay in ordered for e in lay.committed)
         replay = _Replay(digests, "continue", tuple(lay.open.run_id for lay in ordered))
         self.events.append(
             {
@@ -1064,8 +1099,15 @@ class AppendWriter:
         )
         return ordered, replay
 
-    def _verify_output(self, layouts: Sequence[RunLayout]) -> None:
-        """Read every segment once: each byte described, each entry's sha256 right, full hash rebuilt."""
+    def _verify_output(
+        self, layouts: Sequence[RunLayout], digests_for: Collection[int] = frozenset()
+    ) -> None:
+        """Read every segment once: each byte described, each entry's sha256 right, full hash rebuilt.
+
+        Entries in ``digests_for`` (by ``id``) that carry row lengths get their rows' identity
+        digests computed from the bytes read, for :meth:`_entry_digests`.
+        """
+        self._region_digests = {}
         ends = expected_lengths(layouts)
         full = hashlib.sha256()
         total = 0
@@ -1085,18 +1127,18 @@ class AppendWriter:
                     f"bytes [{min(size, end)}, {max(size, end)}) are "
                     f"{'undescribed' if size > end else 'missing'}"
                 )
-            regions: list[tuple[int, int, str, str]] = []
+            regions: list[_Region] = []
             if segment == first.base_segment and first.base_length:
-                regions.append((0, first.base_length, first.base_sha256, "pre-existing bytes"))
+                regions.append(_Region(0, first.base_length, first.base_sha256, "pre-existing bytes"))
             for layout in layouts:
                 for e in layout.committed:
                     if e.segment == segment:
-                        regions.append(
-                            (e.offset, e.length, e.sha256, f"entry {e.seq} of run {layout.open.run_id}")
-                        )
-            regions.sort()
+                        what = f"entry {e.seq} of run {layout.open.run_id}"
+                        rows = e if e.lengths and id(e) in digests_for else None
+                        regions.append(_Region(e.offset, e.length, e.sha256, what, rows))
+            regions.sort(key=lambda region: region.offset)
             position = 0
-            for offset, length, _sha, what in regions:
+            for offset, length, _sha, what, _rows in regions:
                 if offset != position:
                     raise UndescribedBytesError(
                         f"segment {name}: bytes [{position}, {offset}) are not described (next is {what})"
@@ -1109,19 +1151,20 @@ class AppendWriter:
         self._full_hash = full
         self._full_size = total
 
-    def _check_regions(
-        self, name: str, end: int, regions: list[tuple[int, int, str, str]], full: Any
-    ) -> None:
+    def _check_regions(self, name: str, end: int, regions: list[_Region], full: Any) -> None:
         index = 0
         current = hashlib.sha256()
         filled = 0
+        kept: list[bytes] = []  # the current region's bytes, when its rows' digests are wanted
         for chunk in self.store.stream(name, length=end) if end else iter(()):
             full.update(chunk)
             view = memoryview(chunk)
             while view:
-                offset, length, sha, what = regions[index]
+                offset, length, sha, what, rows = regions[index]
                 take = min(len(view), length - filled)
                 current.update(view[:take])
+                if rows is not None:
+                    kept.append(bytes(view[:take]))
                 filled += take
                 view = view[take:]
                 if filled == length:
@@ -1130,9 +1173,26 @@ class AppendWriter:
                             f"segment {name}: bytes [{offset}, {offset + length}) ({what}) do not match "
                             "their recorded sha256"
                         )
+                    if rows is not None:
+                        block = b"".join(kept)
+                        self._region_digests[rows.segment, rows.offset] = content_digests(
+                            block, rows.row_lengths()
+                        )
+                        kept = []
                     index += 1
                     current = hashlib.sha256()
                     filled = 0
+
+    def _entry_digests(self, entry: BlockEntry) -> bytes:
+        """A committed entry's packed row digests: recorded, or computed by :meth:`_verify_output`."""
+        if not entry.lengths:
+            return entry.digests
+        try:
+            return self._region_digests[entry.segment, entry.offset]
+        except KeyError:
+            raise InvariantViolation(
+                f"digests of entry {entry.seq} were not computed while verifying the output"
+            ) from None
 
     # --- helpers -------------------------------------------------------------------------------
     def _require_cursor(self) -> Cursor:
@@ -1144,6 +1204,16 @@ class AppendWriter:
         if self.encoder is None:
             raise InvariantViolation("writer has no encoder")
         return self.encoder
+
+
+class _Region(NamedTuple):
+    """A described byte range of a segment, checked by :meth:`AppendWriter._check_regions`."""
+
+    offset: int
+    length: int
+    sha256: str
+    what: str
+    rows: BlockEntry | None = None  # the entry whose rows' digests are wanted from these bytes
 
 
 def _as_dict(cursor: Cursor) -> dict[str, Any]:

@@ -25,6 +25,7 @@ class JsonlStub:
     """A minimal deterministic JSONL encoder so protocol tests do not depend on the encoders."""
 
     name = "jsonl"
+    contiguous_rows = True
 
     def header(self) -> bytes:
         return b""

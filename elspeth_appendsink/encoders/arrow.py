@@ -200,6 +200,7 @@ class ArrowEncoder:
     """
 
     name = "arrow"
+    contiguous_rows = False
 
     __slots__ = ("_allowed", "_header", "columns", "kinds", "schema")
 

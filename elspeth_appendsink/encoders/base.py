@@ -8,9 +8,11 @@ An encoder owns one output format. It is created once per output from the first 
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, pairwise
+from operator import sub
 from typing import Any, Protocol
 
 __all__ = ["Encoder", "Packed", "Row", "SchemaSpec"]
@@ -59,6 +61,11 @@ class Packed:
         """Rows ``start`` to ``stop - 1`` as one contiguous view (no copy)."""
         return memoryview(self.data)[self.offsets[start] : self.offsets[stop]]
 
+    def lengths(self, start: int, stop: int) -> bytes:
+        """The byte lengths of rows ``start`` to ``stop - 1``, 4 bytes big-endian each."""
+        offsets = self.offsets
+        return struct.pack(f">{stop - start}I", *map(sub, offsets[start + 1 : stop + 1], offsets[start:stop]))
+
     def select(self, keep: Sequence[int]) -> Packed:
         """Only the rows at the indices ``keep`` (ascending), packed anew."""
         data, offsets = self.data, self.offsets
@@ -81,11 +88,14 @@ class Encoder(Protocol):
       ``encoded`` is their encodings in order, possibly several rows per item (spans of a
       :class:`Packed`): the concatenation for CSV/JSONL, one record batch built from ``rows``
       for Arrow.
+    * ``contiguous_rows`` says whether a block is exactly its rows' encodings back to back
+      (after the header, if it carries one): true for CSV and JSONL, false for Arrow.
     * ``describe()`` returns JSON-safe decisions (columns, delimiter, encoding, ...) and
       ``restore`` (a module-level function per format) rebuilds the identical encoder.
     """
 
     name: str
+    contiguous_rows: bool
 
     def header(self) -> bytes: ...
 

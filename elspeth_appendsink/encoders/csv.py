@@ -221,6 +221,7 @@ class CsvEncoder:
     """
 
     name = "csv"
+    contiguous_rows = True
 
     __slots__ = (
         "_allowed",

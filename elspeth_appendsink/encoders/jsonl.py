@@ -159,6 +159,7 @@ class JsonlEncoder:
     """
 
     name = "jsonl"
+    contiguous_rows = True
 
     __slots__ = ("_allowed", "_rename", "columns", "headers", "mode")
 

@@ -45,19 +45,31 @@ def token_ranges(draw: st.DrawFn, max_rows: int = 20) -> TokenRange:
 
 
 @st.composite
-def block_entries(draw: st.DrawFn) -> BlockEntry:
+def block_entries(draw: st.DrawFn, lengths: bool | None = None) -> BlockEntry:
+    """A block entry whose body is digests or (``lengths``) row lengths that fit its length."""
     tokens = draw(token_ranges())
+    rows = len(tokens)
+    if lengths if lengths is not None else draw(st.booleans()):
+        sizes = draw(st.lists(st.integers(0, 5000), min_size=rows, max_size=rows))
+        length, digests, packed = (
+            sum(sizes) + draw(st.integers(0, 300)),
+            b"",
+            struct.pack(f">{rows}I", *sizes),
+        )
+    else:
+        length, digests, packed = draw(small), draw(st.binary(min_size=8 * rows, max_size=8 * rows)), b""
     return BlockEntry(
         seq=draw(small),
         prev=draw(hexes),
         segment=draw(small),
         offset=draw(small),
-        length=draw(small),
+        length=length,
         sha256=draw(hexes),
         tokens=tokens,
         write_call=draw(st.integers(-1, 2**31)),
         batch=draw(small),
-        digests=draw(st.binary(min_size=8 * len(tokens), max_size=8 * len(tokens))),
+        digests=digests,
+        lengths=packed,
     )
 
 
@@ -117,11 +129,12 @@ manifests = st.lists(records, min_size=1, max_size=8).map(chained)
 class TestEncodeDecode:
     @given(first_records)
     def test_every_record_round_trips_exactly(self, record: Record) -> None:
-        """Decoding an encoded record gives back an equal record, digests included."""
+        """Decoding an encoded record gives back an equal record, digests or lengths included."""
         (decoded,) = decode_records(encode_record(record))
         assert decoded.record == record
         if isinstance(record, BlockEntry):
-            assert isinstance(decoded.record, BlockEntry) and decoded.record.digests == record.digests
+            assert isinstance(decoded.record, BlockEntry)
+            assert (decoded.record.digests, decoded.record.lengths) == (record.digests, record.lengths)
 
     @given(first_records)
     def test_encoding_is_deterministic(self, record: Record) -> None:
@@ -140,7 +153,22 @@ class TestEncodeDecode:
         assert [d.offset for d in decoded] == [sum(map(len, encoded[:i])) for i in range(len(encoded))]
         assert [d.hash for d in decoded] == [record_hash(e) for e in encoded]
 
-    @given(block_entries())
+    @given(block_entries(lengths=True))
+    def test_block_entry_lengths_give_one_length_per_row(self, entry: BlockEntry) -> None:
+        """``row_lengths`` yields one length per row of the token range, together within the block."""
+        sizes = entry.row_lengths()
+        assert len(sizes) == len(entry.tokens) and sum(sizes) <= entry.length
+        assert not entry.digests
+
+    def test_block_entry_whose_rows_overrun_the_block_is_refused(self) -> None:
+        """Row lengths adding up to more than the block cannot be honest: ManifestCorruptError."""
+        entry = BlockEntry(
+            0, GENESIS, 0, 0, 10, "0" * 64, TokenRange(0, 2), 0, 0, b"", struct.pack(">2I", 6, 6)
+        )
+        with pytest.raises(ManifestCorruptError, match="longer than the block"):
+            decode_records(encode_record(entry))
+
+    @given(block_entries(lengths=False))
     def test_block_entry_digests_split_into_one_per_row(self, entry: BlockEntry) -> None:
         """``digest_list`` yields one 8-byte digest per row of the token range, in order."""
         digests = entry.digest_list()
