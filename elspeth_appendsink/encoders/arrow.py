@@ -130,10 +130,10 @@ def decide_kinds(
     """The kind of each column: its declared type when known, else inferred from the first batch."""
     declared = declared or {}
     kinds = []
-    values_by_column = [[row.get(column) for row in first_rows] for column in columns]
-    for column, values in zip(columns, values_by_column, strict=True):
+    for column in columns:
         kind = _DECLARED.get(declared.get(column, ""))
-        kinds.append(kind if kind is not None else _infer_kind(values))
+        # only an undeclared column's values are looked at (the first batch may be a whole run)
+        kinds.append(kind if kind is not None else _infer_kind([row.get(column) for row in first_rows]))
     return tuple(kinds)
 
 
