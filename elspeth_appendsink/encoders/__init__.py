@@ -42,39 +42,44 @@ text not encodable     UnencodableRow        UnencodableRow (lone    Unencodable
 Every :class:`~elspeth_appendsink.errors.RowError` carries ``row_index``, the row's index in
 the batch given to ``encode``.
 
-Speed was measured with ``.venv/bin/python -m benchmarks.encoders`` on 200,000 generated rows.
-Each row is about 218 bytes as JSON, with 9 fields: 2 int, 2 float, 1 bool, and 4 str (one of
-them None in 30% of rows, one holding the delimiter). The machine was a shared 2-vCPU Xeon VM
-(firecracker) running Python 3.11.7, orjson 3.13.0 and pyarrow 26.0.1. It takes 0.29 s for
-``sum(range(10**7))``, probably 2-3x what a current laptop takes (not measured). Other test
-suites were running at load 3-7, so the table gives CPU seconds (best of 5); wall time was up
-to 3x longer. Across runs, the same candidate varied by about ±20%.
+Speed was measured with ``.venv/bin/python -m benchmarks.encoders --repeat 3`` on 200,000
+generated rows (about 218 bytes as JSON; 9 fields: 2 int, 2 float, 1 bool, 4 str, one of them
+None in 30% of rows, one holding the delimiter), on a quiet 2-vCPU Xeon VM (firecracker),
+Python 3.11.7, orjson 3.13.0, pyarrow 26.0.1, 2026-11-27. CPU seconds, best of 3; the same
+candidate varies by about ±15% between runs.
 
-==============================================  ====  =========  ======  =========
-candidate                                       used     rows/s    MB/s  s/1M rows
-==============================================  ====  =========  ======  =========
-csv: stdlib ``csv.writer``, list collector              144,000    19.7       6.94
-csv: stdlib ``csv.DictWriter``                          114,000    15.6       8.79
-csv: ``CsvEncoder.encode`` (columnar)           yes     285,000    39.0       3.51
-jsonl: ``json.dumps`` per row                           150,000    32.7       6.67
-jsonl: ``JSONEncoder.encode`` per row                   149,000    32.4       6.72
-jsonl: ``orjson.dumps`` per row, no checks            1,480,000   322.8       0.68
-jsonl: ``JsonlEncoder.encode``                  yes     542,000   118.2       1.85
-arrow: ``RecordBatch.from_pylist``, no checks         1,066,000   145.9       0.94
-arrow: ``ArrowEncoder.encode``                  yes     480,000    69.6       2.08
-arrow: ``ArrowEncoder.block``                   yes   1,018,000   139.4       0.98
-arrow: encode + block                           yes     305,000    41.7       3.28
-==============================================  ====  =========  ======  =========
+================================================  ====  =========  ======  =========
+candidate                                         used     rows/s    MB/s  s/1M rows
+================================================  ====  =========  ======  =========
+csv: stdlib ``csv.writer``, list collector                235,000    32.2       4.26
+csv: stdlib ``csv.DictWriter``                            175,000    23.9       5.73
+csv: ``CsvEncoder`` Python path (columnar)                312,000    42.8       3.20
+csv: ``CsvEncoder.encode_packed`` (Arrow kernels)  yes    541,000    74.1       1.85
+jsonl: ``json.dumps`` per row                             173,000    37.8       5.77
+jsonl: ``orjson.dumps`` per row, no checks              1,572,000   342.8       0.64
+jsonl: ``JsonlEncoder.encode_packed``              yes    545,000   118.8       1.84
+arrow: ``RecordBatch.from_pylist``, no checks           1,259,000   172.3       0.79
+arrow: ``ArrowEncoder.encode_packed``              yes    481,000    69.8       2.08
+arrow: ``ArrowEncoder.block``                      yes  1,006,000   137.7       0.99
+arrow: encode + block                              yes    337,000    46.2       2.97
+identity digests (8-byte BLAKE2b per row)                1,333,000       -       0.75
+================================================  ====  =========  ======  =========
 
-``AppendWriter`` encodes 4096 rows at a time, and at that size the chosen encoders gave 3.15
-(csv), 2.15 (jsonl) and 2.65 (arrow encode + block) s/1M rows. Where the time goes:
+``AppendWriter`` encodes about 1 MiB of rows at a time (~5,000 of these), and at that size the
+chosen encoders gave 1.75 (csv), 1.37 (jsonl) and 2.14 (arrow encode + block) s/1M rows.
+Where the time goes:
 
-* CSV: ``repr`` of floats dominates. For 200k 17-digit floats it takes about 150 ms, where
-  orjson spells the same floats in about 20 ms. That is a possible later optimisation. It was
-  not taken because CSV bytes would then depend on orjson's spelling.
+* CSV: about half is Python (extracting each column from the dicts, checking its value types,
+  converting it to an Arrow array); the rest is the kernels (float and int formatting, quoting,
+  joining the lines). Float formatting by Arrow is ~2x ``repr``; the join is one pass.
 * JSONL: the NaN check costs about as much as ``orjson.dumps`` itself. orjson writes NaN as
-  ``null``, so every row whose text contains ``null`` has its values checked.
-* Arrow: the canonical per-row JSON and the type checks cost more than the record batch.
+  ``null``, so every row whose text contains ``null`` has its values checked. Whole batches of
+  200k rows are slower than slices (orjson keeps >= 4 KiB per returned row until it is joined).
+* Arrow: the canonical per-row JSON (row identity) and the type checks cost more than the
+  record batch itself.
+* Identity digests cost 0.75 s/1M rows. CSV and JSONL outputs no longer compute them while
+  writing (their manifests store row lengths, see :mod:`~elspeth_appendsink.manifest`); Arrow
+  outputs and ``row_key`` identities still do.
 """
 
 from __future__ import annotations
