@@ -95,9 +95,9 @@ _LEASE_NAMESPACE = uuid.UUID("5b0c3f0e-7a51-4d7e-9f0a-6a3e2d1c9b84")
 META_CREATOR = "elspeth_appendsink_creator"
 META_WRITER = "elspeth_appendsink_writer"
 # Rows are encoded a slice at a time: the first slice is _SLICE rows, later ones aim at
-# _SLICE_BYTES of output (at most _SLICE_ROWS_MAX rows). That bounds the memory held besides the
-# blocks, and is large enough that an encoder's fixed cost per call is spread thin.
-_SLICE = 512
+# _SLICE_BYTES of output (1 to _SLICE_ROWS_MAX rows). That bounds the memory held besides the
+# blocks, even for rows of many MiB, and spreads an encoder's fixed cost per call thin.
+_SLICE = 64
 _SLICE_BYTES = 1 << 20
 _SLICE_ROWS_MAX = 65536
 PIPELINE_BLOCKS = 2  # blocks prepared ahead while a batch is in flight (and the most per batch)
@@ -414,7 +414,7 @@ class AppendWriter:
 
         Slices start at ``_SLICE`` rows and then aim at ``_SLICE_BYTES`` of output, so a
         slice's fixed costs are spread over many rows while the memory it holds stays small
-        next to a block, whatever the row size.
+        next to a block, whatever the row size (rows larger than that go one at a time).
         """
         encoder = self._require_encoder()
         start, size = 0, _SLICE
@@ -430,7 +430,7 @@ class AppendWriter:
             yield start, chunk, encoded
             start += len(chunk)
             per_row = max(1, len(encoded.data) // len(chunk))
-            size = min(_SLICE_ROWS_MAX, max(_SLICE, _SLICE_BYTES // per_row))
+            size = min(_SLICE_ROWS_MAX, max(1, _SLICE_BYTES // per_row))
 
     @property
     def _lengths_at_rest(self) -> bool:
@@ -923,11 +923,13 @@ class AppendWriter:
         # earlier runs matches by identity instead, against every row of the output so far.
         scope_call = max(layout.last_write_call, layout.last_call_begun)
         if self._failed_call is not None:
-            scope_call, self._failed_call = self._failed_call, None
-        in_scope = {id(e) for lay in [*earlier, layout] for e in lay.committed}
-        if not earlier:
+            scope_call = self._failed_call
+        if earlier:
+            in_scope = {id(e) for lay in [*earlier, layout] for e in lay.committed}
+        else:
             in_scope = {id(e) for e in layout.committed if e.write_call == scope_call}
         self._verify_output([*earlier, layout], digests_for=in_scope)
+        self._failed_call = None
         self.encoder = self._restore_encoder(layout.open.encoder)
         self._hash = self._full_hash
         self._needs_header = layout.open.header_written and not layout.committed

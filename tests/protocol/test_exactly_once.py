@@ -236,14 +236,16 @@ class TestRetryInSameProcess:
                         raise UnencodableRow("refused", row_index=index)
                 return super().encode(rows)
 
-        writer = make_writer(make_store(azurite, container), encoder=Picky(), block_size=4096)
-        data = batches(calls=1, per_call=5000)[0]
-        poisoned = [*data[:4500], {"id": -1, "bad": True}, *data[4500:]]
+        # ~3 MB of rows: the writer encodes ~1 MiB at a time, so the slices before the bad row's
+        # are in blocks (and durable) by the time it is reached
+        writer = make_writer(make_store(azurite, container), encoder=Picky(), block_size=65536)
+        data = batches(calls=1, per_call=100_000)[0]
+        poisoned = [*data[:90_000], {"id": -1, "bad": True}, *data[90_000:]]
         with pytest.raises(UnencodableRow) as info:
             writer.write(poisoned)
-        assert info.value.row_index == 4500
+        assert info.value.row_index == 90_000
         landed = read_output(azurite, container, "out/data.jsonl")
-        assert 0 < len(landed) < len(expected_jsonl(data))  # the first slice's blocks are durable
+        assert 0 < len(landed) < len(expected_jsonl(data))  # the earlier slices' blocks are durable
         report = writer.write(data)  # the engine retries the call with the row fixed
         assert report.rows_skipped > 0 and report.rows_skipped + report.rows_appended == len(data)
         assert_exact(azurite, container, "out/data.jsonl", data, writer)
