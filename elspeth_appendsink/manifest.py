@@ -204,8 +204,10 @@ def _build(header: dict[str, Any], body: bytes, where: str) -> Record:
         if cls is BlockEntry:
             tokens = header.pop("tokens")
             header["tokens"] = TokenRange(int(tokens[0]), int(tokens[1]))
-            lengths = header.pop("body", "digests") == "lengths"
-            header["digests"], header["lengths"] = (b"", body) if lengths else (body, b"")
+            body_kind = header.pop("body", "digests")
+            if body_kind not in ("digests", "lengths"):
+                raise ValueError(f"unknown body kind {body_kind!r}")
+            header["digests"], header["lengths"] = (b"", body) if body_kind == "lengths" else (body, b"")
         elif cls is OpenRecord:
             header["continues"] = tuple(header["continues"])
         record: Record = cls(**header)

@@ -16,9 +16,9 @@ each is sent only after the previous one is durable:
 1. pointer (create-only) → segment 0 (create-only; metadata names the creating run) → lease →
    manifest (create-only) → ``open`` record;
 2. per *batch* of blocks (one or a few, prepared while the previous batch uploads): their
-   ``block`` entries (the *intents*: segment, offset, length, sha256, token range, row digests)
-   go to the manifest in **one** append, then each block is appended to its segment at exactly
-   its offset, in order;
+   ``block`` entries (the *intents*: segment, offset, length, sha256, token range, and per row
+   its length or identity digest) go to the manifest in **one** append, then each block is
+   appended to its segment at exactly its offset, in order;
 3. per rollover: a ``rollover`` record, then seal the full segment at its final length, then
    create the next segment.
 
@@ -34,7 +34,9 @@ Rows the engine replays after a crash are recognised by identity (:mod:`identity
 the first call is matched *in order* against the rows the interrupted call committed (all of
 them, or a tail when outcomes were partly recorded — see :meth:`AppendWriter._match_redelivery`);
 with ``if_exists: continue`` every row committed by earlier runs of the output is matched as a
-multiset.
+multiset. Where entries carry row lengths (CSV/JSONL, content identity), the committed rows'
+digests are computed from the segment bytes while recovery reads them, and a call that fails in
+this process keeps references to the rows it committed to digest them only then.
 """
 
 from __future__ import annotations
