@@ -78,8 +78,15 @@ class RowError(AppendSinkError, ValueError):
 
     def __init__(self, message: str, *, row_index: int | None = None, hint: str = "") -> None:
         self.row_index = row_index
+        self.detail = message
         where = f"row {row_index}: " if row_index is not None else ""
         super().__init__(f"{where}{message}", hint=hint)
+
+    def moved_to(self, row_index: int) -> None:
+        """Re-point the error at ``row_index``, message included (a slice's row index becomes the
+        row's index in the whole batch the caller passed)."""
+        self.row_index = row_index
+        self.args = RowError(self.detail, row_index=row_index, hint=self.hint).args
 
 
 class RowTooLarge(RowError):

@@ -44,10 +44,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import operator
 import time
 import uuid
-from bisect import bisect_right
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -56,7 +54,7 @@ from itertools import chain
 from typing import Any, NamedTuple
 
 from elspeth_appendsink import __version__
-from elspeth_appendsink.blocks import needs_rollover
+from elspeth_appendsink.blocks import BlockCutter, needs_rollover
 from elspeth_appendsink.cursor import Cursor
 from elspeth_appendsink.encoders.base import Encoder, Packed, Row
 from elspeth_appendsink.errors import (
@@ -426,8 +424,7 @@ class AppendWriter:
                 encoded = encoder.encode_packed(chunk)
             except RowError as exc:
                 if exc.row_index is not None:
-                    exc.row_index += start
-                    exc.args = (f"row {exc.row_index}: {str(exc).split(': ', 1)[-1]}",)
+                    exc.moved_to(start + exc.row_index)
                 raise
             yield start, chunk, encoded
             start += len(chunk)
@@ -446,10 +443,9 @@ class AppendWriter:
         """Yield whole-row groups that fill a block (header first): rows, byte spans, manifest body."""
         encoder = self._require_encoder()
         identity = self.target.identity
-        limit = self.target.block_size
         lengths = self._lengths_at_rest
         header = encoder.header() if self._needs_header else b""
-        used = len(header)
+        cutter = BlockCutter(self.target.block_size, len(header))
         cur_rows: list[Row] = []
         cur_parts: list[memoryview] = []
         cur_body: list[bytes] = []
@@ -474,19 +470,14 @@ class AppendWriter:
                     digests = b"".join(digests[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE] for i in keep)
                     origin = [start + i for i in keep]
             prefix = encoded.offsets
-            if prefix[-1] > limit:  # a slice within the limit cannot hold a row over it
-                sizes = list(map(operator.sub, prefix[1:], prefix))
-                if max(sizes) > limit:
-                    index = next(i for i, size in enumerate(sizes) if size > limit)
-                    raise RowTooLarge(
-                        f"encoded row is {sizes[index]} bytes, larger than the block limit of {limit} bytes",
-                        row_index=origin[index] if origin is not None else start + index,
-                        hint="raise block_size (up to 100MiB) or shrink the row",
-                    )
-            i, n = 0, len(encoded)
-            while i < n:
-                # the most rows from i on that still fit in this block (prefix sums, no per-row loop)
-                j = bisect_right(prefix, prefix[i] + limit - used, i) - 1
+            try:
+                cuts = cutter.feed(prefix)
+            except RowTooLarge as exc:
+                index = exc.row_index or 0
+                exc.moved_to(origin[index] if origin is not None else start + index)
+                raise
+            i = 0
+            for j, full in cuts:
                 if j > i:
                     if not cur_rows:
                         cur_first = origin[i] if origin is not None else start + i
@@ -495,11 +486,10 @@ class AppendWriter:
                     cur_body.append(
                         encoded.lengths(i, j) if lengths else digests[i * DIGEST_SIZE : j * DIGEST_SIZE]
                     )
-                    used += prefix[j] - prefix[i]
                     i = j
-                if i < n:  # the block is full
+                if full:
                     yield cur_rows, cur_parts, b"".join(cur_body), header, cur_first
-                    header, used, cur_rows, cur_parts, cur_body = b"", 0, [], [], []
+                    header, cur_rows, cur_parts, cur_body = b"", [], [], []
         if cur_rows:
             yield cur_rows, cur_parts, b"".join(cur_body), header, cur_first
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from elspeth_appendsink.blocks import BlockPlan, needs_rollover, plan_blocks
+from elspeth_appendsink.blocks import BlockCutter, BlockPlan, needs_rollover, plan_blocks
 from elspeth_appendsink.errors import RowTooLarge
 
 
@@ -133,3 +133,28 @@ class TestNeedsRollover:
     def test_an_empty_segment_takes_a_block_larger_than_the_byte_cap(self) -> None:
         """A fresh segment always accepts its first block, or a large block could never be placed."""
         assert needs_rollover(0, 0, 500, 10, 100) is False
+
+
+class TestBlockCutter:
+    @given(batches(), st.lists(st.integers(1, 15), max_size=10))
+    def test_streaming_slices_cuts_where_the_whole_batch_plan_does(
+        self, batch: tuple[list[int], int, int], slice_sizes: list[int]
+    ) -> None:
+        """Fed in arbitrary slices, the cutter ends blocks exactly where ``plan_blocks`` does."""
+        sizes, limit, header = batch
+        expected = [plan.end for plan in plan_blocks(sizes, limit, header)][:-1]
+        cutter, found = BlockCutter(limit, header), []
+        cuts = list(itertools.accumulate(slice_sizes, initial=0))
+        bounds = [c for c in cuts if c < len(sizes)] + [len(sizes)]
+        for start, stop in itertools.pairwise(bounds):
+            offsets = list(itertools.accumulate(sizes[start:stop], initial=0))
+            found += [start + cut for cut, full in cutter.feed(offsets) if full]
+        if len(bounds) == 1:  # an empty batch: nothing fed
+            found = []
+        assert found == expected
+
+    def test_a_row_over_the_limit_is_refused_with_its_index_in_the_slice(self) -> None:
+        """The cutter cannot place a row larger than the limit: RowTooLarge names it."""
+        with pytest.raises(RowTooLarge) as info:
+            BlockCutter(100).feed([0, 60, 120, 290])
+        assert info.value.row_index == 2
