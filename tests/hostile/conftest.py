@@ -16,21 +16,21 @@ import io
 import json
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
-import pytest
 from azure.storage.blob import BlobServiceClient
 
 from elspeth_appendsink.azurite import Azurite
 from elspeth_appendsink.errors import StorageError
 from elspeth_appendsink.testing import FaultyTransport
 from tests.conftest import SECRETS_UNDER_TEST, find_secret
+from tests.sink.conftest import FAST_RETRY, SCHEMA, Options, make_options
 
-SCHEMA: dict[str, Any] = {"mode": "fixed", "fields": ["id: int", "name: str", "kind: str"]}
-#: Two retries, no waiting: a fault outlasts the budget after three attempts.
-FAST_RETRY: dict[str, Any] = {"total": 2, "initial_backoff": 0.0, "increment_base": 0.0, "jitter": 0.0}
+__all__ = ["FAST_RETRY", "SCHEMA", "Options", "make_options"]  # make_options: the shared fixture
+
+#: FAST_RETRY allows two retries, no waiting: a fault outlasts the budget after three attempts.
 ATTEMPTS = 1 + FAST_RETRY["total"]
 
 #: Secrets only the hostile tests use. Added to the suite-wide guard's list, so any of them in a
@@ -57,9 +57,6 @@ _TALLY_ORDER = (
     "rows duplicated",
 )
 
-Options = Callable[..., dict[str, Any]]
-
-
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Print the figures this run produced (only when hostile tests ran)."""
     if not TALLY:
@@ -68,25 +65,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for key in (*_TALLY_ORDER, *sorted(set(TALLY) - set(_TALLY_ORDER))):
         if key in TALLY or key in ("rows lost", "rows duplicated"):
             terminalreporter.write_line(f"{key}: {TALLY[key]}")
-
-
-@pytest.fixture()
-def make_options(azurite: Azurite, container: str) -> Options:
-    """``azure_append_blob`` options for this test's container; keyword arguments override."""
-
-    def build(**overrides: Any) -> dict[str, Any]:
-        options: dict[str, Any] = {
-            "connection_string": azurite.connection_string,
-            "container": container,
-            "blob_path": "out/data.jsonl",
-            "format": "jsonl",
-            "schema": SCHEMA,
-            "retry": FAST_RETRY,
-        }
-        options.update(overrides)
-        return options
-
-    return build
 
 
 def container_client(azurite: Azurite, container: str) -> Any:
