@@ -34,7 +34,7 @@ from elspeth_appendsink import __version__
 from elspeth_appendsink.errors import AppendSinkError, ConfigError, StorageError
 from elspeth_appendsink.paths import validate_blob_path, validate_container_name, validate_run_id
 from elspeth_appendsink.redact import redact, redact_value, register_secret
-from elspeth_appendsink.storage import AzureStore, build_service_client
+from elspeth_appendsink.storage import AzureStore, azure_credential, build_service_client
 from elspeth_appendsink.verify import (
     InspectReport,
     Problem,
@@ -351,20 +351,13 @@ def open_store(credentials: Credentials, container: str) -> AzureStore:
     if credentials.method == "connection_string":
         service = build_service_client(connection_string=credentials.connection_string)
     else:
-        credential: Any
-        if credentials.method == "sas_token":
-            credential = credentials.sas_token
-        elif credentials.method == "managed_identity":
-            from azure.identity import DefaultAzureCredential
-
-            credential = DefaultAzureCredential()
-        else:
-            from azure.identity import ClientSecretCredential
-
-            assert credentials.tenant_id and credentials.client_id and credentials.client_secret
-            credential = ClientSecretCredential(
-                credentials.tenant_id, credentials.client_id, credentials.client_secret
-            )
+        credential = azure_credential(
+            credentials.method,
+            sas_token=credentials.sas_token,
+            tenant_id=credentials.tenant_id,
+            client_id=credentials.client_id,
+            client_secret=credentials.client_secret,
+        )
         service = build_service_client(account_url=credentials.account_url, credential=credential)
     return AzureStore(service, container)
 

@@ -47,7 +47,14 @@ from elspeth_appendsink.host import (
 from elspeth_appendsink.identity import IdentityScheme
 from elspeth_appendsink.logs import get_logger
 from elspeth_appendsink.redact import redact_value
-from elspeth_appendsink.storage import PROVIDER, AzureStore, RetrySettings, StorageCall, build_service_client
+from elspeth_appendsink.storage import (
+    PROVIDER,
+    AzureStore,
+    RetrySettings,
+    StorageCall,
+    azure_credential,
+    build_service_client,
+)
 from elspeth_appendsink.writer import AppendWriter, OutputTarget
 
 __all__ = ["AzureAppendBlobSink"]
@@ -393,15 +400,18 @@ def _compare_fields(found: list[str], declared: list[str], mode: str) -> OutputV
 
 
 def _credential(auth: Any) -> Any:
-    if auth.method == "sas_token":
-        return auth.sas_token.get_secret_value()
-    if auth.method == "managed_identity":
-        from azure.identity import DefaultAzureCredential
+    """The SDK credential for the configured (non connection string) auth method."""
 
-        return DefaultAzureCredential()
-    from azure.identity import ClientSecretCredential
+    def secret(value: Any) -> str | None:
+        return None if value is None else str(value.get_secret_value())
 
-    return ClientSecretCredential(auth.tenant_id, auth.client_id, auth.client_secret.get_secret_value())
+    return azure_credential(
+        auth.method,
+        sas_token=secret(auth.sas_token),
+        tenant_id=auth.tenant_id,
+        client_id=auth.client_id,
+        client_secret=secret(auth.client_secret),
+    )
 
 
 if HAVE_ELSPETH:  # pragma: no cover - documented for readers: the real BaseSink is in use
