@@ -136,6 +136,30 @@ class TestCrashAndResume:
         resumed.write(data[2])
         assert_exact(azurite, container, "out/data.jsonl", rows, resumed)
 
+    def test_entries_with_digests_and_entries_with_lengths_resume_together(
+        self, azurite: Azurite, container: str
+    ) -> None:
+        """A manifest whose first entries carry digests (an earlier writer) and whose later ones carry
+        row lengths: the replayed call is recognised across both kinds, nothing is written twice."""
+        from tests.helpers import JsonlStub
+
+        class DigestsStub(JsonlStub):
+            contiguous_rows = False  # same bytes, but entries carry digests
+
+        data = batches()
+        rows = [r for b in data for r in b]
+        first = make_writer(make_store(azurite, container), encoder=DigestsStub(), **SMALL)
+        first.write(data[0])
+        second = make_writer(make_store(azurite, container), resume=True, **SMALL)
+        second.write(data[1])  # lengths from here on
+        resumed = make_writer(make_store(azurite, container), resume=True, **SMALL)
+        report = resumed.write(data[1])
+        assert report.rows_skipped == len(data[1]) and report.rows_appended == 0
+        resumed.write(data[2])
+        assert_exact(azurite, container, "out/data.jsonl", rows, resumed)
+        entries = check_manifests(azurite, container, "out/data.jsonl")
+        assert {bool(entry.lengths) for entry in entries} == {False, True}
+
 
 class TestThrottlingAndResets:
     def test_503_storm_within_budget_is_retried_without_duplicates(
