@@ -22,7 +22,7 @@ $(NODE_STAMP): package.json package-lock.json
 	@touch $(NODE_STAMP)
 
 demo: setup
-	$(PY) -m elspeth_appendsink.demo
+	$(PY) -m elspeth_appendsink.tools.demo
 
 test: setup
 	$(PY) -m ruff check .

@@ -29,8 +29,8 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from elspeth_appendsink.core.identity import IdentityScheme
 from elspeth_appendsink.encoders import CsvEncoder, create_encoder
-from elspeth_appendsink.identity import IdentityScheme
 
 Rows = list[dict[str, Any]]
 

@@ -60,7 +60,7 @@ def run_resume(
         theirs = sum(server.cpu_times()[:2]) if server is not None else float("nan")
         return own.ru_utime + own.ru_stime, theirs
 
-    from elspeth_appendsink.sink import AzureAppendBlobSink
+    from elspeth_appendsink.elspeth.sink import AzureAppendBlobSink
     from elspeth_appendsink.testing import RecordingContext
 
     options = {

@@ -28,7 +28,7 @@ from typing import Any
 
 import psutil
 
-from elspeth_appendsink.azurite import Azurite
+from elspeth_appendsink.testing.azurite import Azurite
 
 __all__ = ["Case", "RssProbe", "azurite_server", "load_average", "run_case", "run_in_child", "stop_server"]
 

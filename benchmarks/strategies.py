@@ -39,9 +39,9 @@ from azure.storage.blob import BlobServiceClient
 
 from benchmarks.rows import SCHEMA
 from benchmarks.transport import CountingTransport, Counts
+from elspeth_appendsink.elspeth.schema import RowSchema
 from elspeth_appendsink.encoders import create_encoder
 from elspeth_appendsink.encoders.base import Encoder
-from elspeth_appendsink.schema import RowSchema
 
 __all__ = ["BLOCK_SIZE", "STRATEGIES", "Env", "Prepared", "prepare"]
 
@@ -167,7 +167,7 @@ def sink_options(env: Env, **overrides: Any) -> dict[str, Any]:
 
 
 def prepare_sink(env: Env) -> Prepared:
-    from elspeth_appendsink.sink import AzureAppendBlobSink
+    from elspeth_appendsink.elspeth.sink import AzureAppendBlobSink
     from elspeth_appendsink.testing import RecordingContext
 
     sink = AzureAppendBlobSink(sink_options(env), transport=CountingTransport(env.counts, env.latency))

@@ -90,8 +90,8 @@ def _expected_upload(case: Case) -> float:
 
 
 def _encode_all(fmt: str, rows: Sequence[dict[str, Any]]) -> list[bytes]:
+    from elspeth_appendsink.elspeth.schema import RowSchema
     from elspeth_appendsink.encoders import create_encoder
-    from elspeth_appendsink.schema import RowSchema
 
     encoder = create_encoder(fmt, schema=RowSchema.from_dict(SCHEMA), first_rows=rows[:1])
     return encoder.encode(rows)
@@ -118,7 +118,7 @@ def run_suite(
     import adlfs  # noqa: F401
 
     import benchmarks.strategies  # noqa: F401
-    import elspeth_appendsink.sink  # noqa: F401
+    import elspeth_appendsink.elspeth.sink  # noqa: F401
 
     started = time.time()
     meta = report.machine_info()

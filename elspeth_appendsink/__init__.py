@@ -6,6 +6,7 @@ verification core and the error tree. Modules own one concept each; see their do
 
 __version__ = "0.1.0"
 
+from elspeth_appendsink.elspeth.sink import AzureAppendBlobSink
 from elspeth_appendsink.errors import (  # after __version__: sink.py imports it
     AppendConflictError,
     AppendSinkError,
@@ -25,9 +26,8 @@ from elspeth_appendsink.errors import (  # after __version__: sink.py imports it
     UndescribedBytesError,
     UnencodableRow,
 )
-from elspeth_appendsink.sink import AzureAppendBlobSink
-from elspeth_appendsink.verify import VerifyReport, inspect_output, verify_output
-from elspeth_appendsink.writer import AppendWriter, OutputTarget, WriteReport
+from elspeth_appendsink.protocol.verify import VerifyReport, inspect_output, verify_output
+from elspeth_appendsink.protocol.writer import AppendWriter, OutputTarget, WriteReport
 
 __all__ = [
     "AppendConflictError",

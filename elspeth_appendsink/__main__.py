@@ -1,5 +1,5 @@
 """``python -m elspeth_appendsink``: the ``elspeth-appendsink`` command (see :mod:`.cli`)."""
 
-from elspeth_appendsink.cli import main
+from elspeth_appendsink.tools.cli import main
 
 raise SystemExit(main())

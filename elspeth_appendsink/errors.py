@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from elspeth_appendsink.redact import redact
+from elspeth_appendsink.core.redact import redact
 
 __all__ = [
     "AppendConflictError",

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from elspeth_appendsink.redact import redact_value
+from elspeth_appendsink.core.redact import redact_value
 
 __all__ = ["configure", "get_logger", "guard_third_party_loggers", "redact_processor"]
 

@@ -7,7 +7,7 @@
 #        ELSPETH_VENV (default /work/elspeth-venv)  venv to create
 #        ELSPETH_REF  (default de732358)            commit to check out if present, else newest
 #        PY312        (default: first working python3.12 / python3.13 / pyenv 3.12.1)
-# Idempotent: re-running reuses the checkout and venv and re-applies nothing already applied.
+# Idempotent: re-running reuses the checkout and venv. ELSPETH is left unpatched.
 set -euo pipefail
 
 SRC_REPO=${1:?usage: $0 <elspeth git mirror path or clone URL>}
@@ -39,13 +39,12 @@ if [ "$(git -C "$ELSPETH_SRC" rev-parse HEAD)" != "$(git -C "$ELSPETH_SRC" rev-p
 fi
 say "ELSPETH at $(git -C "$ELSPETH_SRC" log --oneline -1)"
 
-# Local-only resume fix (contract §11): run resume on the original-source graph, not the NullSource one.
+# No local patch: ELSPETH stays exactly as upstream ships it. The launcher
+# (python -m elspeth_appendsink.elspeth) corrects 0.4.1's resume bug at run time.
 CLI=$ELSPETH_SRC/src/elspeth/cli.py
-if grep -q 'graph=execution_graph,' "$CLI"; then
-  say "patching $CLI: resume executes with validation_graph"
-  sed -i 's/^\( *\)graph=execution_graph,$/\1graph=validation_graph,  # LOCAL FIX: NullSource graph ids were never registered/' "$CLI"
-else
-  say "resume fix already applied (or line changed upstream): $(grep -c 'LOCAL FIX' "$CLI") marker(s)"
+if grep -q 'LOCAL FIX' "$CLI"; then
+  say "undoing an earlier local patch of $CLI (the launcher corrects resume at run time)"
+  git -C "$ELSPETH_SRC" checkout -q -- src/elspeth/cli.py
 fi
 
 if [ ! -x "$ELSPETH_VENV/bin/python" ]; then

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from elspeth_appendsink.azurite import ACCOUNT_KEY, Azurite, AzuriteNotInstalled
+from elspeth_appendsink.testing.azurite import ACCOUNT_KEY, Azurite, AzuriteNotInstalled
 
 settings.register_profile("ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(

@@ -9,13 +9,13 @@ from typing import Any
 
 from azure.storage.blob import BlobServiceClient
 
-from elspeth_appendsink.azurite import Azurite
+from elspeth_appendsink.core.identity import IdentityScheme
+from elspeth_appendsink.core.manifest import BlockEntry, VoidRecord, decode_records
+from elspeth_appendsink.core.paths import manifest_prefix, parse_segment_index, segment_name
 from elspeth_appendsink.encoders.base import Packed
-from elspeth_appendsink.identity import IdentityScheme
-from elspeth_appendsink.manifest import BlockEntry, VoidRecord, decode_records
-from elspeth_appendsink.paths import manifest_prefix, parse_segment_index, segment_name
+from elspeth_appendsink.protocol.writer import AppendWriter, OutputTarget
 from elspeth_appendsink.storage import AzureStore, RetrySettings, StorageCall, build_service_client
-from elspeth_appendsink.writer import AppendWriter, OutputTarget
+from elspeth_appendsink.testing.azurite import Azurite
 
 FAST_RETRY = RetrySettings(total=3, initial_backoff=0.0, increment_base=0.0, jitter=0.0)
 DIGEST = "0123456789abcdef"

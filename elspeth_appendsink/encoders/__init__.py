@@ -78,7 +78,7 @@ Where the time goes:
 * Arrow: the canonical per-row JSON (row identity) and the type checks cost more than the
   record batch itself.
 * Identity digests cost 0.75 s/1M rows. CSV and JSONL outputs no longer compute them while
-  writing (their manifests store row lengths, see :mod:`~elspeth_appendsink.manifest`); Arrow
+  writing (their manifests store row lengths, see :mod:`~elspeth_appendsink.core.manifest`); Arrow
   outputs and ``row_key`` identities still do.
 """
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from elspeth_appendsink.azurite import AzuriteNotInstalled, find_azurite_binary
+from elspeth_appendsink.testing.azurite import AzuriteNotInstalled, find_azurite_binary
 
 pytestmark = pytest.mark.azurite
 

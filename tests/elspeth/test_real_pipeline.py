@@ -57,7 +57,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from elspeth_appendsink.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
+from elspeth_appendsink.testing.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
 
 pytest.importorskip("elspeth", reason="needs ELSPETH (Python >= 3.12, installed from its repository)")
 
@@ -521,7 +521,7 @@ def test_register_is_idempotent() -> None:
     from elspeth.plugins.infrastructure.manager import get_shared_plugin_manager
 
     from elspeth_appendsink.elspeth import register
-    from elspeth_appendsink.sink import AzureAppendBlobSink
+    from elspeth_appendsink.elspeth.sink import AzureAppendBlobSink
 
     manager = get_shared_plugin_manager()
     first = register()

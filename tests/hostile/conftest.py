@@ -22,9 +22,9 @@ from typing import Any
 import pyarrow as pa
 from azure.storage.blob import BlobServiceClient
 
-from elspeth_appendsink.azurite import Azurite
 from elspeth_appendsink.errors import StorageError
 from elspeth_appendsink.testing import FaultyTransport
+from elspeth_appendsink.testing.azurite import Azurite
 from tests.conftest import SECRETS_UNDER_TEST, find_secret
 from tests.sink.conftest import FAST_RETRY, SCHEMA, Options, make_options
 

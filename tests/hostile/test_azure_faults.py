@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobLeaseClient, BlobServiceClient
 
-from elspeth_appendsink.azurite import ACCOUNT_KEY, Azurite
+from elspeth_appendsink.elspeth.host import CallStatus
+from elspeth_appendsink.elspeth.sink import AzureAppendBlobSink
 from elspeth_appendsink.errors import (
     AppendConflictError,
     BlobTypeError,
@@ -37,12 +38,11 @@ from elspeth_appendsink.errors import (
     StorageUnavailableError,
     UndescribedBytesError,
 )
-from elspeth_appendsink.harness import Engine, EngineRow, crash_at
-from elspeth_appendsink.host import CallStatus
-from elspeth_appendsink.sink import AzureAppendBlobSink
+from elspeth_appendsink.protocol.verify import ProblemKind, verify_output
 from elspeth_appendsink.storage import AzureStore
 from elspeth_appendsink.testing import FaultyTransport, RecordingContext, SimulatedCrash
-from elspeth_appendsink.verify import ProblemKind, verify_output
+from elspeth_appendsink.testing.azurite import ACCOUNT_KEY, Azurite
+from elspeth_appendsink.testing.harness import Engine, EngineRow, crash_at
 from tests.helpers import read_output
 from tests.hostile.conftest import (
     ATTEMPTS,

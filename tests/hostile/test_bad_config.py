@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from elspeth_appendsink.elspeth.sink import AzureAppendBlobSink
 from elspeth_appendsink.errors import ConfigError, StorageUnavailableError
-from elspeth_appendsink.sink import AzureAppendBlobSink
 from elspeth_appendsink.testing import FaultyTransport, RecordingContext
 from tests.hostile.conftest import (
     ATTEMPTS,

@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
+from elspeth_appendsink.elspeth.sink import AzureAppendBlobSink
 from elspeth_appendsink.errors import RowError, RowTooLarge, SchemaDriftError, UnencodableRow
-from elspeth_appendsink.harness import ContractViolation, Engine, EngineRow
-from elspeth_appendsink.sink import AzureAppendBlobSink
 from elspeth_appendsink.testing import FaultyTransport, RecordingContext
+from elspeth_appendsink.testing.harness import ContractViolation, Engine, EngineRow
 from tests.helpers import read_output
 from tests.hostile.conftest import (
     TALLY,

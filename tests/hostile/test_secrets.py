@@ -32,10 +32,10 @@ from urllib.parse import unquote
 import pytest
 from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
 
-from elspeth_appendsink.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
+from elspeth_appendsink.elspeth.sink import AzureAppendBlobSink
 from elspeth_appendsink.errors import AppendConflictError, ConfigError, StorageError, StorageUnavailableError
-from elspeth_appendsink.sink import AzureAppendBlobSink
 from elspeth_appendsink.testing import FaultyTransport, RecordingContext
+from elspeth_appendsink.testing.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
 from tests.conftest import SECRETS_UNDER_TEST, find_secret
 from tests.hostile.conftest import (
     CLIENT_SECRET,
@@ -107,7 +107,7 @@ def test_hostile_secrets_are_guarded_suite_wide() -> None:
 GENERATED = """
 import pytest
 import structlog
-from elspeth_appendsink.azurite import ACCOUNT_KEY
+from elspeth_appendsink.testing.azurite import ACCOUNT_KEY
 from elspeth_appendsink.testing import RecordingContext
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psutil
 from azure.storage.blob import BlobServiceClient
 
-from elspeth_appendsink.azurite import Azurite
+from elspeth_appendsink.testing.azurite import Azurite
 
 
 class TestAzuriteLifecycle:

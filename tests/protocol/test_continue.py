@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from elspeth_appendsink.azurite import Azurite
 from elspeth_appendsink.errors import BlobExistsError, BlobTypeError, LeaseHeldError
 from elspeth_appendsink.testing import FaultyTransport, SimulatedCrash
+from elspeth_appendsink.testing.azurite import Azurite
 from tests.helpers import CsvStub, check_manifests, expected_jsonl, make_store, make_writer, read_output
 
 pytestmark = pytest.mark.azurite

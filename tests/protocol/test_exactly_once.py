@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from elspeth_appendsink.azurite import Azurite
 from elspeth_appendsink.errors import AppendConflictError, LeaseHeldError, StorageUnavailableError
 from elspeth_appendsink.storage import RetrySettings
 from elspeth_appendsink.testing import FaultyTransport, SimulatedCrash
+from elspeth_appendsink.testing.azurite import Azurite
 from tests.helpers import check_manifests, expected_jsonl, make_store, make_writer, read_output
 
 pytestmark = pytest.mark.azurite

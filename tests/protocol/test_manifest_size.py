@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from elspeth_appendsink.azurite import Azurite
+from elspeth_appendsink.core.paths import manifest_name
 from elspeth_appendsink.encoders import create_encoder
-from elspeth_appendsink.paths import manifest_name
+from elspeth_appendsink.testing.azurite import Azurite
 from tests.helpers import check_manifests, make_store, make_writer, read_output
 
 pytestmark = pytest.mark.azurite

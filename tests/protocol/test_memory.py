@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from elspeth_appendsink.azurite import Azurite
 from elspeth_appendsink.encoders import create_encoder
+from elspeth_appendsink.testing.azurite import Azurite
 from tests.helpers import make_store, make_writer
 
 pytestmark = pytest.mark.azurite

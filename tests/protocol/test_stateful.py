@@ -36,11 +36,11 @@ from azure.storage.blob import BlobServiceClient
 from hypothesis import HealthCheck, Phase, event, given, note, settings
 from hypothesis import strategies as st
 
-from elspeth_appendsink.azurite import Azurite
+from elspeth_appendsink.core.paths import segment_name
 from elspeth_appendsink.errors import StorageUnavailableError
-from elspeth_appendsink.paths import segment_name
+from elspeth_appendsink.protocol.writer import AppendWriter
 from elspeth_appendsink.testing import FaultyTransport, SimulatedCrash
-from elspeth_appendsink.writer import AppendWriter
+from elspeth_appendsink.testing.azurite import Azurite
 from tests.helpers import (
     FAST_RETRY,
     CsvStub,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from elspeth_appendsink.azurite import Azurite
+from elspeth_appendsink.testing.azurite import Azurite
 
 SCHEMA: dict[str, Any] = {"mode": "fixed", "fields": ["id: int", "name: str", "kind: str"]}
 #: Retries without waiting (the transport's sleep is instant anyway, but real transports sleep).

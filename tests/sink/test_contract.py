@@ -15,10 +15,10 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from elspeth_appendsink import __version__
-from elspeth_appendsink.azurite import ACCOUNT_KEY, Azurite
-from elspeth_appendsink.host import ArtifactDescriptor, Determinism, SinkWriteResult
-from elspeth_appendsink.sink import AzureAppendBlobSink
+from elspeth_appendsink.elspeth.host import ArtifactDescriptor, Determinism, SinkWriteResult
+from elspeth_appendsink.elspeth.sink import AzureAppendBlobSink
 from elspeth_appendsink.testing import FaultyTransport, RecordingContext
+from elspeth_appendsink.testing.azurite import ACCOUNT_KEY, Azurite
 from tests.helpers import read_output
 from tests.sink.conftest import SCHEMA, Options
 

@@ -1,6 +1,6 @@
 """Issue 4's acceptance test: crash anywhere in an ELSPETH-shaped run, resume, every row once.
 
-The :mod:`~elspeth_appendsink.harness` plays ELSPETH (contract §2.4, §3, §4): one sink gets three
+The :mod:`~elspeth_appendsink.testing.harness` plays ELSPETH (contract §2.4, §3, §4): one sink gets three
 outcome groups (completed, quarantined, routed), each written → flushed → outcomes recorded row
 by row. Blocks are tiny, so each group spans at least two blocks and the output two segments.
 The run dies (``SimulatedCrash``: nothing after it runs, not even cleanup) before and after
@@ -35,10 +35,10 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from elspeth_appendsink.azurite import Azurite
-from elspeth_appendsink.harness import Engine, EngineRow, StepHook, crash_at, plan_groups
-from elspeth_appendsink.sink import AzureAppendBlobSink
+from elspeth_appendsink.elspeth.sink import AzureAppendBlobSink
 from elspeth_appendsink.testing import FaultyTransport, SimulatedCrash
+from elspeth_appendsink.testing.azurite import Azurite
+from elspeth_appendsink.testing.harness import Engine, EngineRow, StepHook, crash_at, plan_groups
 from tests.helpers import read_output
 from tests.sink.conftest import Options
 
@@ -379,7 +379,7 @@ def test_sigkill_in_the_middle_of_a_write_then_resume(
         )
     )
     state = tmp_path / "state"
-    command = [sys.executable, "-m", "elspeth_appendsink.harness", "--options", str(options_file)]
+    command = [sys.executable, "-m", "elspeth_appendsink.testing.harness", "--options", str(options_file)]
     command += ["--rows", str(rows_file), "--run-id", "killed", "--state", str(state)]
     command += ["--hold-in-write", "1:4:append"]
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -23,11 +23,11 @@ from azure.storage.blob import (
     generate_account_sas,
 )
 
-from elspeth_appendsink.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
+from elspeth_appendsink.elspeth.host import AuditIntegrityError, CallStatus
+from elspeth_appendsink.elspeth.sink import AzureAppendBlobSink
 from elspeth_appendsink.errors import BlobExistsError, StorageUnavailableError
-from elspeth_appendsink.host import AuditIntegrityError, CallStatus
-from elspeth_appendsink.sink import AzureAppendBlobSink
 from elspeth_appendsink.testing import FaultyTransport, RecordedCall, RecordingContext
+from elspeth_appendsink.testing.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
 from tests.helpers import read_output
 from tests.sink.conftest import Options
 

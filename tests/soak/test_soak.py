@@ -49,13 +49,13 @@ import pyarrow as pa
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from elspeth_appendsink.azurite import Azurite
+from elspeth_appendsink.elspeth.sink import AzureAppendBlobSink
 from elspeth_appendsink.errors import StorageUnavailableError
-from elspeth_appendsink.harness import POINTS, Engine, EngineRow, crash_at, plan_groups
-from elspeth_appendsink.sink import AzureAppendBlobSink
+from elspeth_appendsink.protocol.verify import verify_output
 from elspeth_appendsink.storage import AzureStore
 from elspeth_appendsink.testing import FaultyTransport, SimulatedCrash
-from elspeth_appendsink.verify import verify_output
+from elspeth_appendsink.testing.azurite import Azurite
+from elspeth_appendsink.testing.harness import POINTS, Engine, EngineRow, crash_at, plan_groups
 from tests.helpers import read_output
 from tests.soak.conftest import SOAK_REPORTS
 

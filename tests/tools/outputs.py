@@ -7,11 +7,11 @@ from typing import Any
 
 from azure.storage.blob import BlobClient, BlobLeaseClient, BlobServiceClient
 
-from elspeth_appendsink.azurite import Azurite
-from elspeth_appendsink.manifest import BlockEntry, DecodedRecord, decode_records
-from elspeth_appendsink.paths import manifest_name, segment_name
+from elspeth_appendsink.core.manifest import BlockEntry, DecodedRecord, decode_records
+from elspeth_appendsink.core.paths import manifest_name, segment_name
+from elspeth_appendsink.protocol.writer import AppendWriter
 from elspeth_appendsink.testing import FaultyTransport, SimulatedCrash
-from elspeth_appendsink.writer import AppendWriter
+from elspeth_appendsink.testing.azurite import Azurite
 from tests.helpers import make_store, make_writer
 
 BLOB = "out/data.jsonl"

@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
-from elspeth_appendsink.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
-from elspeth_appendsink.cli import (
+from elspeth_appendsink.core.paths import manifest_name
+from elspeth_appendsink.testing import FaultyTransport
+from elspeth_appendsink.testing.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
+from elspeth_appendsink.tools.cli import (
     ENV_CONNECTION_STRING,
     EXIT_OK,
     EXIT_PROBLEM,
@@ -25,8 +27,6 @@ from elspeth_appendsink.cli import (
     build_parser,
     main,
 )
-from elspeth_appendsink.paths import manifest_name
-from elspeth_appendsink.testing import FaultyTransport
 from tests.tools.outputs import (
     BLOB,
     blob,

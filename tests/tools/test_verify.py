@@ -7,13 +7,13 @@ import hashlib
 
 import pytest
 
-from elspeth_appendsink.azurite import Azurite
+from elspeth_appendsink.core.manifest import BlockEntry
+from elspeth_appendsink.core.paths import manifest_name
 from elspeth_appendsink.errors import ConfigError, StorageError
-from elspeth_appendsink.manifest import BlockEntry
-from elspeth_appendsink.paths import manifest_name
+from elspeth_appendsink.protocol.verify import ProblemKind, VerifyReport, inspect_output, verify_output
 from elspeth_appendsink.storage import StorageCall
 from elspeth_appendsink.testing import FaultyTransport
-from elspeth_appendsink.verify import ProblemKind, VerifyReport, inspect_output, verify_output
+from elspeth_appendsink.testing.azurite import Azurite
 from tests.helpers import expected_jsonl, make_store, read_output
 from tests.tools.outputs import (
     BLOB,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from elspeth_appendsink.blocks import BlockCutter, BlockPlan, needs_rollover, plan_blocks
+from elspeth_appendsink.core.blocks import BlockCutter, BlockPlan, needs_rollover, plan_blocks
 from elspeth_appendsink.errors import RowTooLarge
 
 

@@ -9,17 +9,17 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import SecretStr
 
-from elspeth_appendsink.config import (
+from elspeth_appendsink.core.paths import BlobPathTemplate
+from elspeth_appendsink.core.redact import redact
+from elspeth_appendsink.elspeth.options import (
     DEFAULT_BLOCK_SIZE,
     MAX_BLOCK_SIZE,
     AuthSettings,
     SinkConfig,
     parse_size,
 )
+from elspeth_appendsink.elspeth.schema import RowSchema
 from elspeth_appendsink.errors import ConfigError
-from elspeth_appendsink.paths import BlobPathTemplate
-from elspeth_appendsink.redact import redact
-from elspeth_appendsink.schema import RowSchema
 
 ACCOUNT_KEY = "QWNjb3VudEtleVNlY3JldFZhbHVlMDEyMzQ1Njc4OQ=="
 CONNECTION_STRING = (

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from elspeth_appendsink.cursor import Cursor
+from elspeth_appendsink.core.cursor import Cursor
+from elspeth_appendsink.core.manifest import GENESIS
 from elspeth_appendsink.errors import InvariantViolation
-from elspeth_appendsink.manifest import GENESIS
 
 START = Cursor(
     segment=0,

@@ -24,7 +24,7 @@ class TestExports:
         import pytest
 
         from elspeth_appendsink import elspeth as launcher
-        from elspeth_appendsink.host import HAVE_ELSPETH
+        from elspeth_appendsink.elspeth.host import HAVE_ELSPETH
 
         if HAVE_ELSPETH:
             pytest.skip("ELSPETH is installed here")

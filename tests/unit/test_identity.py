@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from elspeth_appendsink.core.identity import DIGEST_SIZE, DigestMultiset, IdentityScheme, content_digests
 from elspeth_appendsink.encoders.base import Packed
-from elspeth_appendsink.identity import DIGEST_SIZE, DigestMultiset, IdentityScheme, content_digests
 
 # A small alphabet of digests, so that committed and replayed rows collide often.
 digests = st.sampled_from([bytes([i]) * DIGEST_SIZE for i in range(6)]) | st.binary(

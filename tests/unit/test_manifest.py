@@ -10,8 +10,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from elspeth_appendsink.errors import ManifestCorruptError
-from elspeth_appendsink.manifest import (
+from elspeth_appendsink.core.manifest import (
     GENESIS,
     BlockEntry,
     ManifestReader,
@@ -25,6 +24,7 @@ from elspeth_appendsink.manifest import (
     encode_record,
     record_hash,
 )
+from elspeth_appendsink.errors import ManifestCorruptError
 
 # Text as the manifest may hold it: any valid Unicode (no lone surrogates, which UTF-8 cannot carry).
 text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20)

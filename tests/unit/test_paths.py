@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from elspeth_appendsink.errors import ConfigError
-from elspeth_appendsink.paths import (
+from elspeth_appendsink.core.paths import (
     MAX_SEGMENT_INDEX,
     BlobPathTemplate,
     manifest_name,
@@ -19,6 +18,7 @@ from elspeth_appendsink.paths import (
     validate_container_name,
     validate_run_id,
 )
+from elspeth_appendsink.errors import ConfigError
 
 # A path segment: printable, no '/', '\\', not '.'/'..', no trailing '.'.
 _segment_text = st.text(

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from elspeth_appendsink.errors import ManifestCorruptError, UndescribedBytesError
-from elspeth_appendsink.manifest import (
+from elspeth_appendsink.core.manifest import (
     GENESIS,
     BlockEntry,
     DecodedRecord,
@@ -24,7 +23,8 @@ from elspeth_appendsink.manifest import (
     encode_record,
     record_hash,
 )
-from elspeth_appendsink.reconcile import RunLayout, classify_pending, expected_lengths, walk
+from elspeth_appendsink.core.reconcile import RunLayout, classify_pending, expected_lengths, walk
+from elspeth_appendsink.errors import ManifestCorruptError, UndescribedBytesError
 
 
 def opening(base_segment: int = 0, base_length: int = 0, run_id: str = "run") -> OpenRecord:

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from elspeth_appendsink.elspeth.schema import FieldDefinition, RowSchema
 from elspeth_appendsink.encoders.base import SchemaSpec
 from elspeth_appendsink.errors import ConfigError
-from elspeth_appendsink.schema import FieldDefinition, RowSchema
 
 
 def _parse_error(options: Any) -> ConfigError:

@@ -49,10 +49,10 @@ from pydantic import (
     model_validator,
 )
 
+from elspeth_appendsink.core.paths import BlobPathTemplate, validate_container_name
+from elspeth_appendsink.core.redact import REDACTED, redact_value, register_secret
+from elspeth_appendsink.elspeth.schema import RowSchema
 from elspeth_appendsink.errors import ConfigError
-from elspeth_appendsink.paths import BlobPathTemplate, validate_container_name
-from elspeth_appendsink.redact import REDACTED, redact_value, register_secret
-from elspeth_appendsink.schema import RowSchema
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",

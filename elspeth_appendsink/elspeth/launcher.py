@@ -58,12 +58,13 @@ def _plugin_manager() -> Any:
 
 
 def _sink_class() -> type[Any]:
-    from elspeth_appendsink import host
-    from elspeth_appendsink.sink import AzureAppendBlobSink
+    from elspeth_appendsink.elspeth import host
+    from elspeth_appendsink.elspeth.sink import AzureAppendBlobSink
 
     if not host.HAVE_ELSPETH:  # pragma: no cover - elspeth imported above, so host found it too
         raise ElspethNotAvailable(
-            f"{_INSTALL_HINT}. elspeth_appendsink.host could not import ELSPETH's BaseSink and result types"
+            f"{_INSTALL_HINT}. elspeth_appendsink.elspeth.host could not import ELSPETH's BaseSink "
+            "and result types"
         )
     sink_cls: type[Any] = AzureAppendBlobSink
     return sink_cls
@@ -135,7 +136,3 @@ def _exit_status(code: Any) -> int:
         return code
     print(code, file=sys.stderr)
     return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -38,7 +38,7 @@ replayed on resume); the landscape (``ctx.landscape`` is None).
 
 As a child process, so a test or the demo can ``kill -9`` it mid-write::
 
-    python -m elspeth_appendsink.harness --options OPTIONS.json --rows ROWS.jsonl --run-id ID \
+    python -m elspeth_appendsink.testing.harness --options OPTIONS.json --rows ROWS.jsonl --run-id ID \
         [--resume] [--state DIR] [--trace-requests] [--hold-in-write GROUP:K[:OP]]
 
 ``OPTIONS.json`` is ``{"sinks": {name: options, ...}}`` (or one sink's options, named
@@ -70,7 +70,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from elspeth_appendsink.host import AuditIntegrityError
+from elspeth_appendsink.elspeth.host import AuditIntegrityError
 from elspeth_appendsink.testing import RecordingContext, SimulatedCrash
 
 __all__ = [
@@ -617,7 +617,7 @@ class _Watch:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m elspeth_appendsink.harness",
+        prog="python -m elspeth_appendsink.testing.harness",
         description="Run (or resume) an ELSPETH-shaped run over azure_append_blob sinks, printing "
         "one progress line per step; see the module docstring for the file formats.",
         epilog="exit codes: 0 completed, 1 the run failed (error on stderr), 2 bad arguments",
@@ -644,7 +644,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def say(line: str) -> None:
         print(line, flush=True)
 
-    from elspeth_appendsink.sink import AzureAppendBlobSink
+    from elspeth_appendsink.elspeth.sink import AzureAppendBlobSink
     from elspeth_appendsink.testing import FaultyTransport
 
     watch = _Watch(args.trace_requests, hold, say)

@@ -21,8 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from elspeth_appendsink.errors import ManifestCorruptError, UndescribedBytesError
-from elspeth_appendsink.manifest import (
+from elspeth_appendsink.core.manifest import (
     BlockEntry,
     DecodedRecord,
     OpenRecord,
@@ -30,6 +29,7 @@ from elspeth_appendsink.manifest import (
     SealRecord,
     VoidRecord,
 )
+from elspeth_appendsink.errors import ManifestCorruptError, UndescribedBytesError
 
 __all__ = ["RunLayout", "classify_pending", "expected_lengths", "walk"]
 

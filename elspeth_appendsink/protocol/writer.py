@@ -54,8 +54,25 @@ from itertools import chain
 from typing import Any, NamedTuple
 
 from elspeth_appendsink import __version__
-from elspeth_appendsink.blocks import BlockCutter, needs_rollover
-from elspeth_appendsink.cursor import Cursor
+from elspeth_appendsink.core.blocks import BlockCutter, needs_rollover
+from elspeth_appendsink.core.cursor import Cursor
+from elspeth_appendsink.core.identity import DIGEST_SIZE, DigestMultiset, IdentityScheme, content_digests
+from elspeth_appendsink.core.manifest import (
+    GENESIS,
+    BlockEntry,
+    DecodedRecord,
+    ManifestReader,
+    OpenRecord,
+    Record,
+    RolloverRecord,
+    SealRecord,
+    TokenRange,
+    VoidRecord,
+    encode_record,
+    record_hash,
+)
+from elspeth_appendsink.core.paths import manifest_name, manifest_prefix, run_pointer_name, segment_name
+from elspeth_appendsink.core.reconcile import RunLayout, classify_pending, expected_lengths, walk
 from elspeth_appendsink.encoders.base import Encoder, Packed, Row
 from elspeth_appendsink.errors import (
     BlobExistsError,
@@ -70,23 +87,6 @@ from elspeth_appendsink.errors import (
     StorageError,
     UndescribedBytesError,
 )
-from elspeth_appendsink.identity import DIGEST_SIZE, DigestMultiset, IdentityScheme, content_digests
-from elspeth_appendsink.manifest import (
-    GENESIS,
-    BlockEntry,
-    DecodedRecord,
-    ManifestReader,
-    OpenRecord,
-    Record,
-    RolloverRecord,
-    SealRecord,
-    TokenRange,
-    VoidRecord,
-    encode_record,
-    record_hash,
-)
-from elspeth_appendsink.paths import manifest_name, manifest_prefix, run_pointer_name, segment_name
-from elspeth_appendsink.reconcile import RunLayout, classify_pending, expected_lengths, walk
 from elspeth_appendsink.storage import AppendResult, AzureStore, BlobInfo
 
 __all__ = ["AppendWriter", "OutputTarget", "WriteReport", "lease_id_for"]

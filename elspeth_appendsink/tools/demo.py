@@ -26,11 +26,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from azure.storage.blob import BlobServiceClient
-
-from elspeth_appendsink.azurite import Azurite
-from elspeth_appendsink.cli import main as cli
-from elspeth_appendsink.paths import parse_segment_index
+from elspeth_appendsink.core.paths import parse_segment_index
+from elspeth_appendsink.storage import BlobServiceClient, build_service_client
+from elspeth_appendsink.testing.azurite import Azurite
+from elspeth_appendsink.tools.cli import main as cli
 
 CONTAINER = "demo"
 RUN_ID = "run-2026-11-27-demo"
@@ -68,7 +67,7 @@ def make_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def harness(args: list[str], env: dict[str, str], *, hold: str | None = None) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "elspeth_appendsink.harness", *args]
+    command = [sys.executable, "-m", "elspeth_appendsink.testing.harness", *args]
     if hold:
         command += ["--hold-in-write", hold]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -89,7 +88,7 @@ def run_demo(workdir: Path) -> int:
     step("1. Azurite: a local Azure Storage emulator (loopback only, telemetry off)")
     with Azurite() as azurite:
         say(f"   listening on {azurite.blob_endpoint} (pid {azurite.pid})")
-        service = BlobServiceClient.from_connection_string(azurite.connection_string)
+        service = build_service_client(connection_string=azurite.connection_string)
         service.create_container(CONTAINER)
         os.environ["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string  # for the CLI steps
         env = {**os.environ, "DEMO_STORAGE": azurite.connection_string}

@@ -1,4 +1,7 @@
-"""Test helpers, shipped as public API: a fault-injecting azure-core transport.
+"""A fault-injecting azure-core transport: the storage seam tests use to break requests.
+
+Public test support (re-exported by :mod:`elspeth_appendsink.testing`); it lives here because it
+is an azure-core transport, and only :mod:`elspeth_appendsink.storage` speaks Azure.
 
 :class:`FaultyTransport` is a real ``RequestsTransport`` with a schedule of faults keyed by the
 request's ordinal number (``n``, counted from 1 over every request) or by its operation and the
@@ -29,7 +32,7 @@ from urllib.parse import parse_qs, urlparse
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.core.pipeline.transport import HttpRequest, RequestsTransport, RequestsTransportResponse
 
-__all__ = ["FaultyTransport", "RecordedCall", "RecordingContext", "SimulatedCrash", "operation_of"]
+__all__ = ["FaultyTransport", "SimulatedCrash", "operation_of", "schedule"]
 
 
 class SimulatedCrash(BaseException):
@@ -166,60 +169,3 @@ def _fake_response(request: Any, status: int, *, stream: bool = False) -> Any:
 def schedule(faults: Iterable[tuple[int, str]]) -> dict[int, str]:
     """Build an ``at=`` schedule from (request number, fault) pairs."""
     return dict(faults)
-
-
-#: Every RecordingContext's call list, for test-suite guards (e.g. "no secret in any audit payload").
-RECORDED_PAYLOADS: list[list[Any]] = []
-
-
-@dataclass
-class RecordedCall:
-    call_type: str
-    status: str
-    request_data: dict[str, Any]
-    response_data: dict[str, Any] | None
-    error: dict[str, Any] | None
-    latency_ms: float | None
-    provider: str
-
-
-@dataclass
-class RecordingContext:
-    """A stand-in for ELSPETH's SinkContext: ``run_id`` and a ``record_call`` that keeps every call.
-
-    ``fail_records`` makes ``record_call`` raise (to test the audit-integrity path). Every payload
-    is round-tripped through JSON, as ELSPETH's canonical-JSON audit store would require.
-    """
-
-    run_id: str
-    operation_id: str | None = "op-sink-write"
-    contract: Any = None
-    landscape: Any = None
-    calls: list[RecordedCall] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        RECORDED_PAYLOADS.append(self.calls)  # so a suite-wide guard can scan every audit payload
-
-    fail_records: bool = False
-
-    def record_call(
-        self,
-        call_type: Any,
-        status: Any,
-        request_data: dict[str, Any],
-        response_data: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None,
-        latency_ms: float | None = None,
-        *,
-        provider: str = "unknown",
-    ) -> None:
-        import json
-
-        if self.fail_records:
-            raise RuntimeError("audit store unavailable")
-        payloads = json.loads(json.dumps([request_data, response_data, error], allow_nan=False))
-        self.calls.append(
-            RecordedCall(
-                str(call_type), str(status), payloads[0], payloads[1], payloads[2], latency_ms, provider
-            )
-        )

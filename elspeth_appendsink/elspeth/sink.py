@@ -24,15 +24,11 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from azure.core.pipeline.transport import HttpTransport
-
 from elspeth_appendsink import __version__
-from elspeth_appendsink.config import SinkConfig
-from elspeth_appendsink.encoders import CsvOptions, create_encoder, restore_encoder
-from elspeth_appendsink.encoders.base import Encoder, Row
-from elspeth_appendsink.errors import AppendSinkError, SchemaDriftError
-from elspeth_appendsink.host import EMPTY_SHA256 as _EMPTY
-from elspeth_appendsink.host import (
+from elspeth_appendsink.core.identity import IdentityScheme
+from elspeth_appendsink.core.redact import redact_value
+from elspeth_appendsink.elspeth.host import EMPTY_SHA256 as _EMPTY
+from elspeth_appendsink.elspeth.host import (
     HAVE_ELSPETH,
     ArtifactDescriptor,
     AuditIntegrityError,
@@ -44,22 +40,25 @@ from elspeth_appendsink.host import (
     SinkWriteResult,
     build_input_schema,
 )
-from elspeth_appendsink.identity import IdentityScheme
+from elspeth_appendsink.elspeth.options import SinkConfig
+from elspeth_appendsink.encoders import CsvOptions, create_encoder, restore_encoder
+from elspeth_appendsink.encoders.base import Encoder, Row
+from elspeth_appendsink.errors import AppendSinkError, SchemaDriftError
 from elspeth_appendsink.logs import get_logger
-from elspeth_appendsink.redact import redact_value
+from elspeth_appendsink.protocol.writer import AppendWriter, OutputTarget
 from elspeth_appendsink.storage import (
     PROVIDER,
     AzureStore,
+    HttpTransport,
     RetrySettings,
     StorageCall,
     azure_credential,
     build_service_client,
 )
-from elspeth_appendsink.writer import AppendWriter, OutputTarget
 
 __all__ = ["AzureAppendBlobSink"]
 
-log = get_logger("elspeth_appendsink.sink")
+log = get_logger("elspeth_appendsink.elspeth.sink")
 
 
 class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]

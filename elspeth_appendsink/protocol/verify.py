@@ -44,9 +44,8 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from elspeth_appendsink.cursor import Cursor
-from elspeth_appendsink.errors import ConfigError, ManifestCorruptError, UndescribedBytesError
-from elspeth_appendsink.manifest import (
+from elspeth_appendsink.core.cursor import Cursor
+from elspeth_appendsink.core.manifest import (
     GENESIS,
     BlockEntry,
     DecodedRecord,
@@ -57,13 +56,14 @@ from elspeth_appendsink.manifest import (
     SealRecord,
     VoidRecord,
 )
-from elspeth_appendsink.paths import (
+from elspeth_appendsink.core.paths import (
     manifest_prefix,
     parse_segment_index,
     segment_name,
     validate_blob_path,
 )
-from elspeth_appendsink.reconcile import RunLayout, classify_pending, expected_lengths, walk
+from elspeth_appendsink.core.reconcile import RunLayout, classify_pending, expected_lengths, walk
+from elspeth_appendsink.errors import ConfigError, ManifestCorruptError, UndescribedBytesError
 from elspeth_appendsink.storage import AzureStore, BlobInfo
 
 __all__ = [
@@ -256,7 +256,7 @@ class InspectReport:
 
 def lease_id_for(run_id: str) -> str:
     """The lease id the writer of run ``run_id`` holds (deterministic per run, see the writer)."""
-    from elspeth_appendsink.writer import OutputTarget
+    from elspeth_appendsink.protocol.writer import OutputTarget
 
     return OutputTarget(container="", blob_path="", run_id=run_id, format="", template_digest="").lease_id
 

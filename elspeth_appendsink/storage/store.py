@@ -39,6 +39,7 @@ from azure.core.exceptions import (
 from azure.core.pipeline.transport import HttpTransport
 from azure.storage.blob import BlobClient, BlobServiceClient, BlobType, ContainerClient, ExponentialRetry
 
+from elspeth_appendsink.core.redact import redact
 from elspeth_appendsink.errors import (
     AppendConflictError,
     BlobExistsError,
@@ -49,7 +50,6 @@ from elspeth_appendsink.errors import (
     StorageUnavailableError,
 )
 from elspeth_appendsink.logs import guard_third_party_loggers
-from elspeth_appendsink.redact import redact
 
 __all__ = [
     "AppendResult",

@@ -31,11 +31,10 @@ from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 
 from elspeth_appendsink import __version__
+from elspeth_appendsink.core.paths import validate_blob_path, validate_container_name, validate_run_id
+from elspeth_appendsink.core.redact import redact, redact_value, register_secret
 from elspeth_appendsink.errors import AppendSinkError, ConfigError, StorageError
-from elspeth_appendsink.paths import validate_blob_path, validate_container_name, validate_run_id
-from elspeth_appendsink.redact import redact, redact_value, register_secret
-from elspeth_appendsink.storage import AzureStore, azure_credential, build_service_client
-from elspeth_appendsink.verify import (
+from elspeth_appendsink.protocol.verify import (
     InspectReport,
     Problem,
     RunReport,
@@ -44,6 +43,7 @@ from elspeth_appendsink.verify import (
     inspect_output,
     verify_output,
 )
+from elspeth_appendsink.storage import AzureStore, azure_credential, build_service_client
 
 __all__ = ["EXIT_INTERNAL", "EXIT_OK", "EXIT_PROBLEM", "EXIT_STORAGE", "EXIT_USAGE", "ProgressBar", "main"]
 

@@ -1,0 +1,1 @@
+"""Operator tools: the ``elspeth-appendsink`` command (verify, inspect, unlock) and ``make demo``."""
