@@ -28,7 +28,7 @@ ACCOUNT_NAME = "devstoreaccount1"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 _READY = re.compile(rb"Azurite Blob service (?:is starting|successfully listens) on http://([0-9.]+):(\d+)")
-_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]  # elspeth_appendsink/testing/azurite.py
 
 
 class AzuriteNotInstalled(RuntimeError):
