@@ -114,6 +114,13 @@ def walk(records: Sequence[DecodedRecord], name: str = "manifest") -> RunLayout:
             expected = layout.segment_ends.get(layout.segment, 0)
             if record.batch != record.seq:
                 raise ManifestCorruptError(f"{where} claims batch {record.batch} but starts a new one")
+            # A seal (or rollover) fixed the segment's final length; a block after it would put
+            # bytes past that length that no reader of the sealed layout expects.
+            if record.segment in layout.sealed:
+                raise ManifestCorruptError(
+                    f"{where} places a block in segment {record.segment}, "
+                    f"which was sealed at {layout.sealed[record.segment]} bytes"
+                )
             if record.segment != layout.segment or record.offset != expected:
                 raise ManifestCorruptError(
                     f"{where} places a block at segment {record.segment} offset {record.offset}; "

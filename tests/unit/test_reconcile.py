@@ -166,6 +166,10 @@ def manifests(draw: st.DrawFn) -> Builder:
     )
     for kind, arg in draw(steps):
         if kind == "batch":
+            if builder.segment in builder.sealed:
+                # as the writer does (protocol/writer.py, "segment already sealed"): a block never
+                # goes to a sealed segment, the run rolls over to the next one first
+                builder.rollover()
             builder.batch(arg)
         elif kind == "void":
             if builder.open_batch and builder.records[-1] is builder.open_batch[-1]:
@@ -334,6 +338,15 @@ class TestWalk:
         built.batch([(10, 1)])
         built.records.append(record)
         with pytest.raises(ManifestCorruptError, match="does not match the layout"):
+            walk(built.decoded())
+
+    def test_a_block_after_a_seal_of_its_segment_is_corrupt(self) -> None:
+        """A seal fixes the segment's final length: a later block in that segment is refused."""
+        built = Builder()
+        built.batch([(10, 1)])
+        built.seal()
+        built.batch([(5, 1)])  # placed at the sealed segment's end, so only the seal forbids it
+        with pytest.raises(ManifestCorruptError, match="which was sealed at 10 bytes"):
             walk(built.decoded())
 
     def test_an_open_record_in_the_middle_is_corrupt(self) -> None:
