@@ -328,7 +328,8 @@ def user_serialiser(fmt: str) -> Callable[[Sequence[Row], bool], bytes]:
         if not rows:
             return head
         batch = pa.RecordBatch.from_pylist(list(rows), schema=schema)
-        return head + batch.serialize().to_pybytes()
+        body: bytes = batch.serialize().to_pybytes()
+        return head + body
 
     return arrow_bytes
 
