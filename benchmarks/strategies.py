@@ -1,4 +1,4 @@
-"""The five ways of getting the same rows into a blob that the suite puts side by side.
+"""The six ways of getting the same rows into a blob that the suite puts side by side.
 
 Each strategy is prepared first (untimed: clients, pre-encoded bytes for the limit) and then run
 (timed). Every one writes the rows of ``batches`` in order, one ``batches`` item per ELSPETH
@@ -18,6 +18,11 @@ uploads the whole output once at the end.
              budget and project the remaining calls (``projected`` in the result).
 ``adlfs``    ``AzureBlobFileSystem.open(path, "ab")`` / ``write`` / ``close`` per call: each call
              is made durable by closing the file (fsspec's ``flush()`` only uploads full buffers).
+``adlfs_user`` adlfs append mode as a Python user would write it, without this package: per call
+             ``pyarrow.Table.from_pylist(batch, schema)``, then ``pyarrow.csv.write_csv`` (header on
+             the first call only), Arrow IPC messages (the schema message once, then one record
+             batch message per call) or orjson lines, into ``fs.open(path, "ab")``. Its CSV bytes
+             are pyarrow's (quoting differs), so its output size is not checked against the limit.
 ``oneshot``  one ``upload_blob`` of the whole output as a block blob: fast, not resumable.
 
 Serialisation for the baselines (``stock``, ``adlfs``, ``oneshot``) is the package's own
@@ -281,6 +286,75 @@ def prepare_adlfs(env: Env) -> Prepared:
     return Prepared(run, env.blob_path)
 
 
+# --- adlfs append mode, user-style serialisation -----------------------------------------------------
+_ARROW_TYPES = {"int": "int64", "float": "float64", "bool": "bool_", "str": "string"}
+
+
+def user_arrow_schema() -> Any:
+    """The pyarrow schema a user would declare for :data:`SCHEMA` (``str?`` is nullable)."""
+    import pyarrow as pa
+
+    fields = []
+    for spec in SCHEMA["fields"]:
+        name, kind = (part.strip() for part in spec.split(":"))
+        nullable = kind.endswith("?")
+        fields.append(pa.field(name, getattr(pa, _ARROW_TYPES[kind.rstrip("?")])(), nullable=nullable))
+    return pa.schema(fields)
+
+
+def user_serialiser(fmt: str) -> Callable[[Sequence[Row], bool], bytes]:
+    """``(rows, first_call) -> bytes`` the way a user writes it with pyarrow / orjson."""
+    import io
+
+    import orjson
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    schema = user_arrow_schema()
+    if fmt == "jsonl":
+        return lambda rows, first: b"".join(orjson.dumps(row) + b"\n" for row in rows)
+    if fmt == "csv":
+
+        def csv_bytes(rows: Sequence[Row], first: bool) -> bytes:
+            table = pa.Table.from_pylist(list(rows), schema=schema)
+            sink = io.BytesIO()
+            pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=first))
+            return sink.getvalue()
+
+        return csv_bytes
+
+    def arrow_bytes(rows: Sequence[Row], first: bool) -> bytes:
+        head = schema.serialize().to_pybytes() if first else b""
+        if not rows:
+            return head
+        batch = pa.RecordBatch.from_pylist(list(rows), schema=schema)
+        body: bytes = batch.serialize().to_pybytes()
+        return head + body
+
+    return arrow_bytes
+
+
+def prepare_adlfs_user(env: Env) -> Prepared:
+    from adlfs import AzureBlobFileSystem
+
+    from benchmarks.transport import patch_aiohttp_transport
+
+    patch_aiohttp_transport(env.counts, env.latency)
+    serialise_user = user_serialiser(env.fmt)
+    fs = AzureBlobFileSystem(connection_string=env.connection_string, skip_instance_cache=True)
+    path = f"{env.container}/{env.blob_path}"
+    batches = env.batches
+
+    def run() -> dict[str, Any]:
+        for index, batch in enumerate(batches):
+            data = serialise_user(batch, index == 0)
+            with fs.open(path, "ab") as handle:
+                handle.write(data)
+        return {}
+
+    return Prepared(run, env.blob_path)
+
+
 # --- block blob, one shot ---------------------------------------------------------------------------
 def prepare_oneshot(env: Env) -> Prepared:
     encoder = env.encoder()
@@ -302,6 +376,7 @@ STRATEGIES: dict[str, Callable[[Env], Prepared]] = {
     "sink": prepare_sink,
     "stock": prepare_stock,
     "adlfs": prepare_adlfs,
+    "adlfs_user": prepare_adlfs_user,
     "oneshot": prepare_oneshot,
 }
 

@@ -25,7 +25,7 @@ from benchmarks.runner import Case, azurite_server, load_average, run_case, run_
 __all__ = ["FULL", "QUICK", "Plan", "main", "run_suite"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
-STRATEGY_ORDER = ("limit", "sink", "stock", "adlfs", "oneshot")
+STRATEGY_ORDER = ("limit", "sink", "stock", "adlfs", "adlfs_user", "oneshot")
 #: A case is "heavy" when it uploads about this much or more: it gets a fresh Azurite to itself.
 HEAVY_BYTES = 150_000_000
 #: Light cases share a server until it has taken this many bytes.
