@@ -64,6 +64,7 @@ from elspeth_appendsink.core.paths import (
 )
 from elspeth_appendsink.core.reconcile import RunLayout, classify_pending, expected_lengths, walk
 from elspeth_appendsink.errors import ConfigError, ManifestCorruptError, UndescribedBytesError
+from elspeth_appendsink.protocol.lease import lease_id_for
 from elspeth_appendsink.storage import AzureStore, BlobInfo
 
 __all__ = [
@@ -252,13 +253,6 @@ class InspectReport:
             "runs": [r.as_dict() for r in self.runs],
             "segments": [s.as_dict() for s in self.segments],
         }
-
-
-def lease_id_for(run_id: str) -> str:
-    """The lease id the writer of run ``run_id`` holds (deterministic per run, see the writer)."""
-    from elspeth_appendsink.protocol.writer import OutputTarget
-
-    return OutputTarget(container="", blob_path="", run_id=run_id, format="", template_digest="").lease_id
 
 
 # --------------------------------------------------------------------------------------------

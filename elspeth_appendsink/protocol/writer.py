@@ -45,7 +45,6 @@ import contextlib
 import hashlib
 import json
 import time
-import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -87,11 +86,11 @@ from elspeth_appendsink.errors import (
     StorageError,
     UndescribedBytesError,
 )
+from elspeth_appendsink.protocol.lease import lease_id_for
 from elspeth_appendsink.storage import AppendResult, AzureStore, BlobInfo
 
 __all__ = ["AppendWriter", "OutputTarget", "WriteReport", "lease_id_for"]
 
-_LEASE_NAMESPACE = uuid.UUID("5b0c3f0e-7a51-4d7e-9f0a-6a3e2d1c9b84")
 META_CREATOR = "elspeth_appendsink_creator"
 META_WRITER = "elspeth_appendsink_writer"
 # Rows are encoded a slice at a time: the first slice is _SLICE rows, later ones aim at
@@ -101,11 +100,6 @@ _SLICE = 64
 _SLICE_BYTES = 1 << 20
 _SLICE_ROWS_MAX = 65536
 PIPELINE_BLOCKS = 2  # blocks prepared ahead while a batch is in flight (and the most per batch)
-
-
-def lease_id_for(run_id: str) -> str:
-    """The lease id a run uses on every blob it fences (so its resume can take the lease back)."""
-    return str(uuid.uuid5(_LEASE_NAMESPACE, run_id))
 
 
 @dataclass(frozen=True, slots=True)
