@@ -27,14 +27,11 @@ an error, ``repr``, ``str`` or :meth:`SinkConfig.public_summary`.
 from __future__ import annotations
 
 import codecs
-import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal, Self, cast
-from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -50,7 +47,17 @@ from pydantic import (
 )
 
 from elspeth_appendsink.core.paths import BlobPathTemplate, validate_container_name
-from elspeth_appendsink.core.redact import REDACTED, redact_value, register_secret
+from elspeth_appendsink.core.redact import redact_value, register_secret
+from elspeth_appendsink.elspeth.auth import (
+    SECRET_OPTIONS,
+    AuthMethod,
+    AuthSettings,
+    check_connection_string,
+    check_url,
+    register_signature,
+    resolve_auth,
+    resolve_env_secrets,
+)
 from elspeth_appendsink.elspeth.schema import RowSchema
 from elspeth_appendsink.errors import ConfigError
 
@@ -86,19 +93,11 @@ MIN_API_VERSION = "2019-12-12"
 MAX_SEGMENT_BLOCKS = 50_000
 DEFAULT_SEGMENT_MAX_BLOCKS = 49_000
 
-AuthMethod = Literal["connection_string", "sas_token", "managed_identity", "service_principal"]
 OutputFormat = Literal["csv", "jsonl", "arrow"]
 ExistingBlobPolicy = Literal["fail", "append", "continue"]
 
 _FORMATS: tuple[OutputFormat, ...] = ("csv", "jsonl", "arrow")
 _IF_EXISTS: tuple[ExistingBlobPolicy, ...] = ("fail", "append", "continue")
-_SECRET_OPTIONS = ("connection_string", "sas_token", "client_secret")
-_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-_AUTH_CHOICES = (
-    "connection_string, sas_token + account_url, managed identity (use_managed_identity + account_url), "
-    "or service principal (tenant_id + client_id + client_secret + account_url)"
-)
-_URL_EXAMPLE = "Example: https://mystorageaccount.blob.core.windows.net"
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*", re.IGNORECASE)
 _SIZE_UNITS = {
@@ -155,74 +154,6 @@ def _choice(value: Any, option: str, allowed: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise ConfigError(option, f"must be one of {', '.join(allowed)}; got {value!r}")
     return value
-
-
-def _check_url(url: str, option: str) -> None:
-    """An endpoint URL is https, or http to a loopback host (Azurite); no query, no credentials."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for a malformed port
-    except ValueError:
-        raise ConfigError(option, f"is not a valid URL. {_URL_EXAMPLE}") from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise ConfigError(option, f"must be an http(s) URL with a host. {_URL_EXAMPLE}")
-    if parts.query or parts.fragment:
-        raise ConfigError(
-            option,
-            "must not carry a query string or fragment",
-            hint="give a SAS token through the sas_token option, not inside the URL",
-        )
-    if parts.username is not None or parts.password is not None:
-        raise ConfigError(option, "must not carry a user name or password")
-    if parts.scheme == "http" and host not in _LOOPBACK_HOSTS:
-        raise ConfigError(
-            option,
-            f"plain http is only allowed for a loopback host (127.0.0.1, localhost, [::1]), not {host!r}",
-            hint="use https",
-        )
-
-
-def _check_connection_string(value: str) -> None:
-    """Check the shape of a connection string without ever echoing a value from it."""
-    pairs: dict[str, str] = {}
-    for part in value.split(";"):
-        if not part.strip():
-            continue
-        key, sep, item = part.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(
-                "connection_string",
-                "is not a connection string: every part must be key=value, separated by ';'",
-            )
-        pairs[key.strip().lower()] = item.strip()
-    for key in ("accountkey", "sharedaccesssignature"):
-        if pairs.get(key):
-            register_secret(pairs[key])
-    _register_signature(pairs.get("sharedaccesssignature", ""))
-    if pairs.get("usedevelopmentstorage", "").lower() == "true":
-        return
-    if not pairs.get("accountname") and not pairs.get("blobendpoint"):
-        raise ConfigError(
-            "connection_string",
-            "names no storage account: it needs AccountName or BlobEndpoint (or UseDevelopmentStorage=true)",
-        )
-    if pairs.get("blobendpoint"):
-        _check_url(pairs["blobendpoint"], "connection_string")
-    elif pairs.get("defaultendpointsprotocol", "https").lower() != "https":
-        raise ConfigError(
-            "connection_string",
-            "DefaultEndpointsProtocol must be https (plain http is only allowed for a loopback BlobEndpoint)",
-        )
-
-
-def _register_signature(sas: str) -> None:
-    """Register the ``sig`` of a SAS query string on its own (raw and percent-decoded)."""
-    for part in sas.lstrip("?").split("&"):
-        key, _, item = part.partition("=")
-        if key.strip().lower() == "sig" and item:
-            register_secret(item)
-            register_secret(unquote(item))
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,38 +225,6 @@ class RetryOptions(BaseModel):
     _numbers = field_validator("*", mode="before")(_reject_bool)
 
 
-@dataclass(frozen=True, slots=True)
-class AuthSettings:
-    """The one configured way to authenticate, for the storage module to turn into a client.
-
-    * ``connection_string``: ``connection_string``;
-    * ``sas_token``: ``account_url`` + ``sas_token`` (without a leading ``?``);
-    * ``managed_identity``: ``account_url`` (``DefaultAzureCredential``);
-    * ``service_principal``: ``account_url`` + ``tenant_id`` + ``client_id`` + ``client_secret``.
-    """
-
-    method: AuthMethod
-    account_url: str | None = None
-    connection_string: SecretStr | None = None
-    sas_token: SecretStr | None = None
-    tenant_id: str | None = None
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
-
-    def public_summary(self) -> dict[str, Any]:
-        """The method and non-secret fields, with each secret shown as ``***`` when set."""
-        return {
-            "auth_method": self.method,
-            "account_url": self.account_url,
-            "connection_string": REDACTED if self.connection_string is not None else None,
-            "sas_token": REDACTED if self.sas_token is not None else None,
-            "use_managed_identity": self.method == "managed_identity",
-            "tenant_id": self.tenant_id,
-            "client_id": self.client_id,
-            "client_secret": REDACTED if self.client_secret is not None else None,
-        }
-
-
 # --------------------------------------------------------------------------------------------
 # the sink config
 
@@ -391,8 +290,8 @@ class SinkConfig(BaseModel):
         """
         if not isinstance(options, Mapping):
             raise ConfigError("options", f"sink options must be a mapping, got {type(options).__name__}")
-        options = _resolve_env_secrets(options)
-        for name in _SECRET_OPTIONS:
+        options = resolve_env_secrets(options)
+        for name in SECRET_OPTIONS:
             value = options.get(name)
             if isinstance(value, str):
                 register_secret(value)
@@ -420,7 +319,7 @@ class SinkConfig(BaseModel):
             value = value.get_secret_value()
         if not isinstance(value, str):
             return value
-        if info.field_name in _SECRET_OPTIONS:
+        if info.field_name in SECRET_OPTIONS:
             register_secret(value)
             register_secret(value.strip())
         stripped = value.strip()
@@ -430,14 +329,14 @@ class SinkConfig(BaseModel):
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
         if value is not None:
-            _check_url(value, "account_url")
+            check_url(value, "account_url")
         return value
 
     @field_validator("connection_string")
     @classmethod
     def _connection_string_shape(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
-            _check_connection_string(value.get_secret_value())
+            check_connection_string(value.get_secret_value())
         return value
 
     @field_validator("sas_token")
@@ -446,7 +345,7 @@ class SinkConfig(BaseModel):
         if value is None:
             return None
         token = value.get_secret_value().lstrip("?")
-        _register_signature(token)
+        register_signature(token)
         if "sig=" not in token:
             raise ConfigError(
                 "sas_token",
@@ -652,63 +551,11 @@ class SinkConfig(BaseModel):
         return self
 
     def _resolve_auth(self) -> AuthSettings:
-        """Exactly one method, with the stock sink's messages for partial configurations."""
-        has_url = self.account_url is not None
-        sp_fields = {
-            "tenant_id": self.tenant_id,
-            "client_id": self.client_id,
-            "client_secret": self.client_secret,
-        }
-        sp_given = [name for name, value in sp_fields.items() if value is not None]
-        if self.sas_token is not None and not has_url:
-            raise ConfigError("account_url", f"SAS token auth requires account_url. {_URL_EXAMPLE}")
-        if self.use_managed_identity and not has_url:
-            raise ConfigError("account_url", f"Managed Identity auth requires account_url. {_URL_EXAMPLE}")
-        if 0 < len(sp_given) < len(sp_fields):
-            missing = [name for name in sp_fields if name not in sp_given]
-            raise ConfigError(
-                missing[0], f"Service Principal auth requires all fields. Missing: {', '.join(missing)}"
-            )
-        if sp_given and not has_url:
-            raise ConfigError("account_url", f"Service Principal auth requires account_url. {_URL_EXAMPLE}")
-        methods: list[AuthMethod] = []
-        if self.connection_string is not None:
-            methods.append("connection_string")
-        if self.sas_token is not None:
-            methods.append("sas_token")
-        if self.use_managed_identity:
-            methods.append("managed_identity")
-        if sp_given:
-            methods.append("service_principal")
-        if not methods:
-            raise ConfigError("auth", f"No authentication method configured. Provide one of: {_AUTH_CHOICES}")
-        if len(methods) > 1:
-            raise ConfigError(
-                "auth",
-                f"Multiple authentication methods configured: {', '.join(methods)}. "
-                f"Provide exactly one of: {_AUTH_CHOICES}",
-            )
-        method = methods[0]
-        token_auth = method in ("managed_identity", "service_principal")
-        if token_auth and urlsplit(str(self.account_url)).scheme != "https":
-            # The storage client refuses to send a bearer token over plain http (it raises a bare
-            # ValueError at the first write); say so here, naming the option.
-            raise ConfigError(
-                "account_url",
-                f"{method.replace('_', ' ')} auth sends a bearer token, which is only allowed over https; "
-                "plain http (a loopback emulator) works only with connection_string or sas_token",
-                hint="use an https account_url",
-            )
-        if method == "connection_string" and has_url:
-            raise ConfigError(
-                "account_url",
-                "cannot be combined with connection_string (the connection string names the endpoint)",
-            )
-        return AuthSettings(
-            method=method,
+        return resolve_auth(
             account_url=self.account_url,
             connection_string=self.connection_string,
             sas_token=self.sas_token,
+            use_managed_identity=self.use_managed_identity,
             tenant_id=self.tenant_id,
             client_id=self.client_id,
             client_secret=self.client_secret,
@@ -775,34 +622,9 @@ class SinkConfig(BaseModel):
 SinkConfig.OPTION_NAMES = tuple(
     sorted(
         [(info.alias or name) for name, info in SinkConfig.model_fields.items()]
-        + [f"{name}_env" for name in _SECRET_OPTIONS]
+        + [f"{name}_env" for name in SECRET_OPTIONS]
     )
 )
-
-
-def _resolve_env_secrets(options: Mapping[str, Any]) -> dict[str, Any]:
-    """``<secret>_env: VAR`` options: take the secret from the environment variable ``VAR``.
-
-    ELSPETH stores every sink option verbatim in its audit database (``nodes.config_json``) and
-    hashes options into node ids (so a rotated token blocks resume). Naming an environment
-    variable instead keeps the secret out of both; a name ending in ``_env`` is not treated as a
-    secret by ELSPETH.
-    """
-    resolved = dict(options)
-    for name in _SECRET_OPTIONS:
-        key = f"{name}_env"
-        if key not in resolved:
-            continue
-        variable = resolved.pop(key)
-        if not isinstance(variable, str) or not variable.strip():
-            raise ConfigError(key, "must name an environment variable")
-        if resolved.get(name) not in (None, ""):
-            raise ConfigError(key, f"give either {name} or {key}, not both")
-        value = os.environ.get(variable.strip())
-        if not value:
-            raise ConfigError(key, f"environment variable {variable.strip()!r} is not set or empty")
-        resolved[name] = value
-    return resolved
 
 
 # --------------------------------------------------------------------------------------------
