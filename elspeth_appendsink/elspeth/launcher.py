@@ -9,7 +9,9 @@ on the shared plugin manager (the one the CLI uses), then runs ELSPETH's own com
     python -m elspeth_appendsink.elspeth --no-dotenv resume RUN_ID -s settings.yaml -x
     elspeth-appendsink-elspeth run -s settings.yaml -x        # the same, as a console script
 
-Every argument is ELSPETH's; nothing is added or changed. The module imports without ELSPETH
+Every argument is ELSPETH's; nothing is added or changed. For ``resume`` on an ELSPETH whose
+``cli.resume`` still has 0.4.1's bug, the launcher corrects it in memory first and says so on
+stderr (:mod:`elspeth_appendsink.elspeth.resume_fix`). The module imports without ELSPETH
 (which needs Python 3.12 or later and is installed from its repository, not from PyPI); only
 :func:`register` and :func:`main` then fail, with :class:`ElspethNotAvailable`.
 """
@@ -121,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     args = list(sys.argv[1:] if argv is None else argv)
+    if "resume" in args:
+        from elspeth_appendsink.elspeth import resume_fix
+
+        resume_fix.apply()
     try:
         app(args=args, prog_name="elspeth-appendsink-elspeth")
     except SystemExit as exc:

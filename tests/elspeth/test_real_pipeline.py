@@ -317,15 +317,17 @@ def pipeline(tmp_path: Path, azurite: Azurite) -> Pipeline:
 
 
 @pytest.fixture(scope="module")
-def resume_fixed() -> None:
-    """ELSPETH de732358's ``resume --execute`` fails (FOREIGN KEY constraint) without a one-line fix."""
+def resume_fixed() -> bool:
+    """Whether this ELSPETH needs the launcher's run-time resume correction (de732358 does).
+
+    Upstream ``resume --execute`` on de732358 fails (FOREIGN KEY constraint); the launcher
+    corrects it in memory (:mod:`elspeth_appendsink.elspeth.resume_fix`), so nothing is skipped.
+    """
     import elspeth.cli
 
-    if "graph=validation_graph" not in inspect.getsource(elspeth.cli.resume):
-        pytest.skip(
-            "this ELSPETH lacks the local resume fix (elspeth/cli.py resume(): pass graph=validation_graph "
-            "to _execute_resume_with_instances); upstream resume --execute fails with FOREIGN KEY constraint"
-        )
+    from elspeth_appendsink.elspeth import resume_fix
+
+    return resume_fix.needs_fix(inspect.getsource(elspeth.cli.resume))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -640,8 +642,14 @@ def assert_resumed_exactly_once(
 
 
 def resume(pipeline: Pipeline, run_id: str) -> str:
+    from elspeth_appendsink.elspeth import resume_fix
+
     code, output = pipeline.run("resume", run_id, "-s", str(pipeline.settings), "-x")
     assert code == 0, output[-4000:]
+    import elspeth.cli
+
+    needed = resume_fix.needs_fix(inspect.getsource(elspeth.cli.resume))
+    assert output.count(resume_fix.NOTICE) == (1 if needed else 0), output[-4000:]
     return output
 
 
