@@ -22,10 +22,13 @@ PACKAGE = Path(__file__).resolve().parents[2] / "elspeth_appendsink"
 
 #: Standard-library modules that touch the outside world or the clock: never in core/.
 IO_OR_CLOCK = {
-    "os", "io", "socket", "subprocess", "pathlib", "shutil", "tempfile", "time", "datetime", "random",
+    "os", "io", "socket", "subprocess", "pathlib", "shutil", "tempfile", "time", "random",
     "uuid", "secrets", "logging", "urllib", "http", "requests", "urllib3", "sqlite3", "asyncio", "signal",
     "concurrent", "multiprocessing", "select", "selectors", "glob", "fileinput", "mmap", "structlog",
 }  # fmt: skip
+
+#: Reading the clock through ``datetime`` (its types are values and welcome in core/).
+CLOCK_READS = {"now", "utcnow", "today", "fromtimestamp"}
 
 #: What each layer may import from this package (a prefix match on the dotted name).
 ALLOWED_INTERNAL = {
@@ -59,9 +62,23 @@ def _imports(path: Path) -> list[tuple[int, str]]:
     return found
 
 
+def _clock_reads(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(), str(path))
+    return [
+        (node.lineno, node.func.attr)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in CLOCK_READS
+    ]
+
+
 def _violations(rule: str) -> list[str]:
     bad: list[str] = []
     for path in _modules():
+        if rule == "core-pure" and _layer(path) == "core":
+            where = path.relative_to(PACKAGE.parent)
+            bad += [f"{where}:{line} reads the clock ({name}())" for line, name in _clock_reads(path)]
         layer = _layer(path)
         where = path.relative_to(PACKAGE.parent)
         for line, name in _imports(path):
@@ -97,6 +114,14 @@ class TestImportRules:
     def test_only_the_adapter_knows_elspeth(self) -> None:
         """The framework (``elspeth``) is imported by the adapter, tools and test support only."""
         assert _violations("no-host") == []
+
+    def test_core_clock_reads_are_found(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """``datetime.now()`` in core/ is a violation even though importing datetime is not."""
+        fake = tmp_path / "elspeth_appendsink"
+        (fake / "core").mkdir(parents=True)
+        (fake / "core" / "bad.py").write_text("from datetime import datetime\nSTAMP = datetime.now()\n")
+        monkeypatch.setattr(f"{__name__}.PACKAGE", fake)
+        assert _violations("core-pure") == ["elspeth_appendsink/core/bad.py:2 reads the clock (now())"]
 
     @pytest.mark.parametrize("rule", ["azure", "core-pure", "layers"])
     def test_rules_see_lazy_imports(self, rule: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
