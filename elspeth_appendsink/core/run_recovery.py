@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-__all__ = ["LeaseFacts", "WriterVerdict", "next_step", "writer_gone"]
+__all__ = ["LeaseFacts", "LeaseState", "WriterVerdict", "next_step", "writer_gone"]
 
 LeaseState = Literal["available", "leased", "expired", "broken", "breaking"]
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
@@ -129,6 +130,7 @@ class BlobInfo:
     metadata: dict[str, str]
     lease_state: str | None
     etag: str
+    last_modified: datetime | None = None  # the service's clock: the blob's last write
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,6 +355,7 @@ class AzureStore:
             metadata=dict(props.metadata or {}),
             lease_state=None if lease is None else str(lease.state),
             etag=str(props.etag),
+            last_modified=props.last_modified,
         )
 
     def append_block(self, name: str, data: bytes, offset: int, *, lease: str | None = None) -> AppendResult:

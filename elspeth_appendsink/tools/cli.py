@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 
@@ -44,6 +45,7 @@ from elspeth_appendsink.protocol.verify import (
     verify_output,
 )
 from elspeth_appendsink.storage import AzureStore, azure_credential, build_service_client
+from elspeth_appendsink.tools.runs import LandscapeError, mark_failed, read_landscape, survey
 
 __all__ = ["EXIT_INTERNAL", "EXIT_OK", "EXIT_PROBLEM", "EXIT_STORAGE", "EXIT_USAGE", "ProgressBar", "main"]
 
@@ -136,6 +138,19 @@ breaks them — only with --yes, or after you confirm at the prompt. Breaking th
 writer that is still running makes its next append fail (it never corrupts the output: every
 append is guarded by its expected position).""",
     ),
+    "runs": (
+        "show each ELSPETH run of an output (status, manifest, lease) and what may be done next",
+        """\
+Join ELSPETH's landscape (--landscape, read-only) with the output's manifests and leases and show,
+for each run (or the one given with --run-id): ELSPETH's status and checkpoints, the sink's
+entries, rows, cursor and unfinished step, the lease of the segment it wrote last and who holds
+it, and the next step: resume (a checkpoint exists), re-run with if_exists: continue (none), or
+nothing. A run still 'running' whose process was killed can be marked failed with
+--mark-failed, but only when its writer is provably gone: its lease is not held and nothing of
+the run was written for longer than --lease-duration. Otherwise it refuses, naming the holder.
+Marking goes through ELSPETH's own recorder (run it from ELSPETH's environment); repeating it
+changes nothing more.""",
+    ),
 }
 
 
@@ -218,6 +233,21 @@ def build_parser() -> argparse.ArgumentParser:
             )
         if name == "unlock":
             sub.add_argument("--yes", "-y", action="store_true", help="break without asking")
+        if name == "runs":
+            sub.add_argument("--landscape", required=True, metavar="URL", help="ELSPETH's landscape url")
+            sub.add_argument("--run-id", metavar="RUN", help="only this run")
+            sub.add_argument(
+                "--mark-failed",
+                action="store_true",
+                help="mark a 'running' run failed when its writer is provably gone",
+            )
+            sub.add_argument(
+                "--lease-duration",
+                type=int,
+                default=60,
+                metavar="SECONDS",
+                help="the sink's lease_duration option (default 60)",
+            )
     return parser
 
 
@@ -624,6 +654,60 @@ def _cmd_inspect(args: argparse.Namespace, store: AzureStore, out: _Out) -> int:
     return EXIT_PROBLEM if report.problems else EXIT_OK
 
 
+def _cmd_runs(args: argparse.Namespace, store: AzureStore, out: _Out, now: datetime | None) -> int:
+    if args.mark_failed and args.run_id is None:
+        raise UsageError("--mark-failed needs --run-id: one run is marked at a time")
+    states = survey(
+        store,
+        args.blob_path,
+        read_landscape(args.landscape, args.run_id),
+        lease_duration=timedelta(seconds=args.lease_duration),
+        now=now,
+    )
+    refused = False
+    for state in states:
+        run, sink = state.landscape, state.sink
+        action = None
+        if args.mark_failed and args.run_id is not None:
+            if run.status != "running":
+                action = f"run {run.run_id} is {run.status}: nothing to mark"
+            elif state.step in ("mark-failed-then-resume", "re-run-continue"):
+                action = mark_failed(args.landscape, run.run_id)
+            else:
+                refused = True
+                action = f"refused to mark run {run.run_id} failed: {state.reason}"
+        if args.json:
+            out.json(
+                {
+                    "run_id": run.run_id,
+                    "status": run.status,
+                    "checkpoints": run.checkpoints,
+                    "sink": None if sink is None else sink.as_dict(),
+                    "lease_state": state.lease_state,
+                    "lease_holder": state.lease_holder,
+                    "last_write": None if state.last_write is None else state.last_write.isoformat(),
+                    "writer_gone": None if state.verdict is None else state.verdict.gone,
+                    "next": state.step,
+                    "reason": state.reason,
+                    "action": action,
+                }
+            )
+            continue
+        out.line(f"run {run.run_id}: ELSPETH status {run.status}, {run.checkpoints} checkpoint(s)")
+        if sink is None:
+            out.line("  sink: no manifest of this run in the output")
+        else:
+            pending = f"; unfinished: {sink.pending}" if sink.pending else ""
+            out.line(f"  sink: {sink.entries} entries, {sink.rows} rows, {sink.bytes} bytes{pending}")
+            holder = f", held by run {state.lease_holder}" if state.lease_holder else ""
+            last = "never" if state.last_write is None else state.last_write.isoformat(timespec="seconds")
+            out.line(f"  lease: {state.lease_state or 'none'}{holder}; last write {last}")
+        out.line(f"  next: {state.step} ({state.reason})")
+        if action:
+            out.line(f"  action: {action}")
+    return EXIT_PROBLEM if refused else EXIT_OK
+
+
 def _cmd_unlock(args: argparse.Namespace, store: AzureStore, out: _Out, stdin: TextIO) -> int:
     report = inspect_output(store, args.blob_path)
     leases = list(report.leases)
@@ -724,6 +808,7 @@ def main(
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
+    now: datetime | None = None,
 ) -> int:
     """Run ``elspeth-appendsink`` with ``argv`` (default: ``sys.argv[1:]``) and return its exit code."""
     out = _Out(stdout or sys.stdout, stderr or sys.stderr)
@@ -752,8 +837,10 @@ def main(
             return _cmd_verify(args, store, out)
         if args.command == "inspect":
             return _cmd_inspect(args, store, out)
+        if args.command == "runs":
+            return _cmd_runs(args, store, out, now)
         return _cmd_unlock(args, store, out, stdin or sys.stdin)
-    except UsageError as exc:
+    except (UsageError, LandscapeError) as exc:
         return fail(EXIT_USAGE, str(exc))
     except ConfigError as exc:
         return fail(EXIT_USAGE, _config_message(exc))

@@ -1,0 +1,148 @@
+"""``elspeth-appendsink runs``: where each ELSPETH run of an output stands, and what may be done.
+
+It joins two views of a run: ELSPETH's (the landscape's ``runs`` status and whether a
+``checkpoints`` row exists) and the sink's own (the run's manifest, read by
+:func:`~elspeth_appendsink.protocol.verify.inspect_output`: entries, cursor, an unfinished step;
+the lease of the segment it wrote last and the last time anything of the run was written). The
+decisions are pure (:mod:`elspeth_appendsink.core.run_recovery`): a ``running`` run may be marked
+``failed`` only when its writer is provably gone — its lease is not held and nothing of the run
+was written for longer than ``lease_duration`` — and then resumed (checkpoint present) or re-run
+with ``if_exists: continue`` (none). Marking goes through ELSPETH's own
+``LandscapeRecorder.complete_run`` (so it needs ELSPETH importable); nothing here writes SQL.
+The landscape is read read-only (sqlite URLs), with the standard library, so the report works
+without ELSPETH. Every action is printed, and repeating it changes nothing more.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import cast
+
+from elspeth_appendsink.core.run_recovery import LeaseFacts, LeaseState, WriterVerdict, next_step, writer_gone
+from elspeth_appendsink.protocol.verify import InspectReport, RunReport, inspect_output
+from elspeth_appendsink.storage import AzureStore
+
+__all__ = ["LandscapeRun", "RunState", "mark_failed", "read_landscape", "survey"]
+
+
+class LandscapeError(Exception):
+    """The landscape cannot be read or written as asked; the message names the option."""
+
+
+@dataclass(frozen=True, slots=True)
+class LandscapeRun:
+    """One run as ELSPETH recorded it."""
+
+    run_id: str
+    status: str
+    checkpoints: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    """One run of the output: ELSPETH's status, the sink's state and the next step."""
+
+    landscape: LandscapeRun
+    sink: RunReport | None  # None: the output holds no manifest of this run
+    lease_state: str | None
+    lease_holder: str | None
+    last_write: datetime | None
+    verdict: WriterVerdict | None
+    step: str
+    reason: str
+
+
+def _sqlite_path(url: str) -> Path:
+    if not url.startswith("sqlite:///"):
+        raise LandscapeError(
+            "--landscape: only sqlite:/// URLs can be read by this command "
+            "(e.g. sqlite:///./state/audit.db, the landscape url of the settings)"
+        )
+    path = Path(url.removeprefix("sqlite:///"))
+    if not path.is_file():
+        raise LandscapeError(f"--landscape: no landscape database at {path} (nothing was changed)")
+    return path
+
+
+def read_landscape(url: str, run_id: str | None = None) -> list[LandscapeRun]:
+    """The runs the landscape holds (or the one asked for), oldest first; read-only."""
+    path = _sqlite_path(url)
+    try:
+        with sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True) as db:
+            rows = db.execute(
+                "SELECT r.run_id, r.status, (SELECT COUNT(*) FROM checkpoints c WHERE c.run_id = r.run_id) "
+                "FROM runs r ORDER BY r.started_at"
+            ).fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise LandscapeError(f"--landscape: {path} is not an ELSPETH landscape ({exc})") from None
+    runs = [LandscapeRun(str(r), str(s).lower(), int(c)) for r, s, c in rows]
+    if run_id is not None:
+        runs = [r for r in runs if r.run_id == run_id]
+        if not runs:
+            raise LandscapeError(f"--run-id: the landscape has no run {run_id!r} (nothing was changed)")
+    return runs
+
+
+def _last_write(store: AzureStore, names: Sequence[str]) -> datetime | None:
+    stamps = [info.last_modified for name in names if (info := store.properties(name)) and info.last_modified]
+    return max(stamps) if stamps else None
+
+
+def survey(
+    store: AzureStore,
+    blob_path: str,
+    runs: Sequence[LandscapeRun],
+    *,
+    lease_duration: timedelta,
+    now: datetime | None = None,
+) -> list[RunState]:
+    """Each landscape run joined with what the output's manifests and leases say about it."""
+    report: InspectReport = inspect_output(store, blob_path)
+    by_run = {r.run_id: r for r in report.runs}
+    clock = now or datetime.now(UTC)
+    states = []
+    for run in runs:
+        sink = by_run.get(run.run_id)
+        lease_state = holder = None
+        last = None
+        verdict = None
+        if sink is not None:
+            segment = next((s for s in report.segments if s.index == sink.last_segment), None)
+            if segment is not None:
+                lease_state, holder = segment.lease_state, segment.lease_holder
+            last = _last_write(store, [sink.manifest, *([segment.name] if segment else [])])
+            known = lease_state in ("available", "leased", "expired", "broken", "breaking")
+            facts = LeaseFacts(
+                state=cast(LeaseState, lease_state if known else "available"),
+                holder=f"run {holder}" if holder else None,
+                last_renewal=last,
+                lease_duration=lease_duration,
+            )
+            verdict = writer_gone(facts, clock)
+        step, reason = next_step(run.status, run.checkpoints > 0, verdict)
+        if sink is None and run.status == "running":
+            step, reason = "refuse", "the output holds no manifest of this run: the sink cannot vouch for it"
+        states.append(RunState(run, sink, lease_state, holder, last, verdict, step, reason))
+    return states
+
+
+def mark_failed(url: str, run_id: str) -> str:
+    """Mark ``run_id`` failed through ELSPETH's recorder; the sentence saying what was done."""
+    try:
+        from elspeth.contracts.enums import RunStatus
+        from elspeth.core.landscape.database import LandscapeDB
+        from elspeth.core.landscape.recorder import LandscapeRecorder
+    except ImportError:
+        raise LandscapeError(
+            "--mark-failed writes ELSPETH's audit trail through ELSPETH's own recorder, and ELSPETH is "
+            "not importable here (it needs Python >= 3.12): run this command from ELSPETH's environment. "
+            "Nothing was changed."
+        ) from None
+    _sqlite_path(url)
+    recorder = LandscapeRecorder(LandscapeDB.from_url(url, create_tables=False))
+    recorder.complete_run(run_id, RunStatus.FAILED)
+    return f"marked run {run_id} failed (ELSPETH LandscapeRecorder.complete_run, status failed)"
