@@ -45,6 +45,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -137,6 +138,7 @@ SINK = """\
       blob_path: "@BLOB@"
       format: @FORMAT@
       block_size: @BLOCK@
+      lease_duration: 15
       schema: {mode: observed}
 """
 
@@ -241,15 +243,30 @@ class Pipeline:
         assert len(runs) == 1, runs
         return runs[0][0], runs[0][1]
 
-    def mark_failed(self, run_id: str) -> None:
-        """What an operator must do after a hard kill: ELSPETH has no command for it."""
-        with contextlib.closing(sqlite3.connect(self.db)) as con:
-            con.execute(
-                "UPDATE runs SET status='failed', completed_at=strftime('%Y-%m-%d %H:%M:%f','now') "
-                "WHERE run_id=? AND status='running'",
-                (run_id,),
-            )
-            con.commit()
+    def mark_failed_when_writer_gone(self, run_id: str, container: str, blob: str) -> list[str]:
+        """The documented path after a hard kill: ``elspeth-appendsink runs --mark-failed``.
+
+        It must refuse while the killed writer's lease is still held (naming the run), and mark
+        the run failed through ELSPETH's recorder once the lease expired and nothing was written
+        for longer than ``lease_duration``. The wait is on that condition, with a deadline: lease
+        expiry is wall-clock time by definition. Returns each attempt's output.
+        """
+        command = [
+            sys.executable, "-m", "elspeth_appendsink", "runs", "--container", container,
+            "--blob-path", blob, "--landscape", f"sqlite:///{self.db}", "--run-id", run_id,
+            "--mark-failed", "--lease-duration", "15",
+        ]  # fmt: skip
+        env = {**self.env, "AZURE_STORAGE_CONNECTION_STRING": self.env["AZ_DIRECT"]}
+        outputs: list[str] = []
+        deadline = time.monotonic() + 90
+        while True:
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+            outputs.append(done.stdout + done.stderr)
+            if done.returncode == 0:
+                return outputs
+            assert done.returncode == 1 and "refused to mark" in done.stdout, outputs
+            assert time.monotonic() < deadline, outputs
+            time.sleep(1)  # re-check the lease; each attempt is a full, real check
 
     def sink_node(self, run_id: str, sink_name: str) -> str:
         (node,) = self.query(
@@ -714,7 +731,12 @@ def test_resume_after_sigkill_mid_write(
     partial = parse_output(blob_bytes(service, container, high_blob), fmt)
     assert partial, "the kill should come after high's first block was committed"
 
-    pipeline.mark_failed(run_id)
+    attempts = pipeline.mark_failed_when_writer_gone(run_id, container, high_blob)
+    assert f"held by run {run_id}" in attempts[0]  # the killed writer's lease had not expired yet
+    assert "marked run" in attempts[-1] and "LandscapeRecorder.complete_run" in attempts[-1]
+    assert pipeline.only_run() == (run_id, "failed")
+    again = pipeline.mark_failed_when_writer_gone(run_id, container, high_blob)  # idempotent
+    assert len(again) == 1 and "is failed: nothing to mark" in again[0]
     resume(pipeline, run_id)
 
     assert_resumed_exactly_once(pipeline, service, run_id, {"low": container, "high": container}, fmt)
