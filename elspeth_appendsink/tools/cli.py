@@ -1,4 +1,4 @@
-"""The ``elspeth-appendsink`` command: verify, inspect and unlock outputs of the sink.
+"""The ``elspeth-appendsink`` command: verify, inspect and unlock outputs; ``runs`` (:mod:`.runs`).
 
 A thin shell over :mod:`verify` (which holds the checks) and :mod:`storage` (which talks to
 Azure): it parses arguments, resolves credentials, prints for people (default) or machines
@@ -6,7 +6,8 @@ Azure): it parses arguments, resolves credentials, prints for people (default) o
 
 == ==============================================================================
 0  verified / nothing wrong / lease broken (or none to break)
-1  a problem was found (verify, inspect), or the unlock prompt was declined
+1  a problem was found (verify, inspect), the unlock prompt was declined, or ``runs`` refused
+   to mark a run failed (its writer may be alive)
 2  usage error: bad or missing option, nothing at the path, unknown run,
    ``unlock`` without ``--yes`` where no one can be asked
 3  storage error: unreachable account, refused credentials, missing container
@@ -90,7 +91,8 @@ authentication (one method; a flag wins over its environment variable):
 _EXIT_HELP = """\
 exit codes:
   0  verified / nothing wrong / lease broken (or no lease to break)
-  1  a problem was found (verify, inspect), or the unlock prompt was declined
+  1  a problem was found (verify, inspect), the unlock prompt was declined, or runs refused
+     --mark-failed (the run's writer may be alive)
   2  usage error (bad option, nothing at --blob-path, unknown --run-id, unlock without --yes)
   3  storage error (account unreachable, credentials refused, container missing)
   4  internal error"""
@@ -100,7 +102,9 @@ examples:
   export {ENV_CONNECTION_STRING}='DefaultEndpointsProtocol=https;AccountName=...'
   {PROG} verify  --container results --blob-path out/run-42/rows.csv
   {PROG} inspect --container results --blob-path out/run-42/rows.csv --run-id run-42
-  {PROG} unlock  --container results --blob-path out/run-42/rows.csv --yes"""
+  {PROG} unlock  --container results --blob-path out/run-42/rows.csv --yes
+  {PROG} runs    --container results --blob-path out/run-42/rows.csv \\
+      --landscape sqlite:///./state/audit.db --run-id run-42 --mark-failed"""
 
 _COMMANDS = {
     "verify": (
