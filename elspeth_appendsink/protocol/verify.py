@@ -77,7 +77,6 @@ __all__ = [
     "SegmentReport",
     "VerifyReport",
     "inspect_output",
-    "lease_id_for",
     "verify_output",
 ]
 

@@ -89,7 +89,7 @@ from elspeth_appendsink.errors import (
 from elspeth_appendsink.protocol.lease import lease_id_for
 from elspeth_appendsink.storage import AppendResult, AzureStore, BlobInfo
 
-__all__ = ["AppendWriter", "OutputTarget", "WriteReport", "lease_id_for"]
+__all__ = ["AppendWriter", "OutputTarget", "WriteReport"]
 
 META_CREATOR = "elspeth_appendsink_creator"
 META_WRITER = "elspeth_appendsink_writer"

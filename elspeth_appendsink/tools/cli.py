@@ -672,7 +672,7 @@ def _cmd_runs(args: argparse.Namespace, store: AzureStore, out: _Out, now: datet
     for state in states:
         run, sink = state.landscape, state.sink
         action = None
-        if args.mark_failed and args.run_id is not None:
+        if args.mark_failed:  # with --run-id, checked above: one run at a time
             if run.status != "running":
                 action = f"run {run.run_id} is {run.status}: nothing to mark"
             elif state.step in ("mark-failed-then-resume", "re-run-continue"):

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
+from typing import cast, get_args
 
 from elspeth_appendsink.core.run_recovery import LeaseFacts, LeaseState, WriterVerdict, next_step, writer_gone
 from elspeth_appendsink.protocol.verify import InspectReport, RunReport, inspect_output
@@ -115,7 +115,7 @@ def survey(
             if segment is not None:
                 lease_state, holder = segment.lease_state, segment.lease_holder
             last = _last_write(store, [sink.manifest, *([segment.name] if segment else [])])
-            known = lease_state in ("available", "leased", "expired", "broken", "breaking")
+            known = lease_state in get_args(LeaseState)
             facts = LeaseFacts(
                 state=cast(LeaseState, lease_state if known else "available"),
                 holder=f"run {holder}" if holder else None,
