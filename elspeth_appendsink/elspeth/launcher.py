@@ -7,9 +7,13 @@ on the shared plugin manager (the one the CLI uses), then runs ELSPETH's own com
 
     python -m elspeth_appendsink.elspeth --no-dotenv run -s settings.yaml -x
     python -m elspeth_appendsink.elspeth --no-dotenv resume RUN_ID -s settings.yaml -x
+    python -m elspeth_appendsink.elspeth --no-dotenv resume RUN_ID -s settings.yaml -x --mark-failed-if-dead
     elspeth-appendsink-elspeth run -s settings.yaml -x        # the same, as a console script
 
-Every argument is ELSPETH's; nothing is added or changed. For ``resume`` on an ELSPETH whose
+Every argument is ELSPETH's but one: ``resume RUN_ID --mark-failed-if-dead`` first marks a run
+that is still ``running`` failed when every ``azure_append_blob`` sink proves its writer gone,
+and refuses (exit 1, naming the lease holder) otherwise (:mod:`elspeth_appendsink.elspeth.recover`);
+without the flag no run's status is ever changed. For ``resume`` on an ELSPETH whose
 ``cli.resume`` still has 0.4.1's bug, the launcher corrects it in memory first and says so on
 stderr (:mod:`elspeth_appendsink.elspeth.resume_fix`). The module imports without ELSPETH
 (which needs Python 3.12 or later and is installed from its repository, not from PyPI); only
@@ -124,8 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     args = list(sys.argv[1:] if argv is None else argv)
     if "resume" in args:
-        from elspeth_appendsink.elspeth import resume_fix
+        from elspeth_appendsink.elspeth import recover, resume_fix
 
+        if recover.take_flag(args):
+            status = recover.mark_failed_if_dead(args)
+            if status is not None:
+                return status
         resume_fix.apply()
     try:
         app(args=args, prog_name="elspeth-appendsink-elspeth")

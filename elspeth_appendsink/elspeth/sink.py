@@ -56,7 +56,7 @@ from elspeth_appendsink.storage import (
     build_service_client,
 )
 
-__all__ = ["AzureAppendBlobSink"]
+__all__ = ["AzureAppendBlobSink", "store_for"]
 
 log = get_logger("elspeth_appendsink.elspeth.sink")
 
@@ -186,24 +186,7 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
 
     def _make_store(self, on_call: Any) -> AzureStore:
         if self._store is None:
-            cfg = self._cfg
-            auth = cfg.auth
-            retry = RetrySettings(**cfg.retry.model_dump())
-            common: dict[str, Any] = {
-                "retry": retry,
-                "transport": self._transport,
-                "api_version": cfg.api_version,
-            }
-            if auth.method == "connection_string":
-                assert auth.connection_string is not None
-                service = build_service_client(
-                    connection_string=auth.connection_string.get_secret_value(), **common
-                )
-            else:
-                service = build_service_client(
-                    account_url=auth.account_url, credential=_credential(auth), **common
-                )
-            self._store = AzureStore(service, cfg.container, validate_content=cfg.validate_content)
+            self._store = store_for(self._cfg, transport=self._transport)
         self._store.on_call = on_call
         return self._store
 
@@ -396,6 +379,26 @@ def _compare_fields(found: list[str], declared: list[str], mode: str) -> OutputV
             missing_fields=missing,
         )
     return OutputValidationResult.success(found)
+
+
+def store_for(cfg: SinkConfig, *, transport: HttpTransport[Any, Any] | None = None) -> AzureStore:
+    """The :class:`AzureStore` of ``cfg``'s container, authenticated and retried as configured.
+
+    The sink and the launcher's ``--mark-failed-if-dead`` (:mod:`.recover`) both open storage
+    through this, so a run's recovery sees the output exactly as its writer did.
+    """
+    auth = cfg.auth
+    common: dict[str, Any] = {
+        "retry": RetrySettings(**cfg.retry.model_dump()),
+        "transport": transport,
+        "api_version": cfg.api_version,
+    }
+    if auth.method == "connection_string":
+        assert auth.connection_string is not None
+        service = build_service_client(connection_string=auth.connection_string.get_secret_value(), **common)
+    else:
+        service = build_service_client(account_url=auth.account_url, credential=_credential(auth), **common)
+    return AzureStore(service, cfg.container, validate_content=cfg.validate_content)
 
 
 def _credential(auth: Any) -> Any:

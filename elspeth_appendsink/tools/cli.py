@@ -46,7 +46,7 @@ from elspeth_appendsink.protocol.verify import (
     verify_output,
 )
 from elspeth_appendsink.storage import AzureStore, azure_credential, build_service_client
-from elspeth_appendsink.tools.runs import LandscapeError, mark_failed, read_landscape, survey
+from elspeth_appendsink.tools.runs import LandscapeError, mark_if_gone, read_landscape, survey
 
 __all__ = ["EXIT_INTERNAL", "EXIT_OK", "EXIT_PROBLEM", "EXIT_STORAGE", "EXIT_USAGE", "ProgressBar", "main"]
 
@@ -673,13 +673,7 @@ def _cmd_runs(args: argparse.Namespace, store: AzureStore, out: _Out, now: datet
         run, sink = state.landscape, state.sink
         action = None
         if args.mark_failed:  # with --run-id, checked above: one run at a time
-            if run.status != "running":
-                action = f"run {run.run_id} is {run.status}: nothing to mark"
-            elif state.step in ("mark-failed-then-resume", "re-run-continue"):
-                action = mark_failed(args.landscape, run.run_id)
-            else:
-                refused = True
-                action = f"refused to mark run {run.run_id} failed: {state.reason}"
+            refused, action = mark_if_gone(args.landscape, state)
         if args.json:
             out.json(
                 {

@@ -26,7 +26,7 @@ from elspeth_appendsink.core.run_recovery import LeaseFacts, LeaseState, WriterV
 from elspeth_appendsink.protocol.verify import InspectReport, RunReport, inspect_output
 from elspeth_appendsink.storage import AzureStore
 
-__all__ = ["LandscapeRun", "RunState", "mark_failed", "read_landscape", "survey"]
+__all__ = ["LandscapeRun", "RunState", "mark_failed", "mark_if_gone", "read_landscape", "survey"]
 
 
 class LandscapeError(Exception):
@@ -138,11 +138,26 @@ def mark_failed(url: str, run_id: str) -> str:
         from elspeth.core.landscape.recorder import LandscapeRecorder
     except ImportError:
         raise LandscapeError(
-            "--mark-failed writes ELSPETH's audit trail through ELSPETH's own recorder, and ELSPETH is "
-            "not importable here (it needs Python >= 3.12): run this command from ELSPETH's environment. "
-            "Nothing was changed."
+            "marking a run failed writes ELSPETH's audit trail through ELSPETH's own recorder, and "
+            "ELSPETH is not importable here (it needs Python >= 3.12): run this command from "
+            "ELSPETH's environment. Nothing was changed."
         ) from None
     _sqlite_path(url)
     recorder = LandscapeRecorder(LandscapeDB.from_url(url, create_tables=False))
     recorder.complete_run(run_id, RunStatus.FAILED)
     return f"marked run {run_id} failed (ELSPETH LandscapeRecorder.complete_run, status failed)"
+
+
+def mark_if_gone(url: str, state: RunState) -> tuple[bool, str]:
+    """Mark ``state``'s run failed if it is ``running`` and its writer provably gone.
+
+    Returns ``(refused, action)``: ``refused`` when the run is running and its writer may be alive
+    (nothing is changed); ``action`` says what was done, or why nothing was. A run that is not
+    ``running`` is left as it is, so a repeated call changes nothing more.
+    """
+    run = state.landscape
+    if run.status != "running":
+        return False, f"run {run.run_id} is {run.status}: nothing to mark"
+    if state.step in ("mark-failed-then-resume", "re-run-continue"):
+        return False, mark_failed(url, run.run_id)
+    return True, f"refused to mark run {run.run_id} failed: {state.reason}"

@@ -746,6 +746,81 @@ def test_resume_after_sigkill_mid_write(
     assert skips[0]["rows_in"] == skips[0]["rows_skipped"] + skips[0]["rows_appended"]
 
 
+def kill_mid_write(pipeline: Pipeline, relay: KillingRelay, fmt: str) -> str:
+    """Run the two-sink pipeline and SIGKILL it at ``high``'s 2nd data append; the run id."""
+    proc = pipeline.start("run", "-s", str(pipeline.settings), "-x")
+    relay.arm(proc.pid, f"rows.{fmt}", nth=2, when="after")
+    try:
+        output, _ = proc.communicate(timeout=COMMAND_TIMEOUT)
+    finally:
+        relay.disarm()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert relay.killed and proc.returncode == -signal.SIGKILL, output[-4000:]
+    run_id, status = pipeline.only_run()
+    assert status == "running"
+    return run_id
+
+
+@pytest.mark.usefixtures("resume_fixed")
+def test_launcher_resume_marks_a_dead_run_failed_first(
+    pipeline: Pipeline, service: BlobServiceClient, container: str, relay: KillingRelay
+) -> None:
+    """kill -9 mid-write, then only ``resume RUN --mark-failed-if-dead`` through the launcher: it
+    refuses (and changes nothing) while the killed writer's lease is live, then marks the run
+    failed through ELSPETH's recorder and resumes it: every row exactly once."""
+    pipeline.env["AZ_RELAYED"] = relay.connection_string
+    two_sinks(pipeline, container, container, "jsonl", "AZ_RELAYED")
+    run_id = kill_mid_write(pipeline, relay, "jsonl")
+    command = ("resume", run_id, "-s", str(pipeline.settings), "-x", "--mark-failed-if-dead")
+
+    code, first = pipeline.run(*command)
+    assert code == 1, first[-4000:]
+    assert f"held by run {run_id}" in first and "Nothing was changed" in first, first[-4000:]
+    assert pipeline.only_run() == (run_id, "running")
+    deadline = time.monotonic() + 90  # lease expiry is wall-clock time: wait for it, with a deadline
+    while code == 1 and "held by run" in first and time.monotonic() < deadline:
+        code, first = pipeline.run(*command)  # each attempt is a full, real check (seconds each)
+    assert code == 0, first[-4000:]
+    assert "marked run" in first and "LandscapeRecorder.complete_run" in first, first[-4000:]
+    assert_resumed_exactly_once(pipeline, service, run_id, {"low": container, "high": container}, "jsonl")
+
+    code, again = pipeline.run(*command)  # the run completed: nothing is marked, ELSPETH refuses
+    assert "is completed: nothing to mark" in again, again[-4000:]
+    assert pipeline.only_run() == (run_id, "completed")
+
+
+def test_launcher_refuses_to_mark_a_run_whose_lease_a_live_process_renews(
+    pipeline: Pipeline, service: BlobServiceClient, container: str, relay: KillingRelay
+) -> None:
+    """A live process keeps renewing the run's lease (as a writer that is only slow would): the
+    mark-failed step refuses for longer than ``lease_duration``, naming the run, and the run's
+    status and output stay as they were."""
+    from elspeth_appendsink.protocol.lease import lease_id_for
+
+    pipeline.env["AZ_RELAYED"] = relay.connection_string
+    two_sinks(pipeline, container, container, "jsonl", "AZ_RELAYED")
+    run_id = kill_mid_write(pipeline, relay, "jsonl")
+    blob = f"high/{run_id}/rows.jsonl"
+    before = blob_bytes(service, container, blob)
+    lease = service.get_container_client(container).get_blob_client(blob).acquire_lease(
+        lease_duration=60, lease_id=lease_id_for(run_id)
+    )  # the dead writer's lease id: acquiring it again is what that writer, were it alive, would do
+    command = ("resume", run_id, "-s", str(pipeline.settings), "-x", "--mark-failed-if-dead")
+    refusals = 0
+    deadline = time.monotonic() + 20  # longer than lease_duration (15 s): a dead writer's would lapse
+    while time.monotonic() < deadline:
+        lease.renew()
+        code, output = pipeline.run(*command)
+        assert code == 1 and f"held by run {run_id}" in output, output[-4000:]
+        refusals += 1
+    assert refusals >= 2
+    assert pipeline.only_run() == (run_id, "running")
+    assert blob_bytes(service, container, blob) == before
+    lease.release()
+
+
 # ----------------------------------------------------------------------------------------------
 # tests: re-run (if_exists: continue) when ELSPETH cannot resume
 
