@@ -102,6 +102,12 @@ def mark_failed_if_dead(
     except LandscapeError as exc:
         return _refuse(err, str(exc))
     print(f"{FLAG}: {action}", file=err)
+    if not refused and gone[0].step == "re-run-continue":
+        print(
+            f"{FLAG}: run {run_id} has no checkpoint, so ELSPETH cannot resume it: run the pipeline "
+            "again with if_exists: continue (README, 'When resume is not possible')",
+            file=err,
+        )
     return 1 if refused else None
 
 
