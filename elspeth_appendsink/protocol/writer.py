@@ -50,17 +50,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import chain
-from typing import Any, NamedTuple
+from typing import Any
 
 from elspeth_appendsink import __version__
 from elspeth_appendsink.core.blocks import BlockCutter, needs_rollover
 from elspeth_appendsink.core.cursor import Cursor
-from elspeth_appendsink.core.identity import DIGEST_SIZE, DigestMultiset, IdentityScheme, content_digests
+from elspeth_appendsink.core.identity import DIGEST_SIZE, DigestMultiset, IdentityScheme
 from elspeth_appendsink.core.manifest import (
     GENESIS,
     BlockEntry,
     DecodedRecord,
-    ManifestReader,
     OpenRecord,
     Record,
     RolloverRecord,
@@ -87,6 +86,12 @@ from elspeth_appendsink.errors import (
     UndescribedBytesError,
 )
 from elspeth_appendsink.protocol.lease import lease_id_for
+from elspeth_appendsink.protocol.scan import (
+    ScannedRun,
+    read_manifest,
+    row_digests_from_lengths,
+    scan_segments,
+)
 from elspeth_appendsink.storage import AppendResult, AzureStore, BlobInfo
 
 __all__ = ["AppendWriter", "OutputTarget", "WriteReport"]
@@ -868,12 +873,7 @@ class AppendWriter:
 
     # --- recovery ------------------------------------------------------------------------------
     def _read_manifest(self, name: str) -> list[DecodedRecord]:
-        reader = ManifestReader(name)
-        records: list[DecodedRecord] = []
-        for chunk in self.store.stream(name):
-            records.extend(reader.feed(chunk))
-        reader.finish()
-        return records
+        return read_manifest(self.store, name)
 
     def _recover_own_run(self) -> None:
         """Resume: restore this run's cursor from its manifest and segments (or find nothing)."""
@@ -1090,86 +1090,32 @@ class AppendWriter:
     def _verify_output(
         self, layouts: Sequence[RunLayout], digests_for: Collection[int] = frozenset()
     ) -> None:
-        """Read every segment once: each byte described, each entry's sha256 right, full hash rebuilt.
+        """Read every segment once (:func:`~.scan.scan_segments`, strictly): each byte described,
+        each entry's sha256 right, full hash rebuilt.
 
         Entries in ``digests_for`` (by ``id``) that carry row lengths get their rows' identity
         digests computed from the bytes read, for :meth:`_entry_digests`.
         """
-        self._region_digests = {}
         ends = expected_lengths(layouts)
-        full = hashlib.sha256()
-        total = 0
-        first = layouts[0].open
-        for segment in sorted(ends):
-            name = self.segment(segment)
-            end = ends[segment]
-            info = self.store.properties(name)
-            size = 0 if info is None else info.size
-            if info is None and end > 0:
-                raise UndescribedBytesError(
-                    f"segment {name} is missing; the manifest describes {end} bytes in it"
-                )
-            if size != end:
-                raise UndescribedBytesError(
-                    f"segment {name} is {size} bytes but the manifests describe {end}: "
-                    f"bytes [{min(size, end)}, {max(size, end)}) are "
-                    f"{'undescribed' if size > end else 'missing'}"
-                )
-            regions: list[_Region] = []
-            if segment == first.base_segment and first.base_length:
-                regions.append(_Region(0, first.base_length, first.base_sha256, "pre-existing bytes"))
-            for layout in layouts:
-                for e in layout.committed:
-                    if e.segment == segment:
-                        what = f"entry {e.seq} of run {layout.open.run_id}"
-                        rows = e if e.lengths and id(e) in digests_for else None
-                        regions.append(_Region(e.offset, e.length, e.sha256, what, rows))
-            regions.sort(key=lambda region: region.offset)
-            position = 0
-            for offset, length, _sha, what, _rows in regions:
-                if offset != position:
-                    raise UndescribedBytesError(
-                        f"segment {name}: bytes [{position}, {offset}) are not described (next is {what})"
-                    )
-                position = offset + length
-            if position != end:
-                raise UndescribedBytesError(f"segment {name}: bytes [{position}, {end}) are not described")
-            self._check_regions(name, end, regions, full)
-            total += end
-        self._full_hash = full
-        self._full_size = total
-
-    def _check_regions(self, name: str, end: int, regions: list[_Region], full: Any) -> None:
-        index = 0
-        current = hashlib.sha256()
-        filled = 0
-        kept: list[bytes] = []  # the current region's bytes, when its rows' digests are wanted
-        for chunk in self.store.stream(name, length=end) if end else iter(()):
-            full.update(chunk)
-            view = memoryview(chunk)
-            while view:
-                offset, length, sha, what, rows = regions[index]
-                take = min(len(view), length - filled)
-                current.update(view[:take])
-                if rows is not None:
-                    kept.append(bytes(view[:take]))
-                filled += take
-                view = view[take:]
-                if filled == length:
-                    if sha != GENESIS and current.hexdigest() != sha:
-                        raise UndescribedBytesError(
-                            f"segment {name}: bytes [{offset}, {offset + length}) ({what}) do not match "
-                            "their recorded sha256"
-                        )
-                    if rows is not None:
-                        block = b"".join(kept)
-                        self._region_digests[rows.segment, rows.offset] = content_digests(
-                            block, rows.row_lengths()
-                        )
-                        kept = []
-                    index += 1
-                    current = hashlib.sha256()
-                    filled = 0
+        infos = {segment: self.store.properties(self.segment(segment)) for segment in sorted(ends)}
+        runs = [
+            ScannedRun(lay, manifest_name(self.target.blob_path, lay.open.run_id), lay.open.run_id)
+            for lay in layouts
+        ]
+        wanted = {id(e) for lay in layouts for e in lay.committed if e.lengths and id(e) in digests_for}
+        result = scan_segments(
+            self.store,
+            self.target.blob_path,
+            runs,
+            infos,
+            strict=True,
+            described=ends,
+            want_digests=wanted,
+            digests_from_bytes=row_digests_from_lengths,
+        )
+        self._region_digests = result.digests
+        self._full_hash = result.full
+        self._full_size = result.size
 
     def _entry_digests(self, entry: BlockEntry) -> bytes:
         """A committed entry's packed row digests: recorded, or computed by :meth:`_verify_output`."""
@@ -1192,16 +1138,6 @@ class AppendWriter:
         if self.encoder is None:
             raise InvariantViolation("writer has no encoder")
         return self.encoder
-
-
-class _Region(NamedTuple):
-    """A described byte range of a segment, checked by :meth:`AppendWriter._check_regions`."""
-
-    offset: int
-    length: int
-    sha256: str
-    what: str
-    rows: BlockEntry | None = None  # the entry whose rows' digests are wanted from these bytes
 
 
 def _as_dict(cursor: Cursor) -> dict[str, Any]:
