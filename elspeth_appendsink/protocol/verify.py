@@ -14,12 +14,17 @@ An *output* is everything one rendered ``blob_path`` names in a container: its s
 3. orders the runs by their ``open.continues`` chain and checks that each run's first record
    links to the last record of the run before it (and the first run's to ``GENESIS``), and that
    each run starts where the run before it ended;
-4. streams every segment once, in chunks (memory is bounded by the chunk size plus one small
-   value per manifest entry), checking that every byte is covered by the first run's
+4. streams every segment once through the one scan
+   (:func:`~elspeth_appendsink.protocol.scan.scan_segments`, the walk writer recovery uses too;
+   here it collects problems instead of raising), in chunks (memory is bounded by the chunk size
+   plus one small value per manifest entry), checking that every byte is covered by the first run's
    pre-existing bytes (``base_length``; hashed unless ``base_sha256`` is ``GENESIS``) or by a
    committed entry, that entries neither overlap nor leave gaps, that each entry's bytes hash to
    its ``sha256``, and that every segment the manifests seal (``rollover`` / ``seal`` records) is
-   sealed in storage at the recorded length.
+   sealed in storage at the recorded length. The same pass records the *prefix hashes*
+   (:attr:`VerifyReport.prefixes`): per run and write call, the sha256 and size of the whole
+   output at the end of the call's last committed block — what ELSPETH recorded as the sink's
+   artifact for that write.
 
 The protocol has no commit record: a block entry is the *intent*, written before the block, so
 every run that stopped between two blocks — finished or crashed — ends with an intent. One
@@ -34,6 +39,11 @@ Data problems never raise: they become :class:`Problem` values in the report, ea
 :class:`Location` (blob, byte offset, manifest record). Only usage errors
 (:class:`~elspeth_appendsink.errors.ConfigError`: bad path, nothing at the path, unknown run)
 and storage errors (:class:`~elspeth_appendsink.errors.StorageError`) raise.
+
+Why one piece (~890 lines, :class:`_Survey` ~450): the survey of the manifests (tolerant reading,
+run order, settling the last batch as recovery would, seals, run reports) is one pass whose every
+step reports into the same problem list and reads the same decoded runs; the segment walk is
+already cut out (:mod:`~elspeth_appendsink.protocol.scan`), and the report types are values.
 """
 
 from __future__ import annotations
@@ -229,8 +239,9 @@ class _Run:
 
 
 @dataclass
-class _Scan:
-    """Shared state of one verify / inspect pass."""
+class _Survey:
+    """Shared state of one verify / inspect pass: the manifests read, the runs ordered, problems
+    and notes so far. Long for the reason the module docstring gives."""
 
     store: AzureStore
     blob_path: str
@@ -739,7 +750,7 @@ def _check_shape(record: Record) -> None:
 
 
 def _segment_reports(
-    scan: _Scan,
+    scan: _Survey,
     ordered: list[_Run],
     indices: Sequence[int],
     infos: dict[int, BlobInfo | None],
@@ -795,7 +806,7 @@ def verify_output(
         chunk: bytes per read request.
     """
     validate_blob_path(blob_path)
-    scan = _Scan(store, blob_path, chunk)
+    scan = _Survey(store, blob_path, chunk)
     runs, ordered, indices, infos = scan.survey()
     seals, unfinished = scan.check_seals(ordered, infos)
     result = scan_segments(
@@ -840,7 +851,7 @@ def inspect_output(
     has no manifest here.
     """
     validate_blob_path(blob_path)
-    scan = _Scan(store, blob_path, chunk)
+    scan = _Survey(store, blob_path, chunk)
     runs, ordered, indices, infos = scan.survey()
     if run_id is not None and all(run.run_id != run_id for run in runs):
         known = ", ".join(run.run_id for run in runs) or "none"
