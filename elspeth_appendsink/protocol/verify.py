@@ -187,6 +187,7 @@ class VerifyReport:
             "notes": list(self.notes),
             "runs": [r.as_dict() for r in self.runs],
             "segments": [s.as_dict() for s in self.segments],
+            "prefixes": {run: [asdict(p) for p in prefixes] for run, prefixes in self.prefixes.items()},
         }
 
 

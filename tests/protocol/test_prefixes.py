@@ -44,6 +44,9 @@ def test_prefixes_equal_the_writers_content_hash_after_each_call(
     assert report.ok, report.problems
     assert list(report.prefixes["run-1"]) == expected
     assert (report.bytes, report.sha256) == (expected[-1].size, expected[-1].sha256)
+    last = expected[-1]
+    as_json = report.as_dict()["prefixes"]["run-1"][-1]
+    assert as_json == {"call": last.call, "size": last.size, "sha256": last.sha256}
 
 
 def test_prefixes_of_a_continued_output_span_every_run(azurite: Azurite, container: str) -> None:
