@@ -22,6 +22,12 @@ Secrets (``connection_string``, ``sas_token``, ``client_secret``, and the accoun
 inside a connection string) are held as :class:`pydantic.SecretStr`, registered with
 :func:`~elspeth_appendsink.redact.register_secret` the moment they are seen, and never appear in
 an error, ``repr``, ``str`` or :meth:`SinkConfig.public_summary`.
+
+Why one piece (~650 lines, :class:`SinkConfig` ~390): it is one pydantic model — every field's
+validator and the cross-field checks (``if_exists`` with ``row_key``, segment caps with
+``block_size``, format with ``csv_options``/``schema``) must see the same frozen instance;
+authentication (:mod:`~elspeth_appendsink.elspeth.auth`) and the schema
+(:mod:`~elspeth_appendsink.elspeth.schema`) are already cut out.
 """
 
 from __future__ import annotations
@@ -233,7 +239,8 @@ class SinkConfig(BaseModel):
     """Every option of the ``azure_append_blob`` sink, validated and frozen.
 
     Build it with :meth:`from_options`. Derived values: :attr:`auth`, :attr:`path_template`
-    (the compiled ``blob_path``), :attr:`row_schema` (the parsed ``schema``).
+    (the compiled ``blob_path``), :attr:`row_schema` (the parsed ``schema``). Long because a
+    pydantic model's fields and validators must live in its class body (see the module docstring).
     """
 
     model_config = ConfigDict(

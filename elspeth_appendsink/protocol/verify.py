@@ -14,12 +14,17 @@ An *output* is everything one rendered ``blob_path`` names in a container: its s
 3. orders the runs by their ``open.continues`` chain and checks that each run's first record
    links to the last record of the run before it (and the first run's to ``GENESIS``), and that
    each run starts where the run before it ended;
-4. streams every segment once, in chunks (memory is bounded by the chunk size plus one small
-   value per manifest entry), checking that every byte is covered by the first run's
+4. streams every segment once through the one scan
+   (:func:`~elspeth_appendsink.protocol.scan.scan_segments`, the walk writer recovery uses too;
+   here it collects problems instead of raising), in chunks (memory is bounded by the chunk size
+   plus one small value per manifest entry), checking that every byte is covered by the first run's
    pre-existing bytes (``base_length``; hashed unless ``base_sha256`` is ``GENESIS``) or by a
    committed entry, that entries neither overlap nor leave gaps, that each entry's bytes hash to
    its ``sha256``, and that every segment the manifests seal (``rollover`` / ``seal`` records) is
-   sealed in storage at the recorded length.
+   sealed in storage at the recorded length. The same pass records the *prefix hashes*
+   (:attr:`VerifyReport.prefixes`): per run and write call, the sha256 and size of the whole
+   output at the end of the call's last committed block — what ELSPETH recorded as the sink's
+   artifact for that write.
 
 The protocol has no commit record: a block entry is the *intent*, written before the block, so
 every run that stopped between two blocks — finished or crashed — ends with an intent. One
@@ -34,16 +39,20 @@ Data problems never raise: they become :class:`Problem` values in the report, ea
 :class:`Location` (blob, byte offset, manifest record). Only usage errors
 (:class:`~elspeth_appendsink.errors.ConfigError`: bad path, nothing at the path, unknown run)
 and storage errors (:class:`~elspeth_appendsink.errors.StorageError`) raise.
+
+Why one piece (~890 lines, :class:`_Survey` ~450): the survey of the manifests (tolerant reading,
+run order, settling the last batch as recovery would, seals, run reports) is one pass whose every
+step reports into the same problem list and reads the same decoded runs; the segment walk is
+already cut out (:mod:`~elspeth_appendsink.protocol.scan`), and the report types are values.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from enum import StrEnum
 from typing import Any
 
+from elspeth_appendsink.core.anchor import Prefix
 from elspeth_appendsink.core.cursor import Cursor
 from elspeth_appendsink.core.manifest import (
     GENESIS,
@@ -65,6 +74,16 @@ from elspeth_appendsink.core.paths import (
 from elspeth_appendsink.core.reconcile import RunLayout, classify_pending, expected_lengths, walk
 from elspeth_appendsink.errors import ConfigError, ManifestCorruptError, UndescribedBytesError
 from elspeth_appendsink.protocol.lease import lease_id_for
+from elspeth_appendsink.protocol.scan import (
+    Location,
+    Problem,
+    ProblemKind,
+    ProgressCallback,
+    ScannedRun,
+    regions,
+    scan_segments,
+    undescribed,
+)
 from elspeth_appendsink.storage import AzureStore, BlobInfo
 
 __all__ = [
@@ -80,61 +99,8 @@ __all__ = [
     "verify_output",
 ]
 
-#: Called as ``progress(bytes_done, bytes_total)`` while segments are streamed.
-ProgressCallback = Callable[[int, int], None]
-
 DEFAULT_CHUNK = 8 * 1024 * 1024
 _LEASED_STATES = frozenset({"leased", "breaking"})
-
-
-class ProblemKind(StrEnum):
-    """What kind of problem verification found."""
-
-    MANIFEST_CORRUPT = "manifest_corrupt"  # a record cannot be decoded (framing, JSON, seq, torn tail)
-    CHAIN_BROKEN = "chain_broken"  # a record does not link to the one before it (edited / dropped)
-    MANIFEST_LAYOUT = "manifest_layout"  # records decode but do not fit together (offsets, tokens)
-    RUN_CHAIN = "run_chain"  # the runs of the output do not continue one another
-    UNDESCRIBED_BYTES = "undescribed_bytes"  # bytes no manifest entry accounts for
-    MISSING_BYTES = "missing_bytes"  # the manifests describe bytes the segment does not hold
-    OVERLAP = "overlap"  # two descriptions of the same bytes
-    SHA_MISMATCH = "sha_mismatch"  # an entry's bytes do not hash to its recorded sha256
-    SEAL = "seal"  # a recorded seal is not done, or at another length
-    BLOB_TYPE = "blob_type"  # a segment is not an append blob
-
-
-@dataclass(frozen=True, slots=True)
-class Location:
-    """Where a problem is: a blob, a byte offset in it, and the manifest record concerned."""
-
-    blob: str
-    offset: int | None = None
-    record: int | None = None  # seq of the record in ``manifest`` (or in ``blob`` when it is one)
-    manifest: str | None = None
-
-    def __str__(self) -> str:
-        text = self.blob
-        if self.offset is not None:
-            text += f" at offset {self.offset}"
-        if self.record is not None:
-            text += f", record {self.record}"
-            if self.manifest is not None and self.manifest != self.blob:
-                text += f" of {self.manifest}"
-        return text
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing that is wrong with the output."""
-
-    kind: ProblemKind
-    location: Location
-    message: str
-
-    def __str__(self) -> str:
-        return f"[{self.kind}] {self.location}: {self.message}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"kind": str(self.kind), "location": asdict(self.location), "message": self.message}
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +164,9 @@ class VerifyReport:
     rows: int
     bytes: int
     sha256: str  # of the whole output: every segment, in order
+    #: per run, per write call: the whole output's size and sha256 at the end of the call's last
+    #: committed block (what the writer's ``content_hash`` / ``size`` said when the call returned)
+    prefixes: dict[str, tuple[Prefix, ...]] = field(default_factory=dict)
 
     @property
     def needs_resume(self) -> bool:
@@ -218,6 +187,7 @@ class VerifyReport:
             "notes": list(self.notes),
             "runs": [r.as_dict() for r in self.runs],
             "segments": [s.as_dict() for s in self.segments],
+            "prefixes": {run: [asdict(p) for p in prefixes] for run, prefixes in self.prefixes.items()},
         }
 
 
@@ -270,25 +240,9 @@ class _Run:
 
 
 @dataclass
-class _Region:
-    """Bytes ``[offset, offset+length)`` of a segment and what describes them."""
-
-    offset: int
-    length: int
-    sha256: str | None  # None: not hashed (pre-existing bytes of an ``append`` run)
-    what: str
-    record: int | None
-    manifest: str | None
-    is_entry: bool = True
-
-    @property
-    def end(self) -> int:
-        return self.offset + self.length
-
-
-@dataclass
-class _Scan:
-    """Shared state of one verify / inspect pass."""
+class _Survey:
+    """Shared state of one verify / inspect pass: the manifests read, the runs ordered, problems
+    and notes so far. Long for the reason the module docstring gives."""
 
     store: AzureStore
     blob_path: str
@@ -533,137 +487,6 @@ class _Scan:
                 indices.add(index)
         return sorted(indices)
 
-    def regions(self, ordered: list[_Run], index: int) -> list[_Region]:
-        out = []
-        if ordered:
-            first = _layout(ordered[0]).open
-            if index == first.base_segment and first.base_length:
-                out.append(
-                    _Region(
-                        0,
-                        first.base_length,
-                        None if first.base_sha256 == GENESIS else first.base_sha256,
-                        f"the bytes that were there before run {first.run_id}",
-                        0,
-                        ordered[0].manifest,
-                        is_entry=False,
-                    )
-                )
-        for run in ordered:
-            for entry in _layout(run).committed:
-                if entry.segment == index:
-                    out.append(
-                        _Region(
-                            entry.offset,
-                            entry.length,
-                            entry.sha256,
-                            f"entry {entry.seq} of run {run.run_id} (rows [{entry.tokens.start}, "
-                            f"{entry.tokens.end}))",
-                            entry.seq,
-                            run.manifest,
-                        )
-                    )
-        out.sort(key=lambda r: (r.offset, r.end))
-        return out
-
-    def cover(self, name: str, size: int, regions: list[_Region]) -> list[_Region]:
-        """Report gaps, overlaps and missing bytes; return the regions to hash (in bounds, disjoint)."""
-        position = 0
-        kept: list[_Region] = []
-        for region in regions:
-            if region.offset < position:
-                self.problem(
-                    ProblemKind.OVERLAP,
-                    f"{region.what} describes bytes [{region.offset}, {region.end}), but bytes "
-                    f"[{region.offset}, {min(position, region.end)}) are already described",
-                    name,
-                    offset=region.offset,
-                    record=region.record,
-                    manifest=region.manifest,
-                )
-                continue
-            if region.offset > position and position < size:
-                self._undescribed(name, position, min(region.offset, size))
-            if region.end > size:
-                self.problem(
-                    ProblemKind.MISSING_BYTES,
-                    f"{region.what} describes bytes [{region.offset}, {region.end}), but the segment "
-                    f"holds only {size} bytes",
-                    name,
-                    offset=max(region.offset, size),
-                    record=region.record,
-                    manifest=region.manifest,
-                )
-                position = max(position, size)
-                continue
-            kept.append(region)
-            position = region.end
-        if position < size:
-            self._undescribed(name, position, size)
-        return kept
-
-    def _undescribed(self, name: str, start: int, end: int) -> None:
-        self.problem(
-            ProblemKind.UNDESCRIBED_BYTES,
-            f"bytes [{start}, {end}) ({end - start} bytes) are not described by any manifest entry "
-            "(written by something other than this sink?)",
-            name,
-            offset=start,
-        )
-
-    def hash_segment(
-        self,
-        name: str,
-        size: int,
-        regions: list[_Region],
-        full: Any,
-        done: int,
-        total: int,
-        progress: ProgressCallback | None,
-    ) -> int:
-        """Stream ``[0, size)`` once: feed the full-output hash and check each region's sha256."""
-        index = 0
-        current = hashlib.sha256()
-        position = 0
-        for chunk in self.store.stream(name, length=size, chunk=self.chunk) if size else iter(()):
-            full.update(chunk)
-            end = position + len(chunk)
-            view = memoryview(chunk)
-            while index < len(regions) and regions[index].offset < end:
-                region = regions[index]
-                low, high = max(region.offset, position), min(region.end, end)
-                if high > low:
-                    current.update(view[low - position : high - position])
-                if region.end > end:
-                    break
-                self._check_region(name, region, current.hexdigest())
-                current = hashlib.sha256()
-                index += 1
-            position = end
-            done += len(chunk)
-            if progress is not None:
-                progress(done, total)
-        if position < size:
-            self.problem(
-                ProblemKind.MISSING_BYTES,
-                f"the segment was {size} bytes when listed but only {position} could be read",
-                name,
-                offset=position,
-            )
-        return done
-
-    def _check_region(self, name: str, region: _Region, digest: str) -> None:
-        if region.sha256 is not None and digest != region.sha256:
-            self.problem(
-                ProblemKind.SHA_MISMATCH,
-                f"bytes [{region.offset}, {region.end}) ({region.what}) do not match the sha256 recorded "
-                "for them: the bytes or the manifest were changed after they were written",
-                name,
-                offset=region.offset,
-                record=region.record,
-                manifest=region.manifest,
-            )
-
     def check_seals(
         self, ordered: list[_Run], infos: dict[int, BlobInfo | None]
     ) -> tuple[dict[int, int], set[int]]:
@@ -871,6 +694,10 @@ class _Scan:
         return runs, ordered, indices, infos
 
 
+def _scanned(ordered: Sequence[_Run]) -> list[ScannedRun]:
+    return [ScannedRun(_layout(run), run.manifest, run.run_id) for run in ordered]
+
+
 def _not(flag: bool) -> str:
     return "" if flag else "not "
 
@@ -924,7 +751,7 @@ def _check_shape(record: Record) -> None:
 
 
 def _segment_reports(
-    scan: _Scan,
+    scan: _Survey,
     ordered: list[_Run],
     indices: Sequence[int],
     infos: dict[int, BlobInfo | None],
@@ -933,10 +760,11 @@ def _segment_reports(
 ) -> list[SegmentReport]:
     layouts = [_layout(run) for run in ordered]
     described = expected_lengths(layouts)
+    scanned = _scanned(ordered)
     reports = []
     for index in indices:
         info = infos.get(index)
-        regions = scan.regions(ordered, index)
+        described_here = regions(scanned, index)
         reports.append(
             SegmentReport(
                 index=index,
@@ -944,7 +772,7 @@ def _segment_reports(
                 exists=info is not None,
                 size=0 if info is None else info.size,
                 described=described.get(index, 0),
-                entries=sum(1 for r in regions if r.is_entry),
+                entries=sum(1 for r in described_here if r.is_entry),
                 sealed=info is not None and info.sealed,
                 recorded_seal=seals.get(index),
                 committed_blocks=None if info is None else info.committed_blocks,
@@ -979,32 +807,21 @@ def verify_output(
         chunk: bytes per read request.
     """
     validate_blob_path(blob_path)
-    scan = _Scan(store, blob_path, chunk)
+    scan = _Survey(store, blob_path, chunk)
     runs, ordered, indices, infos = scan.survey()
     seals, unfinished = scan.check_seals(ordered, infos)
-    sizes = {index: (0 if info is None else info.size) for index, info in infos.items()}
-    total = sum(sizes.values())
-    full = hashlib.sha256()
-    done = 0
-    if progress is not None:
-        progress(0, total)
-    described = expected_lengths([_layout(run) for run in ordered])
-    for index in indices:
-        name = scan.segment(index)
-        info = infos[index]
-        if info is None:
-            if described.get(index, 0) > 0:
-                scan.problem(
-                    ProblemKind.MISSING_BYTES,
-                    f"the segment is missing; the manifests describe {described[index]} bytes in it",
-                    name,
-                    offset=0,
-                )
-            continue
-        if not ordered and info.size == 0:
-            continue
-        kept = scan.cover(name, info.size, scan.regions(ordered, index))
-        done = scan.hash_segment(name, info.size, kept, full, done, total, progress)
+    result = scan_segments(
+        store,
+        blob_path,
+        _scanned(ordered),
+        {index: infos[index] for index in indices},
+        strict=False,
+        described=expected_lengths([_layout(run) for run in ordered]),
+        chunk=chunk,
+        progress=progress,
+    )
+    scan.problems.extend(result.problems)
+    total = sum(0 if info is None else info.size for info in infos.values())
     reports = scan.run_reports(runs, ordered, infos, unfinished)
     return VerifyReport(
         container=store.container,
@@ -1016,7 +833,8 @@ def verify_output(
         segments=tuple(_segment_reports(scan, ordered, indices, infos, seals)),
         rows=sum(r.rows for r in reports),
         bytes=total,
-        sha256=full.hexdigest(),
+        sha256=result.sha256,
+        prefixes={run_id: tuple(prefixes) for run_id, prefixes in result.prefixes.items()},
     )
 
 
@@ -1034,7 +852,7 @@ def inspect_output(
     has no manifest here.
     """
     validate_blob_path(blob_path)
-    scan = _Scan(store, blob_path, chunk)
+    scan = _Survey(store, blob_path, chunk)
     runs, ordered, indices, infos = scan.survey()
     if run_id is not None and all(run.run_id != run_id for run in runs):
         known = ", ".join(run.run_id for run in runs) or "none"
@@ -1046,7 +864,7 @@ def inspect_output(
         expected = described.get(index, 0)
         size = 0 if info is None else info.size
         if size > expected:
-            scan._undescribed(scan.segment(index), expected, size)
+            scan.problems.append(undescribed(scan.segment(index), expected, size))
         elif size < expected:
             scan.problem(
                 ProblemKind.MISSING_BYTES,

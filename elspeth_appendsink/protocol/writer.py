@@ -1,5 +1,16 @@
 """The exactly-once append protocol: rows in, blocks durable in segments, each described once.
 
+This module is the protocol's spine and its data path; a row can be followed from
+:meth:`AppendWriter.write` to the guarded ``append_block`` reading down: ``write`` →
+``_pipeline`` → ``_slices`` → ``_groups`` → ``_prepare`` → ``_commit_batch`` → ``_append_data``
+(and ``_rollover`` when a segment is full). What comes before the first block lives beside it
+and hands the write path a value: :mod:`~elspeth_appendsink.protocol.opening` (a fresh run:
+pointer, claims, segment 0, lease, manifest → a ``StartPlan``),
+:mod:`~elspeth_appendsink.protocol.recovery` (a resume, or a call whose outcome is uncertain → a
+``Recovered`` cursor and the rows that may be replayed), :class:`~elspeth_appendsink.protocol.
+lease.LeaseKeeper` (fencing and renewal), and :mod:`~elspeth_appendsink.protocol.scan` (the
+read-only walk recovery and verify share).
+
 :class:`AppendWriter` drives an :class:`~elspeth_appendsink.storage.AzureStore` for one run of
 one output. Objects in the container::
 
@@ -14,7 +25,8 @@ one output. Objects in the container::
 each is sent only after the previous one is durable:
 
 1. pointer (create-only) → segment 0 (create-only; metadata names the creating run) → lease →
-   manifest (create-only) → ``open`` record;
+   manifest (create-only) — all in :mod:`~elspeth_appendsink.protocol.opening` — → ``open``
+   record (the write path's first manifest append, :meth:`AppendWriter._open`);
 2. per *batch* of blocks (one or a few, prepared while the previous batch uploads): their
    ``block`` entries (the *intents*: segment, offset, length, sha256, token range, and per row
    its length or identity digest) go to the manifest in **one** append, then each block is
@@ -27,8 +39,9 @@ unfinished, and the segments' lengths say how far it got: the segment ends exact
 of the batch or at the end of one of its blocks; the blocks before that point landed (their
 bytes must hash to their sha256: adopted) and the rest never will (recovery appends a ``void``
 record). Every other byte of every segment is described by a committed entry — or recovery
-stops with :class:`UndescribedBytesError`. Recovery re-reads each segment once to rebuild the
-running sha256 of the whole output and to check every entry's hash.
+stops with :class:`UndescribedBytesError`. Recovery (:mod:`~elspeth_appendsink.protocol.recovery`)
+re-reads each segment once, through the scan, to rebuild the running sha256 of the whole output
+and to check every entry's hash.
 
 Rows the engine replays after a crash are recognised by identity (:mod:`identity`): on resume,
 the first call is matched *in order* against the rows the interrupted call committed (all of
@@ -37,31 +50,28 @@ with ``if_exists: continue`` every row committed by earlier runs of the output i
 multiset. Where entries carry row lengths (CSV/JSONL, content identity), the committed rows'
 digests are computed from the segment bytes while recovery reads them, and a call that fails in
 this process keeps references to the rows it committed to digest them only then.
+
+Why one piece (~690 lines, :class:`AppendWriter` ~530): the data path is a single reading order
+from ``write`` to the guarded append, and its steps share the cursor, the write call's committed
+rows and the "outcome uncertain" flag that must change together at each append; what could be
+cut out — opening, recovery, lease keeping, the scan — is.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
-import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import chain
-from typing import Any, NamedTuple
+from typing import Any
 
-from elspeth_appendsink import __version__
 from elspeth_appendsink.core.blocks import BlockCutter, needs_rollover
 from elspeth_appendsink.core.cursor import Cursor
-from elspeth_appendsink.core.identity import DIGEST_SIZE, DigestMultiset, IdentityScheme, content_digests
+from elspeth_appendsink.core.identity import DIGEST_SIZE, DigestMultiset, IdentityScheme
 from elspeth_appendsink.core.manifest import (
-    GENESIS,
     BlockEntry,
-    DecodedRecord,
-    ManifestReader,
-    OpenRecord,
     Record,
     RolloverRecord,
     SealRecord,
@@ -70,29 +80,22 @@ from elspeth_appendsink.core.manifest import (
     encode_record,
     record_hash,
 )
-from elspeth_appendsink.core.paths import manifest_name, manifest_prefix, run_pointer_name, segment_name
-from elspeth_appendsink.core.reconcile import RunLayout, classify_pending, expected_lengths, walk
+from elspeth_appendsink.core.paths import manifest_name, segment_name
 from elspeth_appendsink.encoders.base import Encoder, Packed, Row
 from elspeth_appendsink.errors import (
-    BlobExistsError,
-    BlobTypeError,
     InvariantViolation,
     LeaseHeldError,
-    ManifestCorruptError,
-    RecoveryError,
     RowError,
     RowTooLarge,
     SegmentFullError,
-    StorageError,
-    UndescribedBytesError,
 )
-from elspeth_appendsink.protocol.lease import lease_id_for
-from elspeth_appendsink.storage import AppendResult, AzureStore, BlobInfo
+from elspeth_appendsink.protocol.lease import LeaseKeeper, lease_id_for
+from elspeth_appendsink.protocol.opening import Opening
+from elspeth_appendsink.protocol.recovery import Recovery, Replay, create_own_segment
+from elspeth_appendsink.storage import AppendResult, AzureStore
 
 __all__ = ["AppendWriter", "OutputTarget", "WriteReport"]
 
-META_CREATOR = "elspeth_appendsink_creator"
-META_WRITER = "elspeth_appendsink_writer"
 # Rows are encoded a slice at a time: the first slice is _SLICE rows, later ones aim at
 # _SLICE_BYTES of output (1 to _SLICE_ROWS_MAX rows). That bounds the memory held besides the
 # blocks, even for rows of many MiB, and spreads an encoder's fixed cost per call thin.
@@ -157,41 +160,14 @@ class _Prepared:
     with_header: bool
 
 
-@dataclass
-class _StartPlan:
-    """Where a fresh run starts: base position, the runs it continues, its encoder and hash so far."""
-
-    base_segment: int = 0
-    base_length: int = 0
-    base_sha256: str = hashlib.sha256(b"").hexdigest()
-    continues: tuple[str, ...] = ()
-    prev: str = GENESIS
-    encoder: Encoder | None = None
-    full_hash: Any = field(default_factory=hashlib.sha256)
-    total_bytes: int = 0
-    blocks: int = 0
-
-
-@dataclass(slots=True)
-class _Replay:
-    """Rows already durable that the caller may hand us again, and where they came from."""
-
-    digests: DigestMultiset
-    source: str  # "resume" | "continue" | "retry"
-    runs: tuple[str, ...]
-    more: list[DigestMultiset] = field(default_factory=list)
-
-    def take(self, digest: bytes) -> bool:
-        if self.digests.take(digest):
-            return True
-        return any(scope.take(digest) for scope in self.more)
-
-    def __len__(self) -> int:
-        return len(self.digests) + sum(len(scope) for scope in self.more)
-
-
 class AppendWriter:
-    """One run's writer. Not thread-safe; one instance per process per run."""
+    """One run's writer. Not thread-safe; one instance per process per run.
+
+    It owns the cursor and everything that moves it: the data path (one piece, because the
+    cursor, the call's committed rows and the "outcome uncertain" flag must change together at
+    each guarded append), the rollover, and the end of the run. Opening and recovery produce
+    values it installs (:meth:`_open`, :meth:`_recover`).
+    """
 
     def __init__(
         self,
@@ -215,23 +191,21 @@ class AppendWriter:
         self.encoder: Encoder | None = None
         self._hash = hashlib.sha256()
         self._dirty = False
-        self._replay: _Replay | None = None
+        self._replay: Replay | None = None
         self._needs_header = False
-        self._leased: str | None = None
-        self._lease_at = 0.0
+        self.events: list[dict[str, Any]] = []  # recovery facts for the audit trail
+        self._lease = LeaseKeeper(
+            store, target.run_id, enabled=target.lease, duration=target.lease_duration, events=self.events
+        )
         # What the current write call committed, in order: packed digests known already (from a
         # recovery, or blocks carrying digests), then rows whose blocks carry lengths.
         self._call_digests: list[bytes] = []
         self._call_rows: list[Row] = []
-        self._region_digests: dict[tuple[int, int], bytes] = {}  # set by _verify_output
         self._failed_call: int | None = None  # in this process, the call that failed (if any)
         self._segment_sealed = False  # the recovered cursor sits in a segment sealed on completion
         # After a recovery (or a failed call): the write call that may be re-delivered and the
         # packed digests of the rows it committed, in order. See _match_redelivery.
         self._redelivered: tuple[int, bytes] | None = None
-        self._full_hash: Any = hashlib.sha256()  # set by _verify_output: the whole output's running hash
-        self._full_size = 0
-        self.events: list[dict[str, Any]] = []  # recovery facts for the audit trail
 
     # --- public -------------------------------------------------------------------------------
     @property
@@ -252,7 +226,7 @@ class AppendWriter:
     def prepare(self) -> None:
         """Recover now (resume) instead of at the first write; no-op for a fresh run."""
         if self._resume and self.cursor is None:
-            self._recover_own_run()
+            self._recover()
 
     def write(self, rows: Sequence[Row]) -> WriteReport:
         """Append ``rows`` (in order) exactly once. Raises before sending a block with a bad row."""
@@ -263,12 +237,12 @@ class AppendWriter:
             # A previous call failed with an uncertain outcome: re-derive everything from storage,
             # exactly as a resume in a new process would.
             self._resume = True
-            self._recover_own_run()
+            self._recover()
         if self.cursor is None:
             if self._resume:
-                self._recover_own_run()
+                self._recover()
             if self.cursor is None:
-                self._start(rows)
+                self._open(rows)
         cursor = self._require_cursor()
         call, skip = cursor.write_call + 1, 0
         self._call_digests, self._call_rows = [], []
@@ -301,6 +275,48 @@ class AppendWriter:
             report.skipped_from_runs = self._replay.runs
         return report
 
+    def _recover(self) -> None:
+        """Take up this run where storage says it stands (:meth:`.Recovery.own_run`), or find nothing."""
+        self._dirty = False
+        self.cursor = None
+        recovery = Recovery(self.store, self.target, self._lease, self.events)
+        try:
+            recovered = recovery.own_run(failed_call=self._failed_call, restore_encoder=self._restore_encoder)
+        finally:
+            self.target = recovery.target  # the path the run's pointer names
+        if recovered is None:
+            return
+        self._failed_call = None
+        self.encoder = recovered.encoder
+        self._hash = recovered.full_hash
+        self._needs_header = recovered.needs_header
+        self.cursor = recovered.cursor
+        self._replay = recovered.replay
+        self._redelivered = recovered.redelivered
+        self._segment_sealed = recovered.segment_sealed
+        self._lease.acquire(self.segment(recovered.cursor.segment))
+
+    def _open(self, rows: Sequence[Row]) -> None:
+        """A fresh run: open the output (:meth:`.Opening.start`), then write the plan's open record."""
+        plan = Opening(
+            self.store,
+            self.target,
+            self._lease,
+            self.events,
+            make_encoder=self._make_encoder,
+            restore_encoder=self._restore_encoder,
+            check_existing=self._check_existing,
+            resume=self._resume,
+            clock=self._clock,
+        ).start(rows)
+        self.encoder = plan.encoder
+        self._hash = plan.full_hash
+        self._needs_header = plan.needs_header
+        if plan.replay is not None:
+            self._replay = plan.replay
+        self.cursor = plan.cursor
+        self._append_record(plan.open_record)
+
     def _match_redelivery(self, rows: Sequence[Row], committed: bytes) -> tuple[int, bool]:
         """How many leading rows of a re-delivered call are already durable, and whether it is that call.
 
@@ -328,24 +344,7 @@ class AppendWriter:
         identity = self.target.identity
         return b"".join(identity.digests(chunk, encoded) for _, chunk, encoded in self._slices(rows))
 
-    def finish(self, *, seal: bool) -> None:
-        """End of run: optionally seal the last segment (recorded in the manifest first)."""
-        self.prepare()  # a resumed writer given no rows since has not recovered its cursor yet
-        if self.cursor is None or self._dirty:
-            return
-        if seal:
-            c = self.cursor
-            self._append_record(SealRecord(c.next_seq, c.head, c.segment, c.offset))
-            self.store.seal(self.segment(c.segment), c.offset, lease=self._leased)
-
-    def close(self) -> None:
-        """Release our lease (a crashed writer's lease simply expires, or is re-acquired on resume)."""
-        if self._leased is not None and self.cursor is not None:
-            with contextlib.suppress(StorageError):  # the lease expires by itself; nothing is lost
-                self.store.release_lease(self.segment(self.cursor.segment), self._leased)
-        self._leased = None
-
-    # --- blocks -------------------------------------------------------------------------------
+    # --- the data path: rows → slices → blocks → intents → appends → cursor -----------------------
     def _pipeline(self, rows: Sequence[Row], report: WriteReport) -> None:
         """Prepare blocks in this thread while a worker commits the previous batch.
 
@@ -615,16 +614,16 @@ class AppendWriter:
 
     def _append_data(self, entry: BlockEntry, data: bytes) -> AppendResult:
         name = self.segment(entry.segment)
-        self._keep_lease(name)
+        self._lease.keep(name)
         try:
-            return self.store.append_block(name, data, entry.offset, lease=self._leased)
+            return self.store.append_block(name, data, entry.offset, lease=self._lease.held)
         except LeaseHeldError as exc:
-            if exc.error_code != "LeaseNotPresentWithBlobOperation" or self._leased is None:
+            if exc.error_code != "LeaseNotPresentWithBlobOperation" or self._lease.held is None:
                 raise
             # Our own lease lapsed (a long retry storm or a long pause between writes): take it
             # back — that fails if anyone else leased the blob meanwhile — and send again, guarded.
-            self._acquire(name)
-            return self.store.append_block(name, data, entry.offset, lease=self._leased)
+            self._lease.acquire(name)
+            return self.store.append_block(name, data, entry.offset, lease=self._lease.held)
 
     def _append_record(self, record: Record) -> None:
         c = self._require_cursor()
@@ -655,532 +654,31 @@ class AppendWriter:
     def _finish_rollover(self, record: RolloverRecord) -> None:
         """Seal the full segment and open the next; both steps are idempotent (redone on recovery)."""
         old, new = self.segment(record.segment), self.segment(record.next_segment)
-        self.store.seal(old, record.final_length, lease=self._leased)
-        self._create_own_segment(new)
-        if self._leased is not None:
-            self._acquire(new)
-            with contextlib.suppress(StorageError):  # it expires anyway; the old segment is sealed
-                self.store.release_lease(old, self.target.lease_id)
+        self.store.seal(old, record.final_length, lease=self._lease.held)
+        create_own_segment(self.store, new, self.target.run_id, self.target.run_id)
+        if self._lease.held is not None:
+            self._lease.acquire(new)
+            self._lease.release(old)  # it expires anyway; the old segment is sealed
         c = self._require_cursor()
         if c.segment == record.segment:
             self.cursor = c.next_segment()
 
-    def _create_own_segment(self, name: str) -> None:
-        try:
-            self.store.create_append_blob(
-                name, {META_CREATOR: self.target.run_id, META_WRITER: self.target.run_id}
-            )
-        except BlobExistsError:
-            info = self.store.properties(name)
-            if info is None or info.metadata.get(META_CREATOR) != self.target.run_id or info.size != 0:
-                raise UndescribedBytesError(
-                    f"segment {name} exists but was not created empty by run {self.target.run_id}"
-                ) from None
-
-    # --- leases ------------------------------------------------------------------------------
-    def _acquire(self, name: str) -> None:
-        """Fence ``name``; our own (crashed) lease is simply re-acquired, since its id is ours."""
-        if not self.target.lease:
+    # --- end of run ----------------------------------------------------------------------------
+    def finish(self, *, seal: bool) -> None:
+        """End of run: optionally seal the last segment (recorded in the manifest first)."""
+        self.prepare()  # a resumed writer given no rows since has not recovered its cursor yet
+        if self.cursor is None or self._dirty:
             return
-        try:
-            self.store.acquire_lease(name, self.target.lease_id, self.target.lease_duration)
-        except LeaseHeldError as exc:
-            # The blob's metadata names the last run of this sink that wrote it; it is the holder
-            # only if that run's (deterministic) lease id is the active one.
-            info = self.store.properties(name)
-            named = None if info is None else info.metadata.get(META_WRITER)
-            holder = (
-                named
-                if named and named != self.target.run_id and self.store.holds_lease(name, lease_id_for(named))
-                else None
-            )
-            raise LeaseHeldError(
-                f"{name} is leased by another writer"
-                + (f" (run {holder})" if holder else " (not a lease of this sink's runs)"),
-                holder=holder,
-                blob=name,
-                status=exc.status,
-                error_code=exc.error_code,
-                hint="wait for that run to finish (a crashed writer's lease expires within lease_duration) "
-                "or break it with `elspeth-appendsink unlock`",
-            ) from exc
-        self._leased = self.target.lease_id
-        self._lease_at = time.monotonic()
-        self.events.append({"event": "lease.acquired", "blob": name, "run_id": self.target.run_id})
-        info = self.store.properties(name)
-        if info is not None and info.metadata.get(META_WRITER) != self.target.run_id:
-            # name ourselves as the writer, so that a refused writer's error can name the holder
-            self.store.set_metadata(
-                name, {**info.metadata, META_WRITER: self.target.run_id}, lease=self._leased
-            )
+        if seal:
+            c = self.cursor
+            self._append_record(SealRecord(c.next_seq, c.head, c.segment, c.offset))
+            self.store.seal(self.segment(c.segment), c.offset, lease=self._lease.held)
 
-    def _keep_lease(self, name: str) -> None:
-        """Renew our lease once half its duration has passed (before it can lapse mid-run)."""
-        duration = self.target.lease_duration
-        if self._leased is None or duration < 0 or time.monotonic() - self._lease_at < duration / 2:
-            return
-        self.store.renew_lease(name, self._leased)
-        self._lease_at = time.monotonic()
-
-    # --- fresh start ----------------------------------------------------------------------------
-    def _start(self, rows: Sequence[Row]) -> None:
-        """Fresh start: pointer, claim the output (create, append or continue), manifest, open record."""
-        t = self.target
-        pointer = {
-            "blob_path": t.blob_path,
-            "manifest": t.manifest,
-            "run_id": t.run_id,
-            "created_at": self._clock().isoformat(),
-        }
-        payload = json.dumps(pointer, sort_keys=True).encode()
-        pointer_name = run_pointer_name(t.template_digest, t.run_id)
-        created = self.store.put_if_missing(pointer_name, payload)
-        # An existing pointer with exactly our bytes (our timestamp) is our own upload whose response
-        # was lost and whose SDK retry then found it: not an earlier start of this run.
-        if not created and not self._resume and self.store.get(pointer_name) != payload:
-            raise RecoveryError(
-                f"run {t.run_id} already started writing this output; it must be resumed, not started again",
-                hint="use `elspeth resume` (the sink's configure_for_resume) or a new run id",
-            )
-        plan = self._claim_output(rows)
-        encoder = plan.encoder or self._make_encoder(rows)
-        self.encoder = encoder
-        self._hash = plan.full_hash
-        header_written = plan.base_length == 0 and plan.base_segment == 0
-        self._needs_header = header_written
-        opening = OpenRecord(
-            seq=0,
-            prev=plan.prev,
-            run_id=t.run_id,
-            container=t.container,
-            blob_path=t.blob_path,
-            encoder=encoder.describe(),
-            identity=t.identity.describe(),
-            block_size=t.block_size,
-            segment_max_blocks=t.segment_max_blocks,
-            segment_max_bytes=t.segment_max_bytes,
-            if_exists=t.if_exists,
-            base_segment=plan.base_segment,
-            base_length=plan.base_length,
-            base_sha256=plan.base_sha256,
-            continues=plan.continues,
-            header_written=header_written,
-            created_at=self._clock().isoformat(),
-            sink_version=__version__,
-        )
-        try:
-            self.store.create_append_blob(t.manifest, {META_CREATOR: t.run_id})
-        except BlobExistsError:
-            info = self.store.properties(t.manifest)
-            if info is None or info.size != 0 or info.metadata.get(META_CREATOR) != t.run_id:
-                raise RecoveryError(
-                    f"manifest {t.manifest} already exists; this run must be resumed"
-                ) from None
-        self.cursor = Cursor(
-            segment=plan.base_segment,
-            offset=plan.base_length,
-            blocks=plan.blocks,
-            next_token=0,
-            write_call=-1,
-            manifest_length=0,
-            next_seq=0,
-            head=plan.prev,
-            total_bytes=plan.total_bytes,
-        )
-        self._append_record(opening)
-
-    def _claim_output(self, rows: Sequence[Row]) -> _StartPlan:
-        """Create segment 0, or — as ``if_exists`` allows — take over the existing output."""
-        t = self.target
-        seg0 = self.segment(0)
-        try:
-            self.store.create_append_blob(seg0, {META_CREATOR: t.run_id, META_WRITER: t.run_id})
-        except BlobExistsError:
-            info = self.store.properties(seg0)
-            if info is None:
-                raise
-            if info.metadata.get(META_CREATOR) == t.run_id and info.size == 0:
-                pass  # ours, from a start that crashed before describing anything
-            elif t.if_exists == "fail":
-                raise
-            elif not info.is_append_blob:
-                raise BlobTypeError(
-                    f"{seg0} exists but is not an append blob; it will not be touched", blob=seg0
-                ) from None
-            elif t.if_exists == "append":
-                return self._claim_for_append(seg0, info, rows)
-            else:
-                plan = self._claim_for_continue(seg0, info)
-                if plan is not None:
-                    return plan
-        self._acquire(seg0)
-        return _StartPlan()
-
-    def _claim_for_append(self, seg0: str, info: BlobInfo, rows: Sequence[Row]) -> _StartPlan:
-        """``if_exists: append``: the existing bytes become the run's pre-existing base."""
-        if info.sealed:
-            raise BlobTypeError(f"{seg0} is sealed; nothing can be appended to it", blob=seg0)
-        self._acquire(seg0)
-        info = self.store.properties(seg0) or info
-        base_hash = hashlib.sha256()
-        head = b""
-        for chunk in self.store.stream(seg0, length=info.size):
-            base_hash.update(chunk)
-            if len(head) < 64 * 1024:
-                head += chunk[: 64 * 1024 - len(head)]
-        encoder = self._make_encoder(rows)
-        if info.size and self._check_existing is not None:
-            self._check_existing(encoder, head)
-        return _StartPlan(
-            base_length=info.size,
-            base_sha256=base_hash.hexdigest(),
-            encoder=encoder,
-            full_hash=base_hash.copy(),
-            total_bytes=info.size,
-            blocks=info.committed_blocks or 0,
-        )
-
-    def _claim_for_continue(self, seg0: str, info: BlobInfo) -> _StartPlan | None:
-        """``if_exists: continue``: reconcile the earlier runs; None if there is nothing to continue."""
-        recovered = self._recover_output(seg0, info)
-        if recovered is None:
-            return None
-        layouts, replay = recovered
-        last = layouts[-1]
-        self._replay = replay
-        base_segment = last.segment
-        if base_segment in last.sealed:  # sealed on completion: continue in a fresh segment
-            base_segment += 1
-            self._create_own_segment(self.segment(base_segment))
-        self._acquire(self.segment(base_segment))
-        current = self.store.properties(self.segment(base_segment))
-        return _StartPlan(
-            base_segment=base_segment,
-            base_length=expected_lengths(layouts).get(base_segment, 0),
-            base_sha256=GENESIS,
-            continues=tuple(lay.open.run_id for lay in layouts),
-            prev=last.head,
-            encoder=self._restore_encoder(last.open.encoder),
-            full_hash=self._full_hash,
-            total_bytes=self._full_size,
-            blocks=0 if current is None else current.committed_blocks or 0,
-        )
-
-    # --- recovery ------------------------------------------------------------------------------
-    def _read_manifest(self, name: str) -> list[DecodedRecord]:
-        reader = ManifestReader(name)
-        records: list[DecodedRecord] = []
-        for chunk in self.store.stream(name):
-            records.extend(reader.feed(chunk))
-        reader.finish()
-        return records
-
-    def _recover_own_run(self) -> None:
-        """Resume: restore this run's cursor from its manifest and segments (or find nothing)."""
-        t = self.target
-        self._dirty = False
-        self.cursor = None
-        raw = self.store.get(run_pointer_name(t.template_digest, t.run_id))
-        if raw is None:
-            return  # this run never wrote anything: a fresh start (in resume mode)
-        pointer = json.loads(raw)
-        if pointer.get("blob_path") != t.blob_path:
-            # the template held a timestamp: the run's real path is the one it resolved back then
-            self.target = t = _with_path(t, pointer["blob_path"])
-        if self.store.properties(t.manifest) is None:
-            return
-        records = self._read_manifest(t.manifest)
-        if not records:
-            return  # manifest created, open record never landed: nothing of ours is in any segment
-        later = [n for n in self.store.list_names(manifest_prefix(t.blob_path)) if n != t.manifest]
-        for name in later:
-            other = self._read_manifest(name)
-            if other and isinstance(other[0].record, OpenRecord) and t.run_id in other[0].record.continues:
-                raise RecoveryError(
-                    f"run {other[0].record.run_id} has continued this output after run {t.run_id}; "
-                    "resuming the earlier run would interleave the two",
-                    hint="re-run the pipeline with if_exists: continue instead",
-                )
-        earlier = self._earlier_layouts(records[0].record)
-        layout = self._settle_tail(walk(records, t.manifest))
-        # Rows the engine may re-deliver: in a plain run, the rows the last write call that began
-        # committed (in this process we know which call failed; after a restart, the last one with
-        # any intent, landed or voided), matched in order by the next call. A run that continued
-        # earlier runs matches by identity instead, against every row of the output so far.
-        scope_call = max(layout.last_write_call, layout.last_call_begun)
-        if self._failed_call is not None:
-            scope_call = self._failed_call
-        if earlier:
-            in_scope = {id(e) for lay in [*earlier, layout] for e in lay.committed}
-        else:
-            in_scope = {id(e) for e in layout.committed if e.write_call == scope_call}
-        self._verify_output([*earlier, layout], digests_for=in_scope)
-        self._failed_call = None
-        self.encoder = self._restore_encoder(layout.open.encoder)
-        self._hash = self._full_hash
-        self._needs_header = layout.open.header_written and not layout.committed
-        blocks = 0
-        info = self.store.properties(self.segment(layout.segment))
-        if info is not None and info.committed_blocks is not None:
-            blocks = info.committed_blocks
-        self.cursor = Cursor(
-            segment=layout.segment,
-            offset=layout.segment_ends.get(layout.segment, 0),
-            blocks=blocks,
-            next_token=layout.next_token,
-            write_call=layout.last_write_call,
-            manifest_length=layout.manifest_length,
-            next_seq=layout.next_seq,
-            head=layout.head,
-            total_bytes=self._full_size,
-        )
-        self.cursor = replace(self.cursor, write_call=scope_call)
-        if earlier:
-            scope = [self._entry_digests(e) for lay in [*earlier, layout] for e in lay.committed]
-            runs = (*(lay.open.run_id for lay in earlier), t.run_id)
-            self._replay = _Replay(DigestMultiset.from_packed(scope), "resume", runs)
-            scope_rows = len(self._replay)
-        else:
-            committed = b"".join(
-                self._entry_digests(e) for e in layout.committed if e.write_call == scope_call
-            )
-            self._redelivered = (scope_call, committed) if scope_call >= 0 else None
-            self._replay = None
-            scope_rows = len(committed) // DIGEST_SIZE
-        self.events.append(
-            {
-                "event": "resume.recovered",
-                "run_id": t.run_id,
-                "entries": len(layout.committed),
-                "voided": layout.voided,
-                "bytes": self._full_size,
-                "replay_scope_rows": scope_rows,
-                "replay_scope_write_call": scope_call,
-            }
-        )
-        self._segment_sealed = layout.segment in layout.sealed
-        self._acquire(self.segment(layout.segment))
-
-    def _earlier_layouts(self, opening: Record) -> list[RunLayout]:
-        if not isinstance(opening, OpenRecord):
-            raise ManifestCorruptError(f"{self.target.manifest} does not start with an open record")
-        layouts = []
-        for run_id in opening.continues:
-            name = manifest_name(self.target.blob_path, run_id)
-            layouts.append(walk(self._read_manifest(name), name))
-        return layouts
-
-    def _settle_tail(self, layout: RunLayout) -> RunLayout:
-        """Finish or void the unfinished last step of ``layout`` (writes to that run's manifest)."""
-        manifest = manifest_name(self.target.blob_path, layout.open.run_id)
-        if layout.pending:
-            first = layout.pending[0]
-            name = self.segment(first.segment)
-            info = self.store.properties(name)
-            landed = classify_pending(layout.pending, 0 if info is None else info.size, name)
-            for entry in layout.pending[:landed]:
-                data = b"".join(self.store.stream(name, offset=entry.offset, length=entry.length))
-                if hashlib.sha256(data).hexdigest() != entry.sha256:
-                    raise UndescribedBytesError(
-                        f"segment {name} holds {entry.length} bytes at offset {entry.offset} where the "
-                        f"manifest's intent {entry.seq} expected different bytes (sha256 mismatch): "
-                        "someone else appended there"
-                    )
-                self.events.append(
-                    {
-                        "event": "recovery.adopted",
-                        "segment": name,
-                        "offset": entry.offset,
-                        "length": entry.length,
-                    }
-                )
-            if landed < len(layout.pending):
-                gone = layout.pending[landed]
-                void = VoidRecord(layout.next_seq, layout.head, gone.seq, gone.segment, gone.offset)
-                self.store.append_block(manifest, encode_record(void), layout.manifest_length)
-                self.events.append(
-                    {
-                        "event": "recovery.voided",
-                        "segment": name,
-                        "offset": gone.offset,
-                        "intents": len(layout.pending) - landed,
-                    }
-                )
-                return walk(self._read_manifest(manifest), manifest)
-            layout.adopt_pending(landed)
-        elif layout.pending_rollover is not None:
-            record = layout.pending_rollover
-            old = self.segment(record.segment)
-            info = self.store.properties(old)
-            if info is None or info.size != record.final_length:
-                raise UndescribedBytesError(
-                    f"segment {old} is {None if info is None else info.size} bytes; "
-                    f"the rollover sealed it at {record.final_length}"
-                )
-            if not info.sealed:
-                self._acquire(old)
-                self.store.seal(old, record.final_length, lease=self._leased)
-            self._create_own_segment_for(self.segment(record.next_segment), layout.open.run_id)
-            self.events.append({"event": "recovery.rollover_finished", "segment": old})
-        return layout
-
-    def _create_own_segment_for(self, name: str, run_id: str) -> None:
-        try:
-            self.store.create_append_blob(name, {META_CREATOR: run_id, META_WRITER: self.target.run_id})
-        except BlobExistsError:
-            info = self.store.properties(name)
-            if info is None or info.metadata.get(META_CREATOR) != run_id or info.size != 0:
-                raise UndescribedBytesError(
-                    f"segment {name} exists but was not created empty by run {run_id}"
-                ) from None
-
-    def _recover_output(self, seg0: str, info: BlobInfo) -> tuple[list[RunLayout], _Replay] | None:
-        """``if_exists: continue``: reconcile every earlier run of this output, oldest first."""
-        names = self.store.list_names(manifest_prefix(self.target.blob_path))
-        decoded = {}
-        for name in names:
-            records = self._read_manifest(name)
-            if records:
-                decoded[name] = records
-        if not decoded:
-            if info.size == 0 and META_CREATOR in info.metadata:
-                return None  # created by this sink, nothing ever described: start on it
-            raise BlobTypeError(
-                f"{seg0} exists but no manifest of this sink describes it; it will not be continued",
-                blob=seg0,
-                hint="use if_exists: append to add to a blob written by something else",
-            )
-        layouts = []
-        for name, records in decoded.items():
-            layouts.append((walk(records, name), name))
-        layouts.sort(key=lambda pair: len(pair[0].open.continues))
-        ordered = [lay for lay, _ in layouts]
-        for index, layout in enumerate(ordered):
-            expected = tuple(lay.open.run_id for lay in ordered[:index])
-            if layout.open.continues != expected:
-                raise ManifestCorruptError(
-                    f"run {layout.open.run_id} continues {list(layout.open.continues)}, but the manifests "
-                    f"present give {list(expected)}: the chain of runs for this output is broken"
-                )
-        # The earlier runs are over (their leases are gone, or _acquire below fails): finish their tails.
-        last = ordered[-1]
-        fence = last.pending_rollover.segment if last.pending_rollover is not None else last.segment
-        self._acquire(self.segment(fence))
-        ordered = [self._settle_tail(layout) for layout in ordered]
-        for index in range(1, len(ordered)):
-            if ordered[index].open.prev != ordered[index - 1].head:
-                raise ManifestCorruptError(
-                    f"run {ordered[index].open.run_id} does not link to the last record of run "
-                    f"{ordered[index - 1].open.run_id}: the chain of runs is broken"
-                )
-        self._verify_output(ordered, digests_for={id(e) for lay in ordered for e in lay.committed})
-        digests = DigestMultiset.from_packed(self._entry_digests(e) for lay in ordered for e in lay.committed)
-        replay = _Replay(digests, "continue", tuple(lay.open.run_id for lay in ordered))
-        self.events.append(
-            {
-                "event": "continue.recovered",
-                "runs": list(replay.runs),
-                "rows": len(digests),
-                "bytes": self._full_size,
-                "identity_bytes": digests.nbytes,
-            }
-        )
-        return ordered, replay
-
-    def _verify_output(
-        self, layouts: Sequence[RunLayout], digests_for: Collection[int] = frozenset()
-    ) -> None:
-        """Read every segment once: each byte described, each entry's sha256 right, full hash rebuilt.
-
-        Entries in ``digests_for`` (by ``id``) that carry row lengths get their rows' identity
-        digests computed from the bytes read, for :meth:`_entry_digests`.
-        """
-        self._region_digests = {}
-        ends = expected_lengths(layouts)
-        full = hashlib.sha256()
-        total = 0
-        first = layouts[0].open
-        for segment in sorted(ends):
-            name = self.segment(segment)
-            end = ends[segment]
-            info = self.store.properties(name)
-            size = 0 if info is None else info.size
-            if info is None and end > 0:
-                raise UndescribedBytesError(
-                    f"segment {name} is missing; the manifest describes {end} bytes in it"
-                )
-            if size != end:
-                raise UndescribedBytesError(
-                    f"segment {name} is {size} bytes but the manifests describe {end}: "
-                    f"bytes [{min(size, end)}, {max(size, end)}) are "
-                    f"{'undescribed' if size > end else 'missing'}"
-                )
-            regions: list[_Region] = []
-            if segment == first.base_segment and first.base_length:
-                regions.append(_Region(0, first.base_length, first.base_sha256, "pre-existing bytes"))
-            for layout in layouts:
-                for e in layout.committed:
-                    if e.segment == segment:
-                        what = f"entry {e.seq} of run {layout.open.run_id}"
-                        rows = e if e.lengths and id(e) in digests_for else None
-                        regions.append(_Region(e.offset, e.length, e.sha256, what, rows))
-            regions.sort(key=lambda region: region.offset)
-            position = 0
-            for offset, length, _sha, what, _rows in regions:
-                if offset != position:
-                    raise UndescribedBytesError(
-                        f"segment {name}: bytes [{position}, {offset}) are not described (next is {what})"
-                    )
-                position = offset + length
-            if position != end:
-                raise UndescribedBytesError(f"segment {name}: bytes [{position}, {end}) are not described")
-            self._check_regions(name, end, regions, full)
-            total += end
-        self._full_hash = full
-        self._full_size = total
-
-    def _check_regions(self, name: str, end: int, regions: list[_Region], full: Any) -> None:
-        index = 0
-        current = hashlib.sha256()
-        filled = 0
-        kept: list[bytes] = []  # the current region's bytes, when its rows' digests are wanted
-        for chunk in self.store.stream(name, length=end) if end else iter(()):
-            full.update(chunk)
-            view = memoryview(chunk)
-            while view:
-                offset, length, sha, what, rows = regions[index]
-                take = min(len(view), length - filled)
-                current.update(view[:take])
-                if rows is not None:
-                    kept.append(bytes(view[:take]))
-                filled += take
-                view = view[take:]
-                if filled == length:
-                    if sha != GENESIS and current.hexdigest() != sha:
-                        raise UndescribedBytesError(
-                            f"segment {name}: bytes [{offset}, {offset + length}) ({what}) do not match "
-                            "their recorded sha256"
-                        )
-                    if rows is not None:
-                        block = b"".join(kept)
-                        self._region_digests[rows.segment, rows.offset] = content_digests(
-                            block, rows.row_lengths()
-                        )
-                        kept = []
-                    index += 1
-                    current = hashlib.sha256()
-                    filled = 0
-
-    def _entry_digests(self, entry: BlockEntry) -> bytes:
-        """A committed entry's packed row digests: recorded, or computed by :meth:`_verify_output`."""
-        if not entry.lengths:
-            return entry.digests
-        try:
-            return self._region_digests[entry.segment, entry.offset]
-        except KeyError:
-            raise InvariantViolation(
-                f"digests of entry {entry.seq} were not computed while verifying the output"
-            ) from None
+    def close(self) -> None:
+        """Release our lease (a crashed writer's lease simply expires, or is re-acquired on resume)."""
+        if self._lease.held is not None and self.cursor is not None:
+            self._lease.release(self.segment(self.cursor.segment))  # it expires by itself anyway
+        self._lease.held = None
 
     # --- helpers -------------------------------------------------------------------------------
     def _require_cursor(self) -> Cursor:
@@ -1192,23 +690,3 @@ class AppendWriter:
         if self.encoder is None:
             raise InvariantViolation("writer has no encoder")
         return self.encoder
-
-
-class _Region(NamedTuple):
-    """A described byte range of a segment, checked by :meth:`AppendWriter._check_regions`."""
-
-    offset: int
-    length: int
-    sha256: str
-    what: str
-    rows: BlockEntry | None = None  # the entry whose rows' digests are wanted from these bytes
-
-
-def _as_dict(cursor: Cursor) -> dict[str, Any]:
-    return {name: getattr(cursor, name) for name in cursor.__dataclass_fields__}
-
-
-def _with_path(target: OutputTarget, blob_path: str) -> OutputTarget:
-    from dataclasses import replace
-
-    return replace(target, blob_path=blob_path)
