@@ -21,7 +21,11 @@ from tests.tools.test_runs import BLOB, SCHEMA, _landscape, _statuses, _write
 
 pytestmark = pytest.mark.azurite
 
-LATER = datetime.now(UTC) + timedelta(seconds=120)  # past any lease_duration of the writes below
+
+
+def _later() -> datetime:
+    """A moment past any lease_duration of the writes below (taken when the test runs)."""
+    return datetime.now(UTC) + timedelta(seconds=120)
 
 
 def _settings(azurite: Azurite, container: str, url: str, *plugins: str) -> Any:
@@ -77,7 +81,7 @@ def test_no_sink_that_has_written_the_run_proves_nothing(
     """A run killed before any of its sinks opened may still be reading its source: refuse."""
     url = _landscape(tmp_path / "audit.db", {"run-early": "running"}, {})
     settings = _settings(azurite, container, url, "azure_append_blob", "csv")
-    status, err = _mark(settings, "run-early", now=LATER)
+    status, err = _mark(settings, "run-early", now=_later())
     assert status == 1 and "has written anything of run run-early yet" in err
     assert _statuses(url) == {"run-early": "running"}
 
@@ -113,7 +117,7 @@ def test_a_gone_writer_is_marked_only_through_elspeths_recorder(
         pass
     _write(azurite, container, "run-dead", lease=False)
     url = _landscape(tmp_path / "audit.db", {"run-dead": "running"}, {"run-dead": 1})
-    status, err = _mark(_settings(azurite, container, url, "azure_append_blob"), "run-dead", now=LATER)
+    status, err = _mark(_settings(azurite, container, url, "azure_append_blob"), "run-dead", now=_later())
     assert status == 1
     assert "writer provably gone" in err  # the sink's verdict is printed before the refusal
     assert "ELSPETH's own recorder" in err and "Nothing was changed" in err
