@@ -5,7 +5,10 @@ the resume of a crashed run can take its own lease back, and so that ``verify``/
 tell which run holds a live lease. Both the writer and the read-only views import it from here.
 
 :class:`LeaseKeeper` is the writer's side: it fences the segment a run writes (naming the holder
-when another run has it), renews the lease once half its duration has passed, and lets it go.
+when another run has it), keeps the lease held for as long as the writer is open — a
+:class:`~elspeth_appendsink.protocol.heartbeat.LeaseHeartbeat` renews it every third of its
+duration, between write calls too, so that an expired lease means the writer is gone, which is
+what ``runs --mark-failed`` and the launcher's ``--mark-failed-if-dead`` rely on — and lets it go.
 Segment metadata names the run that created a blob (``META_CREATOR``) and the last run that
 wrote it (``META_WRITER``), so that a refused writer's error can name the holder.
 """
@@ -13,11 +16,13 @@ wrote it (``META_WRITER``), so that a refused writer's error can name the holder
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import uuid
 from typing import Any
 
 from elspeth_appendsink.errors import LeaseHeldError, StorageError
+from elspeth_appendsink.protocol.heartbeat import LeaseHeartbeat
 from elspeth_appendsink.storage import AzureStore
 
 __all__ = ["LEASE_NAMESPACE", "META_CREATOR", "META_WRITER", "LeaseKeeper", "lease_id_for"]
@@ -48,6 +53,9 @@ class LeaseKeeper:
         self.events = events
         self.held: str | None = None  # our lease id once acquired (the guard of every data append)
         self._at = 0.0
+        self._fenced: str | None = None  # the blob the heartbeat renews (the segment being written)
+        self._heart: LeaseHeartbeat | None = None
+        self._lock = threading.Lock()
 
     def acquire(self, name: str) -> None:
         """Fence ``name``; our own (crashed) lease is simply re-acquired, since its id is ours."""
@@ -77,6 +85,7 @@ class LeaseKeeper:
             ) from exc
         self.held = self.lease_id
         self._at = time.monotonic()
+        self._beat_on(name)
         self.events.append({"event": "lease.acquired", "blob": name, "run_id": self.run_id})
         info = self.store.properties(name)
         if info is not None and info.metadata.get(META_WRITER) != self.run_id:
@@ -84,13 +93,50 @@ class LeaseKeeper:
             self.store.set_metadata(name, {**info.metadata, META_WRITER: self.run_id}, lease=self.held)
 
     def keep(self, name: str) -> None:
-        """Renew our lease once half its duration has passed (before it can lapse mid-run)."""
+        """Renew our lease if half its duration passed without a beat (a stalled heartbeat thread
+        must not let it lapse under a write in flight)."""
         if self.held is None or self.duration < 0 or time.monotonic() - self._at < self.duration / 2:
             return
         self.store.renew_lease(name, self.held)
         self._at = time.monotonic()
 
     def release(self, name: str) -> None:
-        """Let ``name`` go (best effort: a lease expires by itself; nothing is lost)."""
+        """Let ``name`` go (best effort: a lease expires by itself; nothing is lost).
+
+        Releasing the blob the heartbeat renews stops the heartbeat first (after a rollover the
+        old segment is released while the new one stays fenced)."""
+        with self._lock:
+            heart = self._heart if name == self._fenced else None
+            if heart is not None:
+                self._heart = self._fenced = None
+        if heart is not None:
+            heart.stop()
         with contextlib.suppress(StorageError):
             self.store.release_lease(name, self.lease_id)
+
+    def stop(self) -> None:
+        """Stop renewing without releasing (the writer is done with the lease, or lost it)."""
+        with self._lock:
+            heart, self._heart, self._fenced = self._heart, None, None
+        if heart is not None:
+            heart.stop()
+
+    def _beat_on(self, name: str) -> None:
+        """Make the heartbeat renew ``name`` from now on (starting it on the first lease)."""
+        if self.duration < 0:
+            return  # an infinite lease never lapses
+        with self._lock:
+            self._fenced = name
+            if self._heart is None:
+                quiet = self.store.unrecorded()
+                self._heart = LeaseHeartbeat(
+                    lambda: self._renew(quiet), self.duration / 3, name=f"lease-{self.run_id}"
+                ).start()
+
+    def _renew(self, store: AzureStore) -> None:
+        with self._lock:
+            name, held = self._fenced, self.held
+        if name is None or held is None:
+            return
+        store.renew_lease(name, held)
+        self._at = time.monotonic()

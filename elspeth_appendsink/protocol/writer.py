@@ -678,6 +678,7 @@ class AppendWriter:
         """Release our lease (a crashed writer's lease simply expires, or is re-acquired on resume)."""
         if self._lease.held is not None and self.cursor is not None:
             self._lease.release(self.segment(self.cursor.segment))  # it expires by itself anyway
+        self._lease.stop()
         self._lease.held = None
 
     # --- helpers -------------------------------------------------------------------------------

@@ -285,6 +285,19 @@ class AzureStore:
     def uri(self, name: str) -> str:
         return f"azure://{self.container}/{name}"
 
+    def unrecorded(self) -> AzureStore:
+        """The same container and credential on a pipeline of its own, without ``on_call``.
+
+        For requests that belong to no audited operation and to no write path: the lease
+        heartbeat's renewals, sent from their own thread. A transport given to the writer (a
+        fault schedule, a benchmark's counter) sees none of them, so what it counts stays the
+        writer's own requests, in order.
+        """
+        service = BlobServiceClient(
+            self.service.url, credential=self.service.credential, api_version=self.service.api_version
+        )
+        return AzureStore(service, self.container, validate_content=self.validate_content)
+
     def _emit(self, call: StorageCall) -> None:
         if self.on_call is not None:
             self.on_call(call)
