@@ -13,7 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, pairwise
 from operator import sub
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # core imports this module, so only for annotations
+    from elspeth_appendsink.core.manifest import BlockEntry
 
 __all__ = ["Encoder", "Packed", "Row", "SchemaSpec"]
 
@@ -90,6 +93,14 @@ class Encoder(Protocol):
       for Arrow.
     * ``contiguous_rows`` says whether a block is exactly its rows' encodings back to back
       (after the header, if it carries one): true for CSV and JSONL, false for Arrow.
+    * ``canonical(rows, encoded)`` returns the rows' canonical encodings, the bytes content
+      identity digests (:mod:`~elspeth_appendsink.core.identity`): ``encoded`` itself for
+      CSV/JSONL; for Arrow, ``encode(rows)`` packed (its ``encode_packed`` only plans sizes).
+    * ``derivable(encoded)`` says whether those rows' content digests can be recomputed from a
+      block holding them (always for CSV/JSONL; for Arrow, unless a value reads back differently).
+    * ``row_digests(entry, block)`` recomputes them at recovery: the packed content digests of
+      the rows of ``entry`` from ``block``, its verified bytes (CSV/JSONL from the entry's row
+      lengths, Arrow by decoding the record batch).
     * ``describe()`` returns JSON-safe decisions (columns, delimiter, encoding, ...) and
       ``restore`` (a module-level function per format) rebuilds the identical encoder.
     """
@@ -104,5 +115,11 @@ class Encoder(Protocol):
     def encode_packed(self, rows: Sequence[Row]) -> Packed: ...
 
     def block(self, encoded: Sequence[bytes | memoryview], rows: Sequence[Row]) -> bytes: ...
+
+    def canonical(self, rows: Sequence[Row], encoded: Packed) -> Packed: ...
+
+    def derivable(self, encoded: Packed) -> bool: ...
+
+    def row_digests(self, entry: BlockEntry, block: bytes) -> bytes: ...
 
     def describe(self) -> dict[str, Any]: ...

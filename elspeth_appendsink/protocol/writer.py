@@ -55,7 +55,7 @@ from typing import Any, NamedTuple
 from elspeth_appendsink import __version__
 from elspeth_appendsink.core.blocks import BlockCutter, needs_rollover
 from elspeth_appendsink.core.cursor import Cursor
-from elspeth_appendsink.core.identity import DIGEST_SIZE, DigestMultiset, IdentityScheme, content_digests
+from elspeth_appendsink.core.identity import DIGEST_SIZE, DigestMultiset, IdentityScheme
 from elspeth_appendsink.core.manifest import (
     GENESIS,
     BlockEntry,
@@ -145,7 +145,8 @@ class WriteReport:
 class _Prepared:
     """One block ready to commit: its bytes, its rows, and their manifest body.
 
-    ``body`` is the rows' packed lengths (``lengths``) or packed identity digests. The row
+    ``body`` is the rows' packed lengths or packed identity digests, or empty (``kind``, the
+    manifest's body kind: "lengths", "digests" or "derived"). The row
     objects themselves are kept (references only) so that, should the write call fail later,
     the digests of what it committed can be computed then rather than for every block now.
     """
@@ -153,7 +154,7 @@ class _Prepared:
     data: bytes
     rows: Sequence[Row]
     body: bytes
-    lengths: bool
+    kind: str
     with_header: bool
 
 
@@ -224,6 +225,8 @@ class AppendWriter:
         self._call_digests: list[bytes] = []
         self._call_rows: list[Row] = []
         self._region_digests: dict[tuple[int, int], bytes] = {}  # set by _verify_output
+        # set by _verify_output: the encoder's (entry, block bytes) -> packed row digests
+        self._row_digests: Callable[[BlockEntry, bytes], bytes] | None = None
         self._failed_call: int | None = None  # in this process, the call that failed (if any)
         self._segment_sealed = False  # the recovered cursor sits in a segment sealed on completion
         # After a recovery (or a failed call): the write call that may be re-delivered and the
@@ -326,7 +329,14 @@ class AppendWriter:
         if not rows:
             return b""
         identity = self.target.identity
-        return b"".join(identity.digests(chunk, encoded) for _, chunk, encoded in self._slices(rows))
+        slices = self._slices(rows)
+        return b"".join(
+            identity.digests(chunk, self._content(chunk, encoded)) for _, chunk, encoded in slices
+        )
+
+    def _content(self, rows: Sequence[Row], encoded: Packed) -> Packed:
+        """The rows' canonical encodings, unless the identity is keyed (then none are needed)."""
+        return encoded if self.target.identity.is_keyed else self._require_encoder().canonical(rows, encoded)
 
     def finish(self, *, seal: bool) -> None:
         """End of run: optionally seal the last segment (recorded in the manifest first)."""
@@ -431,6 +441,12 @@ class AppendWriter:
         encoder = self._require_encoder()
         return encoder.contiguous_rows and not self.target.identity.is_keyed
 
+    @property
+    def _derived_at_rest(self) -> bool:
+        """Block entries carry no body when their rows allow: digests follow from the block."""
+        encoder = self._require_encoder()
+        return not encoder.contiguous_rows and not self.target.identity.is_keyed
+
     def _groups(
         self, rows: Sequence[Row], report: WriteReport
     ) -> Iterator[tuple[list[Row], list[memoryview], bytes, bytes, int]]:
@@ -438,18 +454,28 @@ class AppendWriter:
         encoder = self._require_encoder()
         identity = self.target.identity
         lengths = self._lengths_at_rest
+        derived = self._derived_at_rest
         header = encoder.header() if self._needs_header else b""
         cutter = BlockCutter(self.target.block_size, len(header))
         cur_rows: list[Row] = []
         cur_parts: list[memoryview] = []
         cur_body: list[bytes] = []
         cur_first = 0  # batch index of the group's first row (exact unless replayed rows were skipped)
+        cur_recorded = False  # a "derived" group holds rows whose digests must be recorded after all
         replay = self._replay
         for start, sliced, packed in self._slices(rows):
             chunk, encoded = sliced, packed
             matching = replay is not None and len(replay) > 0
+            recorded = not lengths and not (derived and encoder.derivable(encoded))
             # digests are needed to recognise replayed rows, or when the manifest stores them
-            digests = identity.digests(chunk, encoded) if matching or not lengths else b""
+            wanted = matching or recorded or cur_recorded
+            digests = identity.digests(chunk, self._content(chunk, encoded)) if wanted else b""
+            if derived and recorded and not cur_recorded and cur_rows:
+                # the group so far carried no digests: compute them now, the block will record them
+                cur_body = [
+                    identity.digests(cur_rows, self._content(cur_rows, encoder.encode_packed(cur_rows)))
+                ]
+            cur_recorded = cur_recorded or recorded
             origin: list[int] | None = None
             if replay is not None and matching:
                 keep = [
@@ -477,13 +503,15 @@ class AppendWriter:
                         cur_first = origin[i] if origin is not None else start + i
                     cur_rows.extend(chunk[i:j])
                     cur_parts.append(encoded.span(i, j))
-                    cur_body.append(
-                        encoded.lengths(i, j) if lengths else digests[i * DIGEST_SIZE : j * DIGEST_SIZE]
-                    )
+                    if lengths:
+                        cur_body.append(encoded.lengths(i, j))
+                    elif cur_recorded:
+                        cur_body.append(digests[i * DIGEST_SIZE : j * DIGEST_SIZE])
                     i = j
                 if full:
                     yield cur_rows, cur_parts, b"".join(cur_body), header, cur_first
                     header, cur_rows, cur_parts, cur_body = b"", [], [], []
+                    cur_recorded = recorded and j < len(chunk)
         if cur_rows:
             yield cur_rows, cur_parts, b"".join(cur_body), header, cur_first
 
@@ -524,7 +552,8 @@ class AppendWriter:
             ]
         if header:
             self._needs_header = False
-        return [_Prepared(data, rows, body, self._lengths_at_rest, bool(header))]
+        kind = "lengths" if self._lengths_at_rest else "derived" if rows and not body else "digests"
+        return [_Prepared(data, rows, body, kind, bool(header))]
 
     def _commit_batch(self, blocks: list[_Prepared], report: WriteReport) -> None:
         """Intents for the blocks in one manifest append, then each block at its offset, in order."""
@@ -568,8 +597,9 @@ class AppendWriter:
                     tokens=TokenRange(token, token + len(block.rows)),
                     write_call=c.write_call,
                     batch=c.next_seq,
-                    digests=b"" if block.lengths else block.body,
-                    lengths=block.body if block.lengths else b"",
+                    digests=block.body if block.kind == "digests" else b"",
+                    lengths=block.body if block.kind == "lengths" else b"",
+                    derived=block.kind == "derived",
                 )
                 encoded = encode_record(entry)
                 entries.append(entry)
@@ -605,7 +635,7 @@ class AppendWriter:
                     len(block.data), len(block.rows), result.committed_blocks
                 )
                 self._hash.update(block.data)
-                if block.lengths:
+                if block.kind != "digests" or self._call_rows:  # (rows stay in order)
                     self._call_rows.extend(block.rows)
                 else:
                     self._call_digests.append(block.body)
@@ -1100,6 +1130,7 @@ class AppendWriter:
         full = hashlib.sha256()
         total = 0
         first = layouts[0].open
+        self._row_digests = self._restore_encoder(first.encoder).row_digests if digests_for else None
         for segment in sorted(ends):
             name = self.segment(segment)
             end = ends[segment]
@@ -1122,7 +1153,7 @@ class AppendWriter:
                 for e in layout.committed:
                     if e.segment == segment:
                         what = f"entry {e.seq} of run {layout.open.run_id}"
-                        rows = e if e.lengths and id(e) in digests_for else None
+                        rows = e if (e.lengths or e.derived) and id(e) in digests_for else None
                         regions.append(_Region(e.offset, e.length, e.sha256, what, rows))
             regions.sort(key=lambda region: region.offset)
             position = 0
@@ -1163,9 +1194,8 @@ class AppendWriter:
                         )
                     if rows is not None:
                         block = b"".join(kept)
-                        self._region_digests[rows.segment, rows.offset] = content_digests(
-                            block, rows.row_lengths()
-                        )
+                        assert self._row_digests is not None  # set by _verify_output with digests_for
+                        self._region_digests[rows.segment, rows.offset] = self._row_digests(rows, block)
                         kept = []
                     index += 1
                     current = hashlib.sha256()
@@ -1173,7 +1203,7 @@ class AppendWriter:
 
     def _entry_digests(self, entry: BlockEntry) -> bytes:
         """A committed entry's packed row digests: recorded, or computed by :meth:`_verify_output`."""
-        if not entry.lengths:
+        if not (entry.lengths or entry.derived):
             return entry.digests
         try:
             return self._region_digests[entry.segment, entry.offset]
