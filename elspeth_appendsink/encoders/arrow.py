@@ -123,10 +123,12 @@ class _Planned(Packed):
     lossless: bool = True
 
 
-def _cell_size(value: str | bytes | None) -> int:
-    if value is None:
-        return 0
-    return len(value) if isinstance(value, bytes) else len(value.encode("utf-8"))
+def _cell_sizes(kind: str, cells: list[Any]) -> list[int]:
+    """The binary or UTF-8 length of each cell of a variable-width column (0 for null)."""
+    lengths = [0 if cell is None else len(cell) for cell in cells]
+    if kind == "binary" or "".join(filter(None, cells)).isascii():
+        return lengths  # one byte per character
+    return [0 if cell is None else len(cell.encode("utf-8")) for cell in cells]
 
 
 def _is_aware(value: datetime) -> bool:
@@ -281,8 +283,7 @@ class ArrowEncoder:
         lossless = True
         for kind, values in zip(self.kinds, columns, strict=True):
             if kind in _VARIABLE:
-                cells = self._arrow_values(kind, values)
-                sizes = list(map(add, sizes, map(_cell_size, cells)))
+                sizes = list(map(add, sizes, _cell_sizes(kind, self._arrow_values(kind, values))))
             elif kind == "float" and lossless:
                 lossless = int not in set(map(type, values))  # 5 is read back as 5.0
             elif kind == "timestamp_utc" and lossless:
