@@ -123,12 +123,17 @@ class _Planned(Packed):
     lossless: bool = True
 
 
-def _cell_sizes(kind: str, cells: list[Any]) -> list[int]:
-    """The binary or UTF-8 length of each cell of a variable-width column (0 for null)."""
+def _cell_sizes(kind: str, cells: list[Any]) -> tuple[list[int], int]:
+    """Each cell's length (characters for text, 0 for null) and the column's bytes beyond them.
+
+    Text spends more than one UTF-8 byte on a non-ASCII character; rather than encode every
+    cell, the column's surplus is measured once and shared evenly by its rows (an estimate).
+    """
     lengths = [0 if cell is None else len(cell) for cell in cells]
-    if kind == "binary" or "".join(filter(None, cells)).isascii():
-        return lengths  # one byte per character
-    return [0 if cell is None else len(cell.encode("utf-8")) for cell in cells]
+    if kind == "binary":
+        return lengths, 0
+    text = "".join(filter(None, cells))
+    return lengths, 0 if text.isascii() else len(text.encode("utf-8")) - len(text)
 
 
 def _is_aware(value: datetime) -> bool:
@@ -279,16 +284,19 @@ class ArrowEncoder:
         if not rows:
             return _Planned(b"", [0])
         columns = self._checked_columns(rows)
-        sizes = [self._fixed_width] * len(rows)
-        lossless = True
+        sizes: list[int] | None = None
+        surplus, lossless = 0, True
         for kind, values in zip(self.kinds, columns, strict=True):
             if kind in _VARIABLE:
-                sizes = list(map(add, sizes, _cell_sizes(kind, self._arrow_values(kind, values))))
+                lengths, more = _cell_sizes(kind, self._arrow_values(kind, values))
+                sizes, surplus = lengths if sizes is None else list(map(add, sizes, lengths)), surplus + more
             elif kind == "float" and lossless:
                 lossless = int not in set(map(type, values))  # 5 is read back as 5.0
             elif kind == "timestamp_utc" and lossless:
                 # an aware datetime is read back at UTC, so only a zero offset keeps its ISO text
                 lossless = not any(value.utcoffset() for value in values if value is not None)
+        each = self._fixed_width + -(-surplus // len(rows))
+        sizes = [each] * len(rows) if sizes is None else list(map(add, sizes, repeat(each)))
         return _Planned(bytes(sum(sizes)), list(accumulate(sizes, initial=0)), lossless)
 
     def canonical(self, rows: Sequence[Row], encoded: Packed) -> Packed:
