@@ -36,15 +36,23 @@ Kinds come from the declared schema type when the schema has one (ELSPETH's
 kind, int+float gives ``float``, an all-null column gives ``str``, and anything else gives
 ``json``. Decimal and other types with no JSON form are refused.
 
-:meth:`ArrowEncoder.encode` returns a canonical per-row encoding. It is used for row identity
-and for size planning, and is never written. It is the compact JSON array of the row's values
+:meth:`ArrowEncoder.encode` returns a canonical per-row encoding. It defines row identity and
+is never written. Writing does not compute it: :meth:`ArrowEncoder.encode_packed` only validates
+the rows and estimates their sizes, and the manifest records no digests for a block
+(:meth:`ArrowEncoder.derivable`); recovery rebuilds each row's canonical encoding from the
+decoded record batch (:meth:`ArrowEncoder.row_digests`), which gives back exactly what ``encode``
+gives for the row, except for an int in a float column (read back as a float) and an aware
+datetime with a non-zero UTC offset (read back at UTC): blocks holding those record digests.
+The canonical encoding is the compact JSON array of the row's values
 in column order (orjson, missing → null, json cells as their text, bytes as base64, NaN and
 infinities as ``{"float": "nan"|"inf"|"-inf"}`` so that they never collide with null). Like
 JSONL, :meth:`ArrowEncoder.describe` records orjson's spelling fingerprint, and :func:`restore`
-refuses an orjson that spells differently. The encoding's length approximates the row's share
-of a record batch. It is **not** an upper bound: an int64 cell always costs 8 bytes, and a
-batch message adds a few hundred bytes of metadata and 8-byte padding per buffer. A writer
-that plans blocks against a hard limit must check ``len(block(...))``.
+refuses an orjson that spells differently. The planned sizes (:meth:`ArrowEncoder.encode_packed`:
+fixed-width cells, 4-byte offsets and characters of variable-width ones, a column's non-ASCII
+surplus shared by its rows, one validity byte per cell) approximate a row's share of a record
+batch. They are **not** an upper bound: a batch message adds a few hundred bytes of metadata
+and 8-byte padding per buffer. A writer that plans blocks against a hard limit must check
+``len(block(...))``.
 """
 
 from __future__ import annotations

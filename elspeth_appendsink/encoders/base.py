@@ -82,11 +82,12 @@ class Encoder(Protocol):
       Arrow IPC schema message; ``b""`` for JSONL).
     * ``encode(rows)`` returns one ``bytes`` per row, in order. For CSV and JSONL these are the
       row's exact output bytes (line terminator included), so blocks are plain concatenations.
-      For Arrow they are a canonical per-row encoding used for identity and size planning.
+      For Arrow they are a canonical per-row encoding that defines identity.
       A row that cannot be encoded raises :class:`~elspeth_appendsink.errors.RowError`
       (``row_index`` = its index in ``rows``) before anything is sent.
-    * ``encode_packed(rows)`` is ``encode`` as one :class:`Packed` buffer: the same bytes, the
-      form the writer uses (an encoder may produce it without per-row objects).
+    * ``encode_packed(rows)`` is the form the writer uses, one :class:`Packed` buffer: for CSV
+      and JSONL ``encode``'s bytes (produced without per-row objects where possible); for Arrow
+      validated rows with estimated sizes only (placeholder bytes, nothing hashed).
     * ``block(encoded, rows)`` returns the bytes of one block holding exactly those rows.
       ``encoded`` is their encodings in order, possibly several rows per item (spans of a
       :class:`Packed`): the concatenation for CSV/JSONL, one record batch built from ``rows``

@@ -34,9 +34,11 @@ Rows the engine replays after a crash are recognised by identity (:mod:`identity
 the first call is matched *in order* against the rows the interrupted call committed (all of
 them, or a tail when outcomes were partly recorded — see :meth:`AppendWriter._match_redelivery`);
 with ``if_exists: continue`` every row committed by earlier runs of the output is matched as a
-multiset. Where entries carry row lengths (CSV/JSONL, content identity), the committed rows'
-digests are computed from the segment bytes while recovery reads them, and a call that fails in
-this process keeps references to the rows it committed to digest them only then.
+multiset. Where entries carry row lengths (CSV/JSONL, content identity) or no body at all (Arrow,
+content identity: ``derived``), the committed rows' digests are computed from the segment bytes
+while recovery reads them (:meth:`Encoder.row_digests`, given the entry and its verified bytes),
+and a call that fails in this process keeps references to the rows it committed to digest them
+only then.
 """
 
 from __future__ import annotations
