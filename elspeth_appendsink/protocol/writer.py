@@ -554,7 +554,8 @@ class AppendWriter:
             ]
         if header:
             self._needs_header = False
-        kind = "lengths" if self._lengths_at_rest else "derived" if rows and not body else "digests"
+        derived = self._derived_at_rest and bool(rows) and not body  # (a recorded group has digests)
+        kind = "lengths" if self._lengths_at_rest else "derived" if derived else "digests"
         return [_Prepared(data, rows, body, kind, bool(header))]
 
     def _commit_batch(self, blocks: list[_Prepared], report: WriteReport) -> None:
