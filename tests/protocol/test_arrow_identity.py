@@ -123,3 +123,19 @@ class TestDerivedEntries:
         report = second.write(batch(0) + batch(1) + batch(2))
         assert report.rows_skipped == len(batch(0) + batch(1))
         assert output_rows(azurite, container) == batch(0) + batch(1) + batch(2)
+
+    def test_a_block_that_starts_derivable_and_takes_other_rows_records_all_its_digests(
+        self, azurite: Azurite, container: str
+    ) -> None:
+        """The writer encodes 64 rows first: here they can be derived, the next slice's cannot,
+        and both land in one block, which then records every row's digest, in order."""
+        plain, mixed = batch(0, n=64), [{**row, "amount": row["id"]} for row in batch(1, n=200)]
+        w = writer(azurite, container, run_id="first", if_exists="continue", block_size=1 << 20)
+        w.write(plain + mixed)
+        w.close()
+        (entry,) = [e for e in check_manifests(azurite, container, PATH) if len(e.tokens)]
+        assert not entry.derived and len(entry.digests) == 8 * len(plain + mixed)
+        again = writer(azurite, container, run_id="second", if_exists="continue", block_size=1 << 20)
+        report = again.write(plain + mixed + batch(2))
+        assert report.rows_skipped == len(plain + mixed)
+        assert output_rows(azurite, container) == plain + mixed + batch(2)
