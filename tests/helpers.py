@@ -9,7 +9,7 @@ from typing import Any
 
 from azure.storage.blob import BlobServiceClient
 
-from elspeth_appendsink.core.identity import IdentityScheme
+from elspeth_appendsink.core.identity import IdentityScheme, content_digests
 from elspeth_appendsink.core.manifest import BlockEntry, VoidRecord, decode_records
 from elspeth_appendsink.core.paths import manifest_prefix, parse_segment_index, segment_name
 from elspeth_appendsink.encoders.base import Packed
@@ -38,6 +38,15 @@ class JsonlStub:
 
     def block(self, encoded: Sequence[bytes | memoryview], rows: Sequence[Any]) -> bytes:
         return b"".join(encoded)
+
+    def canonical(self, rows: Sequence[Any], encoded: Packed) -> Packed:
+        return encoded
+
+    def derivable(self, encoded: Packed) -> bool:
+        return self.contiguous_rows  # a non-contiguous stub's entries carry digests
+
+    def row_digests(self, entry: BlockEntry, block: bytes) -> bytes:
+        return content_digests(block, entry.row_lengths())
 
     def describe(self) -> dict[str, Any]:
         return {"format": "jsonl-stub"}

@@ -10,7 +10,11 @@ fixed-size value per row: the row's 4-byte length (header ``"body": "lengths"``)
 identity digest. Lengths are used where a block is its rows' bytes back to back and a row's
 identity is those bytes (CSV and JSONL without ``row_key``): the digests then follow from the
 segment's bytes and need not be computed while writing, and the manifest stays ~2 % of the data
-at 200-byte rows. Arrow blocks and ``row_key`` identities carry digests (~4 %).
+at 200-byte rows. An Arrow block with content identity usually carries no body at all (header
+``"body": "derived"``): its rows' identities are rebuilt at recovery from the decoded record
+batch (:meth:`~elspeth_appendsink.encoders.arrow.ArrowEncoder.row_digests`). Arrow blocks whose
+values the batch does not keep exactly (an int in a float column, an aware datetime not at UTC)
+and ``row_key`` identities carry digests (~4 %).
 
 Every header carries ``prev``, the sha256 of the previous record's full bytes, so editing,
 dropping or reordering any record breaks the chain (the first record links to the last record of
@@ -115,6 +119,9 @@ class BlockEntry:
     # 4-byte big-endian length per row, in token order. The rows are the block's last bytes
     # (a CSV header line may come first), so each row's identity digest follows from the segment.
     lengths: bytes = field(default=b"", repr=False)
+    # No body: the rows' identity digests follow from the block's own bytes (an Arrow record
+    # batch, decoded at recovery). Neither digests nor lengths are set then.
+    derived: bool = False
 
     @property
     def end(self) -> int:
@@ -168,7 +175,7 @@ _KINDS: dict[str, type[Any]] = {
 def _header_of(record: Record) -> dict[str, Any]:
     header: dict[str, Any] = {"kind": record.kind, "v": FORMAT_VERSION}
     for name in record.__dataclass_fields__:
-        if name in ("digests", "lengths"):
+        if name in ("digests", "lengths", "derived"):
             continue
         value = getattr(record, name)
         if isinstance(value, TokenRange):
@@ -178,6 +185,8 @@ def _header_of(record: Record) -> dict[str, Any]:
         header[name] = value
     if isinstance(record, BlockEntry) and record.lengths:
         header["body"] = "lengths"
+    elif isinstance(record, BlockEntry) and record.derived:
+        header["body"] = "derived"
     return header
 
 
@@ -205,9 +214,10 @@ def _build(header: dict[str, Any], body: bytes, where: str) -> Record:
             tokens = header.pop("tokens")
             header["tokens"] = TokenRange(int(tokens[0]), int(tokens[1]))
             body_kind = header.pop("body", "digests")
-            if body_kind not in ("digests", "lengths"):
+            if body_kind not in ("digests", "lengths", "derived"):
                 raise ValueError(f"unknown body kind {body_kind!r}")
             header["digests"], header["lengths"] = (b"", body) if body_kind == "lengths" else (body, b"")
+            header["derived"] = body_kind == "derived"
         elif cls is OpenRecord:
             header["continues"] = tuple(header["continues"])
         record: Record = cls(**header)
@@ -218,7 +228,7 @@ def _build(header: dict[str, Any], body: bytes, where: str) -> Record:
             f"{kind} record {where} carries {len(body)} body bytes; only blocks have one"
         )
     if isinstance(record, BlockEntry):
-        size, what = (4, "length") if record.lengths else (8, "digest")
+        size, what = (0, "body") if record.derived else (4, "length") if record.lengths else (8, "digest")
         if len(body) != size * len(record.tokens):
             raise ManifestCorruptError(
                 f"block record {where} has {len(body)} {what} bytes for {len(record.tokens)} rows"

@@ -36,15 +36,23 @@ Kinds come from the declared schema type when the schema has one (ELSPETH's
 kind, int+float gives ``float``, an all-null column gives ``str``, and anything else gives
 ``json``. Decimal and other types with no JSON form are refused.
 
-:meth:`ArrowEncoder.encode` returns a canonical per-row encoding. It is used for row identity
-and for size planning, and is never written. It is the compact JSON array of the row's values
+:meth:`ArrowEncoder.encode` returns a canonical per-row encoding. It defines row identity and
+is never written. Writing does not compute it: :meth:`ArrowEncoder.encode_packed` only validates
+the rows and estimates their sizes, and the manifest records no digests for a block
+(:meth:`ArrowEncoder.derivable`); recovery rebuilds each row's canonical encoding from the
+decoded record batch (:meth:`ArrowEncoder.row_digests`), which gives back exactly what ``encode``
+gives for the row, except for an int in a float column (read back as a float) and an aware
+datetime with a non-zero UTC offset (read back at UTC): blocks holding those record digests.
+The canonical encoding is the compact JSON array of the row's values
 in column order (orjson, missing → null, json cells as their text, bytes as base64, NaN and
 infinities as ``{"float": "nan"|"inf"|"-inf"}`` so that they never collide with null). Like
 JSONL, :meth:`ArrowEncoder.describe` records orjson's spelling fingerprint, and :func:`restore`
-refuses an orjson that spells differently. The encoding's length approximates the row's share
-of a record batch. It is **not** an upper bound: an int64 cell always costs 8 bytes, and a
-batch message adds a few hundred bytes of metadata and 8-byte padding per buffer. A writer
-that plans blocks against a hard limit must check ``len(block(...))``.
+refuses an orjson that spells differently. The planned sizes (:meth:`ArrowEncoder.encode_packed`:
+fixed-width cells, 4-byte offsets and characters of variable-width ones, a column's non-ASCII
+surplus shared by its rows, one validity byte per cell) approximate a row's share of a record
+batch. They are **not** an upper bound: a batch message adds a few hundred bytes of metadata
+and 8-byte padding per buffer. A writer that plans blocks against a hard limit must check
+``len(block(...))``.
 """
 
 from __future__ import annotations
@@ -52,11 +60,12 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from functools import partial
-from itertools import repeat
-from operator import is_not
-from typing import Any
+from itertools import accumulate, repeat
+from operator import add, is_not
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
@@ -70,6 +79,9 @@ from elspeth_appendsink.encoders.jsonl import (
     json_value_error,
 )
 from elspeth_appendsink.errors import InvariantViolation, ManifestCorruptError, UnencodableRow
+
+if TYPE_CHECKING:
+    from elspeth_appendsink.core.manifest import BlockEntry
 
 __all__ = ["KINDS", "ArrowEncoder", "decide_kinds", "restore"]
 
@@ -100,8 +112,36 @@ _ACCEPTS: dict[str, frozenset[type]] = {
     "timestamp": frozenset({datetime}),
     "timestamp_utc": frozenset({datetime}),
 }
+# Planning sizes: a fixed-width cell's bytes in a batch (variable-width ones add a 4-byte offset,
+# counted here, and their UTF-8 or binary length, counted per cell).
+_WIDTH = {"int": 8, "float": 8, "bool": 1, "date": 4, "timestamp": 8, "timestamp_utc": 8}
+_VARIABLE = frozenset({"str", "binary", "json"})
 _DECLARED = {"int": "int", "float": "float", "bool": "bool", "str": "str", "any": "json"}
 _INFERRED = {int: "int", float: "float", bool: "bool", str: "str", bytes: "binary", date: "date"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned(Packed):
+    """:meth:`ArrowEncoder.encode_packed`'s result: estimated row sizes, placeholder bytes.
+
+    ``lossless`` says whether the rows read back from a record batch exactly (see
+    :meth:`ArrowEncoder.derivable`).
+    """
+
+    lossless: bool = True
+
+
+def _cell_sizes(kind: str, cells: list[Any]) -> tuple[list[int], int]:
+    """Each cell's length (characters for text, 0 for null) and the column's bytes beyond them.
+
+    Text spends more than one UTF-8 byte on a non-ASCII character; rather than encode every
+    cell, the column's surplus is measured once and shared evenly by its rows (an estimate).
+    """
+    lengths = [0 if cell is None else len(cell) for cell in cells]
+    if kind == "binary":
+        return lengths, 0
+    text = "".join(filter(None, cells))
+    return lengths, 0 if text.isascii() else len(text.encode("utf-8")) - len(text)
 
 
 def _is_aware(value: datetime) -> bool:
@@ -202,7 +242,7 @@ class ArrowEncoder:
     name = "arrow"
     contiguous_rows = False
 
-    __slots__ = ("_allowed", "_header", "columns", "kinds", "schema")
+    __slots__ = ("_allowed", "_fixed_width", "_header", "columns", "kinds", "schema")
 
     def __init__(self, columns: Sequence[str], kinds: Sequence[str]) -> None:
         self.columns = tuple(columns)
@@ -226,6 +266,8 @@ class ArrowEncoder:
         )
         self._allowed = frozenset(self.columns)
         self._header: bytes = self.schema.serialize().to_pybytes()
+        # per row, the fixed-width cells' bytes plus one validity byte per column (an overestimate)
+        self._fixed_width = len(self.kinds) + sum(_WIDTH.get(kind, 4) for kind in self.kinds)
 
     def header(self) -> bytes:
         """The IPC schema message (continuation marker, length, flatbuffer, padding)."""
@@ -235,30 +277,82 @@ class ArrowEncoder:
         """Validate every value against its column and return the canonical per-row encoding."""
         if not rows:
             return []
-        reject_undeclared(rows, self._allowed, self.columns)
-        columns = column_values(rows, self.columns)
-        problems = [
-            found
-            for found in (
-                self._first_problem(column, kind, values)
-                for column, kind, values in zip(self.columns, self.kinds, columns, strict=True)
-            )
-            if found is not None
-        ]
-        if problems:
-            index, message = min(problems)
-            raise UnencodableRow(
-                message, row_index=index, hint="fix the value upstream or declare the field's type"
-            )
-        canonical = [
-            self._canonical_column(kind, values) for kind, values in zip(self.kinds, columns, strict=True)
-        ]
-        rows_as_tuples = zip(*canonical, strict=True)
-        return list(map(orjson.dumps, rows_as_tuples, repeat(_canonical_default), repeat(_JSON_OPTIONS)))
+        columns = self._checked_columns(rows)
+        return self._canonical_rows(
+            [self._canonical_column(kind, values) for kind, values in zip(self.kinds, columns, strict=True)]
+        )
 
     def encode_packed(self, rows: Sequence[Row]) -> Packed:
-        """:meth:`encode` packed into one buffer."""
+        """Validate the rows and estimate each one's share of a record batch; nothing is hashed.
+
+        The writer plans blocks with these sizes only (see the module docstring: not an upper
+        bound); the bytes are placeholders. Content identities come from :meth:`canonical`
+        when a writer needs them, or from a written block by :meth:`row_digests`.
+        """
+        if not rows:
+            return _Planned(b"", [0])
+        columns = self._checked_columns(rows)
+        sizes: list[int] | None = None
+        surplus, lossless = 0, True
+        for kind, values in zip(self.kinds, columns, strict=True):
+            if kind in _VARIABLE:
+                lengths, more = _cell_sizes(kind, self._arrow_values(kind, values))
+                sizes, surplus = lengths if sizes is None else list(map(add, sizes, lengths)), surplus + more
+            elif kind == "float" and lossless:
+                lossless = int not in set(map(type, values))  # 5 is read back as 5.0
+            elif kind == "timestamp_utc" and lossless:
+                # an aware datetime is read back at UTC, so only a zero offset keeps its ISO text
+                lossless = not any(value.utcoffset() for value in values if value is not None)
+        each = self._fixed_width + -(-surplus // len(rows))
+        sizes = [each] * len(rows) if sizes is None else list(map(add, sizes, repeat(each)))
+        return _Planned(bytes(sum(sizes)), list(accumulate(sizes, initial=0)), lossless)
+
+    def canonical(self, rows: Sequence[Row], encoded: Packed) -> Packed:
+        """The rows' canonical encodings (the identity basis): :meth:`encode`, packed."""
         return Packed.join(self.encode(rows))
+
+    def derivable(self, encoded: Packed) -> bool:
+        """Whether a record batch of these rows gives back their canonical encodings exactly.
+
+        False when a value is stored in a form that reads back differently (an int in a float
+        column, an aware datetime with a non-zero UTC offset): such rows' digests must be
+        recorded in the manifest.
+        """
+        return isinstance(encoded, _Planned) and encoded.lossless
+
+    def row_digests(self, entry: BlockEntry, block: bytes) -> bytes:
+        """The packed content digests of the rows of ``block``, an entry written by this encoder.
+
+        The block is one record batch message, after the schema message when it starts the
+        output. It is decoded against :attr:`schema` and each row's canonical encoding is rebuilt
+        exactly as :meth:`encode` defines it, then hashed as :meth:`IdentityScheme.digests` does.
+        """
+        from elspeth_appendsink.core.identity import content_digests  # core imports encoders.base
+
+        body = block[len(self._header) :] if block.startswith(self._header) else block
+        try:
+            reader = pa.ipc.open_stream(pa.py_buffer(self._header + body))
+            batches = list(reader)
+        except (pa.ArrowException, OSError) as exc:
+            raise ManifestCorruptError(
+                f"block entry {entry.seq} does not hold a readable Arrow record batch: {exc}"
+            ) from None
+        columns: list[list[Any]] = [[] for _ in self.columns]
+        for batch in batches:
+            for values, array in zip(columns, batch.columns, strict=True):
+                values.extend(array.to_pylist())
+        canonical = self._canonical_rows(
+            [
+                values if kind == "json" else self._canonical_column(kind, values)
+                for kind, values in zip(self.kinds, columns, strict=True)
+            ]
+        )
+        if len(canonical) != len(entry.tokens):
+            raise ManifestCorruptError(
+                f"block entry {entry.seq} describes {len(entry.tokens)} rows; "
+                f"its batch holds {len(canonical)}"
+            )
+        return content_digests(b"".join(canonical), list(map(len, canonical)))
 
     def block(self, encoded: Sequence[bytes | memoryview], rows: Sequence[Row]) -> bytes:
         """One record batch message holding exactly these rows (already accepted by ``encode``)."""
@@ -290,6 +384,31 @@ class ArrowEncoder:
         }
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _checked_columns(self, rows: Sequence[Row]) -> list[list[Any]]:
+        """The rows' values column by column, once every value is known to fit its column."""
+        reject_undeclared(rows, self._allowed, self.columns)
+        columns = column_values(rows, self.columns)
+        problems = [
+            found
+            for found in (
+                self._first_problem(column, kind, values)
+                for column, kind, values in zip(self.columns, self.kinds, columns, strict=True)
+            )
+            if found is not None
+        ]
+        if problems:
+            index, message = min(problems)
+            raise UnencodableRow(
+                message, row_index=index, hint="fix the value upstream or declare the field's type"
+            )
+        return columns
+
+    @staticmethod
+    def _canonical_rows(canonical: list[list[Any]]) -> list[bytes]:
+        """Each row's compact JSON array of its canonical column values."""
+        rows_as_tuples = zip(*canonical, strict=True)
+        return list(map(orjson.dumps, rows_as_tuples, repeat(_canonical_default), repeat(_JSON_OPTIONS)))
 
     @staticmethod
     def _first_problem(column: str, kind: str, values: list[Any]) -> tuple[int, str] | None:

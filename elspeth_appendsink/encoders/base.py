@@ -13,7 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, pairwise
 from operator import sub
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # core imports this module, so only for annotations
+    from elspeth_appendsink.core.manifest import BlockEntry
 
 __all__ = ["Encoder", "Packed", "Row", "SchemaSpec"]
 
@@ -79,17 +82,26 @@ class Encoder(Protocol):
       Arrow IPC schema message; ``b""`` for JSONL).
     * ``encode(rows)`` returns one ``bytes`` per row, in order. For CSV and JSONL these are the
       row's exact output bytes (line terminator included), so blocks are plain concatenations.
-      For Arrow they are a canonical per-row encoding used for identity and size planning.
+      For Arrow they are a canonical per-row encoding that defines identity.
       A row that cannot be encoded raises :class:`~elspeth_appendsink.errors.RowError`
       (``row_index`` = its index in ``rows``) before anything is sent.
-    * ``encode_packed(rows)`` is ``encode`` as one :class:`Packed` buffer: the same bytes, the
-      form the writer uses (an encoder may produce it without per-row objects).
+    * ``encode_packed(rows)`` is the form the writer uses, one :class:`Packed` buffer: for CSV
+      and JSONL ``encode``'s bytes (produced without per-row objects where possible); for Arrow
+      validated rows with estimated sizes only (placeholder bytes, nothing hashed).
     * ``block(encoded, rows)`` returns the bytes of one block holding exactly those rows.
       ``encoded`` is their encodings in order, possibly several rows per item (spans of a
       :class:`Packed`): the concatenation for CSV/JSONL, one record batch built from ``rows``
       for Arrow.
     * ``contiguous_rows`` says whether a block is exactly its rows' encodings back to back
       (after the header, if it carries one): true for CSV and JSONL, false for Arrow.
+    * ``canonical(rows, encoded)`` returns the rows' canonical encodings, the bytes content
+      identity digests (:mod:`~elspeth_appendsink.core.identity`): ``encoded`` itself for
+      CSV/JSONL; for Arrow, ``encode(rows)`` packed (its ``encode_packed`` only plans sizes).
+    * ``derivable(encoded)`` says whether those rows' content digests can be recomputed from a
+      block holding them (always for CSV/JSONL; for Arrow, unless a value reads back differently).
+    * ``row_digests(entry, block)`` recomputes them at recovery: the packed content digests of
+      the rows of ``entry`` from ``block``, its verified bytes (CSV/JSONL from the entry's row
+      lengths, Arrow by decoding the record batch).
     * ``describe()`` returns JSON-safe decisions (columns, delimiter, encoding, ...) and
       ``restore`` (a module-level function per format) rebuilds the identical encoder.
     """
@@ -104,5 +116,11 @@ class Encoder(Protocol):
     def encode_packed(self, rows: Sequence[Row]) -> Packed: ...
 
     def block(self, encoded: Sequence[bytes | memoryview], rows: Sequence[Row]) -> bytes: ...
+
+    def canonical(self, rows: Sequence[Row], encoded: Packed) -> Packed: ...
+
+    def derivable(self, encoded: Packed) -> bool: ...
+
+    def row_digests(self, entry: BlockEntry, block: bytes) -> bytes: ...
 
     def describe(self) -> dict[str, Any]: ...

@@ -47,7 +47,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from itertools import compress, repeat
 from operator import add, contains, itemgetter, not_, or_
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -60,6 +60,9 @@ from elspeth_appendsink.errors import (
     SchemaDriftError,
     UnencodableRow,
 )
+
+if TYPE_CHECKING:
+    from elspeth_appendsink.core.manifest import BlockEntry
 
 __all__ = ["CsvEncoder", "CsvOptions", "column_values", "reject_undeclared", "restore"]
 
@@ -335,6 +338,20 @@ class CsvEncoder:
     def block(self, encoded: Sequence[bytes | memoryview], rows: Sequence[Row]) -> bytes:
         """The block holding exactly these rows: the concatenation of their lines."""
         return b"".join(encoded)
+
+    def canonical(self, rows: Sequence[Row], encoded: Packed) -> Packed:
+        """The rows' canonical encodings: their output bytes, ``encoded`` itself."""
+        return encoded
+
+    def derivable(self, encoded: Packed) -> bool:
+        """Always: a block holds its rows' bytes, so their digests follow from it and their lengths."""
+        return True
+
+    def row_digests(self, entry: BlockEntry, block: bytes) -> bytes:
+        """The packed content digests of the rows of ``block`` (they end it; lengths from ``entry``)."""
+        from elspeth_appendsink.core.identity import content_digests  # core imports encoders.base
+
+        return content_digests(block, entry.row_lengths())
 
     def describe(self) -> dict[str, Any]:
         """The frozen decisions, JSON-safe; :func:`restore` rebuilds the identical encoder."""

@@ -46,7 +46,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time
 from itertools import chain, compress, repeat
 from operator import is_, methodcaller
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -59,6 +59,9 @@ from elspeth_appendsink.errors import (
     RecoveryError,
     UnencodableRow,
 )
+
+if TYPE_CHECKING:
+    from elspeth_appendsink.core.manifest import BlockEntry
 
 __all__ = [
     "JsonlEncoder",
@@ -209,6 +212,20 @@ class JsonlEncoder:
     def block(self, encoded: Sequence[bytes | memoryview], rows: Sequence[Row]) -> bytes:
         """The block holding exactly these rows: the concatenation of their lines."""
         return b"".join(encoded)
+
+    def canonical(self, rows: Sequence[Row], encoded: Packed) -> Packed:
+        """The rows' canonical encodings: their output bytes, ``encoded`` itself."""
+        return encoded
+
+    def derivable(self, encoded: Packed) -> bool:
+        """Always: a block holds its rows' bytes, so their digests follow from it and their lengths."""
+        return True
+
+    def row_digests(self, entry: BlockEntry, block: bytes) -> bytes:
+        """The packed content digests of the rows of ``block`` (they end it; lengths from ``entry``)."""
+        from elspeth_appendsink.core.identity import content_digests  # core imports encoders.base
+
+        return content_digests(block, entry.row_lengths())
 
     def describe(self) -> dict[str, Any]:
         """The frozen decisions, JSON-safe; :func:`restore` rebuilds the identical encoder."""

@@ -209,7 +209,9 @@ class Opening:
 
     def _claim_for_continue(self, seg0: str, info: BlobInfo) -> _Base | None:
         """``if_exists: continue``: reconcile the earlier runs; None if there is nothing to continue."""
-        continued = Recovery(self.store, self.target, self.lease, self.events).output(seg0, info)
+        continued = Recovery(self.store, self.target, self.lease, self.events).output(
+            seg0, info, self._restore_encoder
+        )
         if continued is None:
             return None
         layouts = continued.layouts

@@ -46,6 +46,7 @@ from elspeth_appendsink.errors import (
 )
 from elspeth_appendsink.protocol.lease import META_CREATOR, META_WRITER, LeaseKeeper
 from elspeth_appendsink.protocol.scan import (
+    DigestsFromBytes,
     ScannedRun,
     read_manifest,
     row_digests_from_lengths,
@@ -82,7 +83,7 @@ class Replay:
 @dataclass(slots=True)
 class Verified:
     """What the scan of a recovered output gave: the whole output's running hash and size, and
-    the row digests computed from the bytes of the entries that carry lengths."""
+    the row digests computed from the bytes of the entries that carry lengths or no body."""
 
     full_hash: Any
     size: int
@@ -90,7 +91,7 @@ class Verified:
 
     def entry_digests(self, entry: BlockEntry) -> bytes:
         """A committed entry's packed row digests: recorded, or computed by the scan."""
-        if not entry.lengths:
+        if not (entry.lengths or entry.derived):
             return entry.digests
         try:
             return self.digests[entry.segment, entry.offset]
@@ -199,8 +200,8 @@ class Recovery:
             in_scope = {id(e) for lay in [*earlier, layout] for e in lay.committed}
         else:
             in_scope = {id(e) for e in layout.committed if e.write_call == scope_call}
-        verified = self.verify([*earlier, layout], digests_for=in_scope)
         encoder = restore_encoder(layout.open.encoder)
+        verified = self.verify([*earlier, layout], digests_for=in_scope, row_digests=encoder.row_digests)
         blocks = 0
         info = self.store.properties(self.segment(layout.segment))
         if info is not None and info.committed_blocks is not None:
@@ -315,7 +316,9 @@ class Recovery:
             self.events.append({"event": "recovery.rollover_finished", "segment": old})
         return layout
 
-    def output(self, seg0: str, info: BlobInfo) -> Continued | None:
+    def output(
+        self, seg0: str, info: BlobInfo, restore_encoder: Callable[[dict[str, Any]], Encoder]
+    ) -> Continued | None:
         """``if_exists: continue``: reconcile every earlier run of this output, oldest first
         (None: segment 0 was created by this sink and nothing was ever described)."""
         names = self.store.list_names(manifest_prefix(self.target.blob_path))
@@ -355,7 +358,11 @@ class Recovery:
                     f"run {ordered[index].open.run_id} does not link to the last record of run "
                     f"{ordered[index - 1].open.run_id}: the chain of runs is broken"
                 )
-        verified = self.verify(ordered, digests_for={id(e) for lay in ordered for e in lay.committed})
+        verified = self.verify(
+            ordered,
+            digests_for={id(e) for lay in ordered for e in lay.committed},
+            row_digests=restore_encoder(ordered[-1].open.encoder).row_digests,
+        )
         digests = DigestMultiset.from_packed(
             verified.entry_digests(e) for lay in ordered for e in lay.committed
         )
@@ -371,12 +378,19 @@ class Recovery:
         )
         return Continued(ordered, replay, verified)
 
-    def verify(self, layouts: Sequence[RunLayout], digests_for: Collection[int] = frozenset()) -> Verified:
+    def verify(
+        self,
+        layouts: Sequence[RunLayout],
+        digests_for: Collection[int] = frozenset(),
+        row_digests: DigestsFromBytes = row_digests_from_lengths,
+    ) -> Verified:
         """Read every segment once (the scan, strictly): each byte described, each entry's sha256
         right, the whole output's hash rebuilt.
 
-        Entries in ``digests_for`` (by ``id``) that carry row lengths get their rows' identity
-        digests computed from the bytes read (:meth:`Verified.entry_digests`).
+        Entries in ``digests_for`` (by ``id``) that carry row lengths or no body (Arrow's
+        ``derived``) get their rows' identity digests computed from the bytes read by
+        ``row_digests`` — the output's encoder's :meth:`~Encoder.row_digests` — for
+        :meth:`Verified.entry_digests`.
         """
         ends = expected_lengths(layouts)
         infos = {segment: self.store.properties(self.segment(segment)) for segment in sorted(ends)}
@@ -384,7 +398,8 @@ class Recovery:
             ScannedRun(lay, manifest_name(self.target.blob_path, lay.open.run_id), lay.open.run_id)
             for lay in layouts
         ]
-        wanted = {id(e) for lay in layouts for e in lay.committed if e.lengths and id(e) in digests_for}
+        derivable = (e for lay in layouts for e in lay.committed if e.lengths or e.derived)
+        wanted = {id(e) for e in derivable if id(e) in digests_for}
         result = scan_segments(
             self.store,
             self.target.blob_path,
@@ -393,6 +408,6 @@ class Recovery:
             strict=True,
             described=ends,
             want_digests=wanted,
-            digests_from_bytes=row_digests_from_lengths,
+            digests_from_bytes=row_digests,
         )
         return Verified(result.full, result.size, result.digests)

@@ -47,9 +47,11 @@ Rows the engine replays after a crash are recognised by identity (:mod:`identity
 the first call is matched *in order* against the rows the interrupted call committed (all of
 them, or a tail when outcomes were partly recorded — see :meth:`AppendWriter._match_redelivery`);
 with ``if_exists: continue`` every row committed by earlier runs of the output is matched as a
-multiset. Where entries carry row lengths (CSV/JSONL, content identity), the committed rows'
-digests are computed from the segment bytes while recovery reads them, and a call that fails in
-this process keeps references to the rows it committed to digest them only then.
+multiset. Where entries carry row lengths (CSV/JSONL, content identity) or no body at all (Arrow,
+content identity: ``derived``), the committed rows' digests are computed from the segment bytes
+while recovery reads them (:meth:`Encoder.row_digests`, given the entry and its verified bytes),
+and a call that fails in this process keeps references to the rows it committed to digest them
+only then.
 
 Why one piece (~690 lines, :class:`AppendWriter` ~530): the data path is a single reading order
 from ``write`` to the guarded append, and its steps share the cursor, the write call's committed
@@ -148,7 +150,8 @@ class WriteReport:
 class _Prepared:
     """One block ready to commit: its bytes, its rows, and their manifest body.
 
-    ``body`` is the rows' packed lengths (``lengths``) or packed identity digests. The row
+    ``body`` is the rows' packed lengths or packed identity digests, or empty (``kind``, the
+    manifest's body kind: "lengths", "digests" or "derived"). The row
     objects themselves are kept (references only) so that, should the write call fail later,
     the digests of what it committed can be computed then rather than for every block now.
     """
@@ -156,7 +159,7 @@ class _Prepared:
     data: bytes
     rows: Sequence[Row]
     body: bytes
-    lengths: bool
+    kind: str
     with_header: bool
 
 
@@ -342,7 +345,14 @@ class AppendWriter:
         if not rows:
             return b""
         identity = self.target.identity
-        return b"".join(identity.digests(chunk, encoded) for _, chunk, encoded in self._slices(rows))
+        slices = self._slices(rows)
+        return b"".join(
+            identity.digests(chunk, self._content(chunk, encoded)) for _, chunk, encoded in slices
+        )
+
+    def _content(self, rows: Sequence[Row], encoded: Packed) -> Packed:
+        """The rows' canonical encodings, unless the identity is keyed (then none are needed)."""
+        return encoded if self.target.identity.is_keyed else self._require_encoder().canonical(rows, encoded)
 
     # --- the data path: rows → slices → blocks → intents → appends → cursor -----------------------
     def _pipeline(self, rows: Sequence[Row], report: WriteReport) -> None:
@@ -430,6 +440,12 @@ class AppendWriter:
         encoder = self._require_encoder()
         return encoder.contiguous_rows and not self.target.identity.is_keyed
 
+    @property
+    def _derived_at_rest(self) -> bool:
+        """Block entries carry no body when their rows allow: digests follow from the block."""
+        encoder = self._require_encoder()
+        return not encoder.contiguous_rows and not self.target.identity.is_keyed
+
     def _groups(
         self, rows: Sequence[Row], report: WriteReport
     ) -> Iterator[tuple[list[Row], list[memoryview], bytes, bytes, int]]:
@@ -437,18 +453,28 @@ class AppendWriter:
         encoder = self._require_encoder()
         identity = self.target.identity
         lengths = self._lengths_at_rest
+        derived = self._derived_at_rest
         header = encoder.header() if self._needs_header else b""
         cutter = BlockCutter(self.target.block_size, len(header))
         cur_rows: list[Row] = []
         cur_parts: list[memoryview] = []
         cur_body: list[bytes] = []
         cur_first = 0  # batch index of the group's first row (exact unless replayed rows were skipped)
+        cur_recorded = False  # a "derived" group holds rows whose digests must be recorded after all
         replay = self._replay
         for start, sliced, packed in self._slices(rows):
             chunk, encoded = sliced, packed
             matching = replay is not None and len(replay) > 0
+            recorded = not lengths and not (derived and encoder.derivable(encoded))
             # digests are needed to recognise replayed rows, or when the manifest stores them
-            digests = identity.digests(chunk, encoded) if matching or not lengths else b""
+            wanted = matching or recorded or cur_recorded
+            digests = identity.digests(chunk, self._content(chunk, encoded)) if wanted else b""
+            if derived and recorded and not cur_recorded and cur_rows:
+                # the group so far carried no digests: compute them now, the block will record them
+                cur_body = [
+                    identity.digests(cur_rows, self._content(cur_rows, encoder.encode_packed(cur_rows)))
+                ]
+            cur_recorded = cur_recorded or recorded
             origin: list[int] | None = None
             if replay is not None and matching:
                 keep = [
@@ -476,13 +502,15 @@ class AppendWriter:
                         cur_first = origin[i] if origin is not None else start + i
                     cur_rows.extend(chunk[i:j])
                     cur_parts.append(encoded.span(i, j))
-                    cur_body.append(
-                        encoded.lengths(i, j) if lengths else digests[i * DIGEST_SIZE : j * DIGEST_SIZE]
-                    )
+                    if lengths:
+                        cur_body.append(encoded.lengths(i, j))
+                    elif cur_recorded:
+                        cur_body.append(digests[i * DIGEST_SIZE : j * DIGEST_SIZE])
                     i = j
                 if full:
                     yield cur_rows, cur_parts, b"".join(cur_body), header, cur_first
                     header, cur_rows, cur_parts, cur_body = b"", [], [], []
+                    cur_recorded = recorded and j < len(chunk)
         if cur_rows:
             yield cur_rows, cur_parts, b"".join(cur_body), header, cur_first
 
@@ -523,7 +551,9 @@ class AppendWriter:
             ]
         if header:
             self._needs_header = False
-        return [_Prepared(data, rows, body, self._lengths_at_rest, bool(header))]
+        derived = self._derived_at_rest and bool(rows) and not body  # (a recorded group has digests)
+        kind = "lengths" if self._lengths_at_rest else "derived" if derived else "digests"
+        return [_Prepared(data, rows, body, kind, bool(header))]
 
     def _commit_batch(self, blocks: list[_Prepared], report: WriteReport) -> None:
         """Intents for the blocks in one manifest append, then each block at its offset, in order."""
@@ -567,8 +597,9 @@ class AppendWriter:
                     tokens=TokenRange(token, token + len(block.rows)),
                     write_call=c.write_call,
                     batch=c.next_seq,
-                    digests=b"" if block.lengths else block.body,
-                    lengths=block.body if block.lengths else b"",
+                    digests=block.body if block.kind == "digests" else b"",
+                    lengths=block.body if block.kind == "lengths" else b"",
+                    derived=block.kind == "derived",
                 )
                 encoded = encode_record(entry)
                 entries.append(entry)
@@ -604,7 +635,7 @@ class AppendWriter:
                     len(block.data), len(block.rows), result.committed_blocks
                 )
                 self._hash.update(block.data)
-                if block.lengths:
+                if block.kind != "digests" or self._call_rows:  # (rows stay in order)
                     self._call_rows.extend(block.rows)
                 else:
                     self._call_digests.append(block.body)

@@ -327,3 +327,96 @@ class TestErrors:
         with pytest.raises(UnencodableRow, match="at least one column"):
             encoder_for([{}], OBSERVED)
 
+
+# Every kind, with the values each accepts that a record batch gives back exactly (a float column
+# of floats only, aware datetimes at UTC); ``test_values_that_read_back_differently_*`` covers the rest.
+ALL_KINDS = ArrowEncoder(
+    ["i", "f", "b", "s", "bin", "d", "ts", "tsz", "j"],
+    ["int", "float", "bool", "str", "binary", "date", "timestamp", "timestamp_utc", "json"],
+)
+_json_cells = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | safe_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(safe_text, inner, max_size=3),
+    max_leaves=6,
+)
+every_kind_rows = st.lists(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "i": st.none() | st.integers(min_value=-(2**63), max_value=2**63 - 1),
+            "f": st.none() | st.floats(),  # NaN and infinities included
+            "b": st.none() | st.booleans(),
+            "s": st.none() | safe_text,
+            "bin": st.none() | st.binary(max_size=20),
+            "d": st.none() | st.dates(),
+            "ts": st.none() | st.datetimes(),
+            "tsz": st.none() | st.datetimes(timezones=st.just(UTC)),
+            "j": _json_cells,
+        },
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+def _entry(rows: int, block: bytes) -> Any:
+    from elspeth_appendsink.core.manifest import BlockEntry, TokenRange
+
+    return BlockEntry(7, "", 0, 0, len(block), "", TokenRange(0, rows), 0, 7, b"", derived=True)
+
+
+def _release_digests(encoder: ArrowEncoder, rows: list[dict[str, Any]]) -> bytes:
+    """The digests the release computed while writing: content identity of ``encode``."""
+    from elspeth_appendsink.core.identity import IdentityScheme
+    from elspeth_appendsink.encoders.base import Packed
+
+    return IdentityScheme(None).digests(rows, Packed.join(encoder.encode(rows)))
+
+
+class TestIdentitiesFromBlocks:
+    @given(rows=every_kind_rows, with_header=st.booleans())
+    def test_digests_from_the_decoded_batch_equal_those_of_encode(
+        self, rows: list[dict[str, Any]], with_header: bool
+    ) -> None:
+        """Every kind, NaN and infinities, nulls and missing keys, json cells, binary, dates and
+        timestamps with and without a zone: the batch gives back each row's canonical encoding."""
+        encoder = ALL_KINDS
+        planned = encoder.encode_packed(rows)
+        assert encoder.derivable(planned)
+        assert len(planned) == len(rows)
+        block = (encoder.header() if with_header else b"") + encoder.block(planned.rows(), rows)
+        assert encoder.row_digests(_entry(len(rows), block), block) == _release_digests(encoder, rows)
+
+    @pytest.mark.parametrize(
+        ("kinds", "value"),
+        [
+            (["float"], 5),
+            (["timestamp_utc"], datetime(2024, 1, 2, 3, 4, tzinfo=timezone(timedelta(hours=2)))),
+        ],
+        ids=["int-in-float", "aware-not-utc"],
+    )
+    def test_values_that_read_back_differently_are_not_derivable(self, kinds: list[str], value: Any) -> None:
+        """5 is read back as 5.0, 03:04+02:00 as 01:04+00:00: their canonical texts differ, so such
+        rows' digests must be recorded (the batch alone would give other identities)."""
+        encoder = ArrowEncoder(["x"], kinds)
+        rows = [{"x": None}, {"x": value}]
+        assert not encoder.derivable(encoder.encode_packed(rows))
+        block = encoder.block([], rows)
+        assert encoder.row_digests(_entry(2, block), block) != _release_digests(encoder, rows)
+        assert encoder.derivable(encoder.encode_packed([{"x": None}]))
+
+    def test_a_block_with_another_row_count_is_refused(self) -> None:
+        rows = [{"i": 1}, {"i": 2}]
+        block = ALL_KINDS.block([], rows)
+        with pytest.raises(ManifestCorruptError, match="describes 3 rows"):
+            ALL_KINDS.row_digests(_entry(3, block), block)
+
+    @given(rows=every_kind_rows)
+    def test_planned_sizes_cover_the_batch(self, rows: list[dict[str, Any]]) -> None:
+        """The estimate planning uses is at least the batch's bytes less its fixed metadata."""
+        planned = ALL_KINDS.encode_packed(rows)
+        assert planned.offsets[-1] + 2048 >= len(ALL_KINDS.block([], rows))

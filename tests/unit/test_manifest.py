@@ -181,6 +181,22 @@ class TestEncodeDecode:
         with pytest.raises(ManifestCorruptError, match="digest bytes"):
             decode_records(encode_record(entry))
 
+    def test_a_derived_block_entry_has_no_body_and_round_trips(self) -> None:
+        """``"body": "derived"``: no bytes per row (identities come from the block), decoded as such."""
+        entry = BlockEntry(0, GENESIS, 0, 0, 900, GENESIS, TokenRange(5, 25), 1, 0, b"", derived=True)
+        encoded = encode_record(entry)
+        assert b'"body":"derived"' in encoded and encoded.endswith(b"}")
+        (decoded,) = decode_records(encoded)
+        assert decoded.record == entry
+
+    def test_a_derived_block_entry_carrying_bytes_is_refused(self) -> None:
+        """A forged body on a derived entry could swallow later records: ManifestCorruptError."""
+        entry = BlockEntry(0, GENESIS, 0, 0, 10, GENESIS, TokenRange(0, 2), 0, 0, b"", derived=True)
+        head = encode_record(entry)[12:]  # the 12-byte frame prefix, then the header (no body)
+        forged = b"EAS1" + struct.pack(">II", len(head), 16) + head + b"x" * 16
+        with pytest.raises(ManifestCorruptError, match="body bytes for 2 rows"):
+            decode_records(forged)
+
     @pytest.mark.parametrize(
         "record",
         [
