@@ -1,0 +1,164 @@
+"""Resume decides the re-delivered rows from ELSPETH's recorded outcomes (issue #12 item 5).
+
+Without ``row_key`` a row's identity is its bytes. Call N committed ``[a, b, c]`` and ELSPETH
+recorded all three outcomes; call N+1 = ``[b, c]`` (byte-equal to N's tail) died before its
+first intent reached the manifest. Storage then looks exactly as if the process had died right
+after call N; only the landscape knows the difference. These tests run the sink the way ELSPETH
+does (a ``configure_for_resume`` sink, a context with ``landscape``), against Azurite, with a
+fake recorder that answers the two batch queries the sink uses.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from elspeth_appendsink.elspeth.sink import AzureAppendBlobSink
+from elspeth_appendsink.testing import RecordingContext
+from elspeth_appendsink.testing.azurite import Azurite
+from tests.helpers import read_output
+from tests.sink.conftest import Options
+
+pytestmark = pytest.mark.azurite
+
+RUN = "run-1"
+NODE = "sink_out_0123456789ab"
+A = {"id": 1, "name": "a", "kind": "completed"}
+B = {"id": 2, "name": "b", "kind": "completed"}
+C = {"id": 3, "name": "c", "kind": "completed"}
+X = {"id": 4, "name": "x", "kind": "completed"}
+
+
+@dataclass
+class State:
+    token_id: str
+    node_id: str
+    status: str
+
+
+@dataclass
+class Outcome:
+    token_id: str
+    is_terminal: bool
+    sink_name: str | None
+
+
+@dataclass
+class FakeLandscape:
+    """The two LandscapeRecorder queries the sink asks on resume, over fixed records."""
+
+    states: list[State] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    asked: list[str] = field(default_factory=list)
+
+    def get_all_node_states_for_run(self, run_id: str) -> list[State]:
+        self.asked.append(run_id)
+        return self.states
+
+    def get_all_token_outcomes_for_run(self, run_id: str) -> list[Outcome]:
+        return self.outcomes
+
+
+def landscape(written: int, recorded: int) -> FakeLandscape:
+    """``written`` tokens with a completed state at this sink, the first ``recorded`` of them with
+    a terminal outcome; plus another sink's token and a source-node state that must not count."""
+    fake = FakeLandscape()
+    for i in range(written):
+        fake.states.append(State(f"t{i}", "source_csv_1", "completed"))
+        fake.states.append(State(f"t{i}", NODE, "completed"))
+        if i < recorded:
+            fake.outcomes.append(Outcome(f"t{i}", True, "out"))
+    fake.states.append(State("other", "sink_else_0123456789ab", "completed"))
+    fake.outcomes.append(Outcome("other", True, "else"))
+    return fake
+
+
+def first_run(make_options: Options) -> dict[str, Any]:
+    """Call N = [a, b, c] lands, then the process dies (or dies in call N+1 before its intent)."""
+    options = make_options()
+    sink = AzureAppendBlobSink(options)
+    sink.node_id = NODE
+    sink.write([A, B, C], RecordingContext(run_id=RUN))
+    return options  # no close(): a dead process releases nothing
+
+
+def resume(options: dict[str, Any], rows: list[dict[str, Any]], fake: FakeLandscape | None) -> dict[str, Any]:
+    """A resumed sink gets ``rows`` as its first call; the ``replay_skip`` fact it recorded."""
+    sink = AzureAppendBlobSink(options)
+    sink.node_id = NODE
+    sink.configure_for_resume()
+    ctx = RecordingContext(run_id=RUN, landscape=fake)
+    sink.write(rows, ctx)
+    sink.close()
+    facts = [c.response_data for c in ctx.calls if c.request_data.get("operation") == "replay_skip"]
+    assert len(facts) == 1 and facts[0] is not None, facts
+    return facts[0]
+
+
+def output(azurite: Azurite, container: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in read_output(azurite, container, "out/data.jsonl").splitlines()]
+
+
+def test_next_call_equal_to_the_committed_tail_is_appended_when_the_landscape_recorded_all(
+    azurite: Azurite, container: str, make_options: Options
+) -> None:
+    options = first_run(make_options)
+    fake = landscape(written=3, recorded=3)
+    fact = resume(options, [B, C], fake)
+    assert output(azurite, container) == [A, B, C, B, C]
+    assert fake.asked == [RUN]
+    assert fact["scope"] == "landscape"
+    assert (fact["rows_in"], fact["rows_skipped"], fact["rows_appended"]) == (2, 0, 2)
+    assert (fact["call_committed_rows"], fact["landscape_pending_rows"], fact["same_call"]) == (3, 0, False)
+    assert fact["landscape"] == {"recorded_rows": 3, "sink_names": ["out"]}
+
+
+def test_without_the_landscape_the_same_rows_are_taken_for_durable_ones(
+    azurite: Azurite, container: str, make_options: Options
+) -> None:
+    """Today's rule on the same storage state: [b, c] is a tail of N's rows, so it is skipped --
+    right if ELSPETH had recorded only a's outcome, rows lost if it had recorded all three. The
+    fact says the manifest decided, and why the landscape could not."""
+    options = first_run(make_options)
+    fact = resume(options, [B, C], None)
+    assert output(azurite, container) == [A, B, C]
+    assert fact["scope"] == "manifest" and fact["rows_skipped"] == 2
+    assert fact["landscape"] == {"recorded_rows": None, "unknown_because": "no ctx.landscape"}
+    assert fact["landscape_pending_rows"] is None
+
+
+def test_a_tail_followed_by_later_rows_is_skipped_exactly(
+    azurite: Azurite, container: str, make_options: Options
+) -> None:
+    """Crash after a's outcome was recorded: b, c are durable but unrecorded and come back first,
+    followed by x. The landscape rule skips exactly b, c (the manifest rule cannot see a tail that
+    is followed by more rows, and would append b, c again)."""
+    options = first_run(make_options)
+    fact = resume(options, [B, C, X], landscape(written=3, recorded=1))
+    assert output(azurite, container) == [A, B, C, X]
+    assert fact["scope"] == "landscape" and fact["rows_skipped"] == 2 and fact["same_call"] is True
+    assert fact["landscape_pending_rows"] == 2
+
+
+def test_states_without_outcomes_are_not_recorded_rows(
+    azurite: Azurite, container: str, make_options: Options
+) -> None:
+    """Crash after ELSPETH completed the sink states but before any outcome: all three replayed."""
+    options = first_run(make_options)
+    fact = resume(options, [A, B, C, X], landscape(written=3, recorded=0))
+    assert output(azurite, container) == [A, B, C, X]
+    assert fact["scope"] == "landscape" and fact["rows_skipped"] == 3
+
+
+def test_a_landscape_that_disagrees_with_the_manifest_leaves_the_decision_to_the_manifest(
+    azurite: Azurite, container: str, make_options: Options
+) -> None:
+    """More recorded outcomes than committed rows (not a state ELSPETH produces): today's rule."""
+    options = first_run(make_options)
+    fact = resume(options, [A, B, C, X], landscape(written=5, recorded=5))
+    assert output(azurite, container) == [A, B, C, X]
+    assert fact["scope"] == "manifest" and fact["rows_skipped"] == 3
+    assert fact["landscape_pending_rows"] == -2 and "disagrees" in fact["reason"]
