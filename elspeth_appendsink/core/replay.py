@@ -21,7 +21,7 @@ Two rules, and the decision says which one decided:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 __all__ = ["ReplayDecision", "decide_replay"]
@@ -39,6 +39,7 @@ class ReplayDecision:
     committed_rows: int  # rows the interrupted call committed
     pending: int | None  # durable rows whose outcome the landscape lacks; None: no landscape count
     reason: str
+    manifest_skip: int = 0  # what the manifest rule alone would skip (shows what the landscape changed)
 
     def facts(self) -> dict[str, Any]:
         """The decision for the audit trail (JSON-ready)."""
@@ -48,6 +49,7 @@ class ReplayDecision:
             "landscape_pending_rows": self.pending,
             "same_call": self.same_call,
             "reason": self.reason,
+            "manifest_rule_skip": self.manifest_skip,
         }
 
 
@@ -60,6 +62,14 @@ def decide_replay(
     packed digests of the call's first ``min(rows_in, len(committed) // digest_size)`` rows, and
     ``pending`` the landscape's count of durable-but-unrecorded rows of this run (None: unknown).
     """
+    decision = _decide(committed, head, rows_in, digest_size, pending)
+    alone = _by_manifest(committed, head, rows_in, digest_size, pending, "")
+    return replace(decision, manifest_skip=alone.skip)
+
+
+def _decide(
+    committed: bytes, head: bytes, rows_in: int, digest_size: int, pending: int | None
+) -> ReplayDecision:
     size = len(committed) // digest_size
     if pending is not None:
         if not 0 <= pending <= size:

@@ -114,6 +114,7 @@ def test_next_call_equal_to_the_committed_tail_is_appended_when_the_landscape_re
     assert (fact["rows_in"], fact["rows_skipped"], fact["rows_appended"]) == (2, 0, 2)
     assert (fact["call_committed_rows"], fact["landscape_pending_rows"], fact["same_call"]) == (3, 0, False)
     assert fact["landscape"] == {"recorded_rows": 3, "sink_names": ["out"]}
+    assert fact["manifest_rule_skip"] == 2  # what today's rule would have dropped
 
 
 def test_without_the_landscape_the_same_rows_are_taken_for_durable_ones(

@@ -85,5 +85,6 @@ def test_facts_name_the_rule_and_the_counts() -> None:
         "landscape_pending_rows": 0,
         "same_call": False,
         "reason": d.reason,
+        "manifest_rule_skip": 2,  # the manifest rule alone would have taken [b, c] for durable rows
     }
     assert decide_replay(digests(*COMMITTED), digests("b", "c"), 2, D, None).facts()["scope"] == "manifest"
