@@ -12,7 +12,11 @@ calls and every storage request into an audit record:
 * ``flush()`` — a no-op that is nonetheless true to the contract: ``write`` returns only once
   every block it sent is durable and described.
 * ``configure_for_resume()`` — the next ``write`` first recovers the run from its manifest and
-  skips the replayed rows already in the blob.
+  skips the replayed rows already in the blob. Before it, the sink asks ELSPETH's landscape
+  (``ctx.landscape``) how many of this run's rows at its node have a terminal outcome
+  (:mod:`~elspeth_appendsink.elspeth.outcomes`), which decides exactly how many re-delivered rows
+  are durable (:mod:`~elspeth_appendsink.core.replay`); the ``replay_skip`` fact says which rule
+  decided.
 * ``on_complete`` / ``close`` — seal (if asked) and release the lease. ELSPETH forbids recording
   calls there, so those few requests are logged instead.
 """

@@ -32,7 +32,8 @@ running sha256 of the whole output and to check every entry's hash.
 
 Rows the engine replays after a crash are recognised by identity (:mod:`identity`): on resume,
 the first call is matched *in order* against the rows the interrupted call committed (all of
-them, or a tail when outcomes were partly recorded — see :meth:`AppendWriter._match_redelivery`);
+them, or a tail when outcomes were partly recorded, or none: the engine's count of recorded
+outcomes, ``recorded_rows``, decides when known — see :meth:`AppendWriter._match_redelivery`);
 with ``if_exists: continue`` every row committed by earlier runs of the output is matched as a
 multiset. Where entries carry row lengths (CSV/JSONL, content identity), the committed rows'
 digests are computed from the segment bytes while recovery reads them, and a call that fails in
