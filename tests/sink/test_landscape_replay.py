@@ -11,16 +11,21 @@ fake recorder that answers the two batch queries the sink uses.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from elspeth_appendsink.elspeth.sink import AzureAppendBlobSink
-from elspeth_appendsink.testing import RecordingContext
+from elspeth_appendsink.testing import FaultyTransport, RecordingContext
 from elspeth_appendsink.testing.azurite import Azurite
+from elspeth_appendsink.testing.harness import Engine, EngineRow, crash_at
 from tests.helpers import read_output
 from tests.sink.conftest import Options
+from tests.sink.test_engine_crashes import FORMATS, SCHEMA, Case, run_cases
 
 pytestmark = pytest.mark.azurite
 
@@ -163,3 +168,69 @@ def test_a_landscape_that_disagrees_with_the_manifest_leaves_the_decision_to_the
     assert output(azurite, container) == [A, B, C, X]
     assert fact["scope"] == "manifest" and fact["rows_skipped"] == 3
     assert fact["landscape_pending_rows"] == -2 and "disagrees" in fact["reason"]
+
+
+# ----------------------------------------------------------------------------------------------
+# the engine harness: crash anywhere in a run whose groups are byte-equal at the junction
+
+
+def junction_rows() -> tuple[EngineRow, ...]:
+    """completed = rows 0..5; quarantined = copies of rows 4, 5 (the completed group's tail);
+    routed = rows 6..8. Content identity (no row_key): the copies have the same bytes."""
+    data = [{"id": i, "name": f"name-{i}", "kind": "same"} for i in range(9)]
+    rows = [EngineRow(f"c{i}", "out", data[i], "completed") for i in range(6)]
+    rows += [EngineRow(f"q{i}", "out", data[i], "quarantined", "9f2c4e1a0b3d5c7e") for i in (4, 5)]
+    rows += [EngineRow(f"r{i}", "out", data[i], "routed") for i in (6, 7, 8)]
+    return tuple(rows)
+
+
+@pytest.fixture(name="junction_case")
+def _junction_case(
+    azurite: Azurite, container: str, make_options: Options, tmp_path: Path
+) -> Callable[..., Case]:
+    def build(tag: str, landscape: bool) -> Case:
+        options = make_options(
+            format="jsonl", blob_path=f"{tag}/data.jsonl", schema=SCHEMA, **FORMATS["jsonl"]
+        )
+        return Case(
+            azurite, container, tmp_path / tag, options, "jsonl", f"run-{tag}", junction_rows(), landscape
+        )
+
+    return build
+
+
+def test_crash_anywhere_with_the_landscape_is_exact_where_the_manifest_rule_loses_rows(
+    junction_case: Callable[..., Case],
+) -> None:
+    """With the landscape, a crash before or after every storage request, and around every
+    group's outcome recording, resumes to exactly the delivered rows (copies included). Without
+    it, the crash just before the quarantined group's write loses the two copies."""
+    clean = junction_case("clean", True)
+    transport = FaultyTransport()
+    engine = Engine({"out": clean.sink(transport)}, clean.state, landscape=True)
+    engine.run(clean.run_id, clean.rows)
+    engine.close()
+    total = transport.count
+    cases = [
+        (
+            f"{mode} at request {k}/{total}",
+            partial(junction_case(f"{mode}-{k}", True), transport=FaultyTransport(at={k: mode})),
+        )
+        for k in range(1, total + 1)
+        for mode in ("crash-before", "crash-after")
+    ]
+    cases += [
+        (
+            f"{point} of group {group} ({recorded} recorded)",
+            partial(
+                junction_case(f"{point}-{group}-{recorded}", True),
+                hook=crash_at(point, group=group, recorded=recorded),
+            ),
+        )
+        for group in range(3)
+        for point, recorded in (("before_write", None), ("after_flush", None), ("outcome_recorded", 1))
+    ]
+    assert run_cases(cases) == []
+
+    hole = junction_case("manifest-only", False)(hook=crash_at("before_write", group=1))
+    assert len(hole) == 1 and "9 rows, not 11" in hole[0], hole  # the copies of rows 4, 5: lost
