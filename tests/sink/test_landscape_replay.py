@@ -234,3 +234,28 @@ def test_crash_anywhere_with_the_landscape_is_exact_where_the_manifest_rule_lose
 
     hole = junction_case("manifest-only", False)(hook=crash_at("before_write", group=1))
     assert len(hole) == 1 and "9 rows, not 11" in hole[0], hole  # the copies of rows 4, 5: lost
+
+
+def test_a_resume_that_dies_is_resumed_again_exactly_with_the_landscape(
+    junction_case: Callable[..., Case],
+) -> None:
+    """The run dies just before the quarantined group's write; its resume dies before (or after)
+    any one of its storage requests; the next resume (a fresh landscape count, outcomes of the
+    first resume included) is exact."""
+    probe = junction_case("probe", True)
+    counter = FaultyTransport(at={10_000: "crash-before"})  # never fires: counts the resume's requests
+    hook = crash_at("before_write", group=1)
+    assert probe(hook=hook, resume_transport=counter) == ["the injected crash during resume never happened"]
+    cases = [
+        (
+            f"resume {mode} request {k}/{counter.count}",
+            partial(
+                junction_case(f"resume-{mode}-{k}", True),
+                hook=crash_at("before_write", group=1),
+                resume_transport=FaultyTransport(at={k: mode}),
+            ),
+        )
+        for k in range(1, counter.count + 1)
+        for mode in ("crash-before", "crash-after")
+    ]
+    assert run_cases(cases) == []
