@@ -12,7 +12,11 @@ calls and every storage request into an audit record:
 * ``flush()`` — a no-op that is nonetheless true to the contract: ``write`` returns only once
   every block it sent is durable and described.
 * ``configure_for_resume()`` — the next ``write`` first recovers the run from its manifest and
-  skips the replayed rows already in the blob.
+  skips the replayed rows already in the blob. Before it, the sink asks ELSPETH's landscape
+  (``ctx.landscape``) how many of this run's rows at its node have a terminal outcome
+  (:mod:`~elspeth_appendsink.elspeth.outcomes`), which decides exactly how many re-delivered rows
+  are durable (:mod:`~elspeth_appendsink.core.replay`); the ``replay_skip`` fact says which rule
+  decided.
 * ``on_complete`` / ``close`` — seal (if asked) and release the lease. ELSPETH forbids recording
   calls there, so those few requests are logged instead.
 """
@@ -41,6 +45,7 @@ from elspeth_appendsink.elspeth.host import (
     build_input_schema,
 )
 from elspeth_appendsink.elspeth.options import SinkConfig
+from elspeth_appendsink.elspeth.outcomes import recorded_outcomes
 from elspeth_appendsink.encoders import CsvOptions, create_encoder, restore_encoder
 from elspeth_appendsink.encoders.base import Encoder, Row
 from elspeth_appendsink.errors import AppendSinkError, SchemaDriftError
@@ -81,6 +86,7 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
         self.declared_required_fields = frozenset(self._cfg.row_schema.required_fields())
         self._transport = transport
         self._resume = False
+        self._landscape_facts: dict[str, Any] | None = None  # what the landscape said, once per resume
         self._store: AzureStore | None = None
         self._writer: AppendWriter | None = None
         self._ctx: Any = None
@@ -131,11 +137,15 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
         self._ctx = ctx
         try:
             writer = self._writer_for(str(ctx.run_id))
+            if self._resume and self._landscape_facts is None:
+                self._ask_landscape(writer, ctx)
             report = writer.write(rows)
             for event in writer.events:
                 self._record_fact("writer_event", event)
             writer.events.clear()
-            if report.rows_skipped:
+            if report.rows_skipped or report.replay is not None:
+                # Recorded whenever the re-delivered call was matched -- also when nothing was
+                # skipped -- so the audit trail says which rule decided and on what counts.
                 self._record_fact(
                     "replay_skip",
                     {
@@ -143,6 +153,8 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
                         "rows_skipped": report.rows_skipped,
                         "rows_appended": report.rows_appended,
                         "already_durable_in_runs": list(report.skipped_from_runs),
+                        **(report.replay or {}),
+                        "landscape": self._landscape_facts,
                     },
                 )
         finally:
@@ -183,6 +195,16 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
             content_hash=writer.content_hash if writer is not None and writer.is_open else _EMPTY,
             size_bytes=writer.size if writer is not None else 0,
         )
+
+    def _ask_landscape(self, writer: AppendWriter, ctx: Any) -> None:
+        """Before the first resumed write: give the writer ELSPETH's count of recorded outcomes."""
+        node_id = self.node_id if self.node_id is not None else getattr(ctx, "node_id", None)
+        found = recorded_outcomes(getattr(ctx, "landscape", None), str(ctx.run_id), node_id)
+        if isinstance(found, str):
+            self._landscape_facts = {"recorded_rows": None, "unknown_because": found}
+            return
+        writer.recorded_rows = found.rows
+        self._landscape_facts = found.facts()
 
     def _make_store(self, on_call: Any) -> AzureStore:
         if self._store is None:

@@ -113,6 +113,7 @@ class Recovered:
     replay: Replay | None  # a run that continued earlier runs: every row so far, as a multiset
     redelivered: tuple[int, bytes] | None  # else: the call that may be re-delivered, its rows in order
     segment_sealed: bool  # the cursor sits in a segment sealed on completion
+    run_rows: int  # rows this run's own manifest commits (set against the engine's recorded outcomes)
 
 
 @dataclass(slots=True)
@@ -249,6 +250,7 @@ class Recovery:
             replay=replay,
             redelivered=redelivered,
             segment_sealed=layout.segment in layout.sealed,
+            run_rows=sum(len(e.tokens) for e in layout.committed),
         )
 
     def earlier_layouts(self, opening: Record) -> list[RunLayout]:

@@ -45,7 +45,8 @@ and to check every entry's hash.
 
 Rows the engine replays after a crash are recognised by identity (:mod:`identity`): on resume,
 the first call is matched *in order* against the rows the interrupted call committed (all of
-them, or a tail when outcomes were partly recorded — see :meth:`AppendWriter._match_redelivery`);
+them, or a tail when outcomes were partly recorded, or none: the engine's count of recorded
+outcomes, ``recorded_rows``, decides when known — see :meth:`AppendWriter._match_redelivery`);
 with ``if_exists: continue`` every row committed by earlier runs of the output is matched as a
 multiset. Where entries carry row lengths (CSV/JSONL, content identity) or no body at all (Arrow,
 content identity: ``derived``), the committed rows' digests are computed from the segment bytes
@@ -83,6 +84,7 @@ from elspeth_appendsink.core.manifest import (
     record_hash,
 )
 from elspeth_appendsink.core.paths import manifest_name, segment_name
+from elspeth_appendsink.core.replay import ReplayDecision, decide_replay
 from elspeth_appendsink.encoders.base import Encoder, Packed, Row
 from elspeth_appendsink.errors import (
     InvariantViolation,
@@ -144,6 +146,7 @@ class WriteReport:
     blocks: int = 0
     bytes: int = 0
     skipped_from_runs: tuple[str, ...] = ()
+    replay: dict[str, Any] | None = None  # the re-delivery decision, if this call was matched (audit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +212,10 @@ class AppendWriter:
         # After a recovery (or a failed call): the write call that may be re-delivered and the
         # packed digests of the rows it committed, in order. See _match_redelivery.
         self._redelivered: tuple[int, bytes] | None = None
+        # Given by the adapter before the first resumed write: how many of this run's rows the
+        # engine recorded a terminal outcome for (None: unknown). Used once, by _match_redelivery.
+        self.recorded_rows: int | None = None
+        self._run_rows = 0  # rows this run's own manifest commits (set by recovery)
 
     # --- public -------------------------------------------------------------------------------
     @property
@@ -251,8 +258,9 @@ class AppendWriter:
         self._call_digests, self._call_rows = [], []
         if self._redelivered is not None:
             (last, committed), self._redelivered = self._redelivered, None
-            skip, same_call = self._match_redelivery(rows, committed)
-            if same_call:  # the interrupted call again: keep its number, so its rows stay one scope
+            decision = self._match_redelivery(rows, committed)
+            skip, report.replay = decision.skip, decision.facts()
+            if decision.same_call:  # the interrupted call again: keep its number, so its rows stay one scope
                 call = last
                 self._call_digests = [committed]
         self.cursor = replace(cursor, write_call=call)
@@ -296,6 +304,7 @@ class AppendWriter:
         self.cursor = recovered.cursor
         self._replay = recovered.replay
         self._redelivered = recovered.redelivered
+        self._run_rows = recovered.run_rows
         self._segment_sealed = recovered.segment_sealed
         self._lease.acquire(self.segment(recovered.cursor.segment))
 
@@ -320,25 +329,23 @@ class AppendWriter:
         self.cursor = plan.cursor
         self._append_record(plan.open_record)
 
-    def _match_redelivery(self, rows: Sequence[Row], committed: bytes) -> tuple[int, bool]:
+    def _match_redelivery(self, rows: Sequence[Row], committed: bytes) -> ReplayDecision:
         """How many leading rows of a re-delivered call are already durable, and whether it is that call.
 
         ELSPETH records a group's outcomes only after its write returned, in row order, and replays
         unrecorded rows in the same order. So a re-delivered call either starts with *all* the rows
-        the interrupted call committed (the crash came during the write: nothing was recorded) or
-        is a tail of them (the crash came while outcomes were being recorded). Matching in order —
-        not as a set — keeps equal rows of *another* group from being mistaken for durable ones.
+        the interrupted call committed (the crash came during the write: nothing was recorded), or
+        with a tail of them (the crash came while outcomes were being recorded), or with none (all
+        were recorded; the crash came in the next call before its first intent). Matching in order
+        -- not as a set -- keeps equal rows of *another* group from being mistaken for durable ones;
+        when the engine's count of recorded outcomes is known (``recorded_rows``) it says which of
+        the three it is, so equal bytes cannot mislead. See :mod:`elspeth_appendsink.core.replay`.
         """
-        size = len(committed) // DIGEST_SIZE
-        if size == 0:
-            return 0, True
-        head = rows[:size]
-        packed = self._digests_of(head)
-        if len(rows) >= size and packed == committed:
-            return size, True
-        if len(rows) < size and packed == committed[-len(packed) :]:
-            return len(rows), True
-        return 0, False
+        pending = None
+        if self.recorded_rows is not None:
+            pending, self.recorded_rows = self._run_rows - self.recorded_rows, None
+        head = self._digests_of(rows[: len(committed) // DIGEST_SIZE])
+        return decide_replay(committed, head, len(rows), DIGEST_SIZE, pending)
 
     def _digests_of(self, rows: Sequence[Row]) -> bytes:
         """The rows' packed identity digests."""

@@ -34,7 +34,9 @@ replayed rows (each row keeps its sink and outcome); checkpoints as rows of thei
 refuses to resume without one, this harness does not, so the sink can be tested on crashes
 during a run's first write); the run-status dance after ``kill -9`` (ELSPETH wants the run
 marked failed first); failsinks (a diverted row is recorded ``diverted`` and, as in ELSPETH,
-replayed on resume); the landscape (``ctx.landscape`` is None).
+replayed on resume). The landscape: ``ctx.landscape`` is None unless ``Engine(landscape=True)``,
+which gives a view of the outcome log answering the two recorder queries the sink asks on
+resume (:class:`LogLandscape`; a row with a recorded outcome has a completed state at its sink).
 
 As a child process, so a test or the demo can ``kill -9`` it mid-write::
 
@@ -86,6 +88,7 @@ __all__ = [
     "FrameworkBugError",
     "Group",
     "GroupReport",
+    "LogLandscape",
     "OutcomeLog",
     "ResumeRefused",
     "RunReport",
@@ -369,6 +372,7 @@ class Engine:
         step_hook: called at every :class:`Step`; raise from it to crash there.
         progress: receives one line per step (the CLI prints them).
         field_resolution: given to sinks that ask for it on resume.
+        landscape: give the context a :class:`LogLandscape` (as ELSPETH gives its recorder).
     """
 
     def __init__(
@@ -380,6 +384,7 @@ class Engine:
         step_hook: StepHook | None = None,
         progress: Callable[[str], None] | None = None,
         field_resolution: Mapping[str, str] | None = None,
+        landscape: bool = False,
     ) -> None:
         if not sinks:
             raise ValueError("an engine needs at least one sink")
@@ -391,6 +396,7 @@ class Engine:
         self.step_hook = step_hook
         self.progress = progress
         self.field_resolution = dict(field_resolution or {})
+        self.landscape = landscape
         self.context: EngineContext | None = None  # the last run's context, with every recorded call
 
     def _default_factory(self, name: str, options: dict[str, Any]) -> Any:
@@ -447,6 +453,8 @@ class Engine:
         report = RunReport(run_id, resumed)
         for name, sink in self.sinks.items():
             sink.node_id = _node_id(name, self.options[name])
+        if self.landscape:
+            ctx.landscape = LogLandscape(self.log, {n: _node_id(n, o) for n, o in self.options.items()})
         try:
             for sink in self.sinks.values():
                 sink.on_start(ctx)
@@ -541,6 +549,37 @@ class Engine:
     def _say(self, line: str) -> None:
         if self.progress is not None:
             self.progress(line)
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    token_id: str
+    node_id: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    token_id: str
+    is_terminal: bool
+    sink_name: str
+
+
+class LogLandscape:
+    """The outcome log seen through ELSPETH's recorder queries ``get_all_node_states_for_run``
+    and ``get_all_token_outcomes_for_run``; a row id stands for its token id. ELSPETH completes a
+    token's sink state just before recording its outcome; the harness has no state of its own,
+    so a row with a recorded outcome has a completed state at its sink's node, and no other."""
+
+    def __init__(self, log: OutcomeLog, node_ids: Mapping[str, str]) -> None:
+        self.log = log
+        self.node_ids = dict(node_ids)
+
+    def get_all_node_states_for_run(self, run_id: str) -> list[_State]:
+        return [_State(r, self.node_ids[sink], "completed") for r, sink, _ in self.log.outcomes(run_id)]
+
+    def get_all_token_outcomes_for_run(self, run_id: str) -> list[_Outcome]:
+        return [_Outcome(r, outcome in _TERMINAL, sink) for r, sink, outcome in self.log.outcomes(run_id)]
 
 
 def _node_id(name: str, options: Mapping[str, Any]) -> str:

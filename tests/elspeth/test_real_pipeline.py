@@ -407,6 +407,7 @@ class KillingRelay:
 
     It forwards every request unchanged (Shared Key signatures do not cover the Host header).
     When armed, the ``nth`` ``append_block`` to the blob whose path ends with ``blob_suffix``
+    (or contains it, with ``contains=True``: a manifest's name ends with a run id not known yet)
     kills ``victim`` — after Azurite has committed the block and before the response is
     returned (``when="after"``), or without forwarding the request at all (``when="before"``).
     """
@@ -415,6 +416,7 @@ class KillingRelay:
         self.upstream = (upstream.host, upstream.port)
         self.victim: int | None = None
         self.blob_suffix = ""
+        self.contains = False
         self.nth = 0
         self.when = "after"
         self.seen = 0
@@ -456,9 +458,10 @@ class KillingRelay:
             f"BlobEndpoint={endpoint};"
         )
 
-    def arm(self, victim: int, blob_suffix: str, nth: int, when: str) -> None:
+    def arm(self, victim: int, blob_suffix: str, nth: int, when: str, *, contains: bool = False) -> None:
         with self._lock:
             self.victim, self.blob_suffix, self.nth, self.when, self.seen = victim, blob_suffix, nth, when, 0
+            self.contains = contains
 
     def disarm(self) -> None:
         with self._lock:
@@ -467,7 +470,9 @@ class KillingRelay:
     def _decide(self, method: str, target: str) -> str | None:
         parts = urlsplit(target)
         with self._lock:
-            if self.victim is None or method != "PUT" or not parts.path.endswith("/" + self.blob_suffix):
+            path, suffix = parts.path, self.blob_suffix
+            matches = suffix in path if self.contains else path.endswith("/" + suffix)
+            if self.victim is None or method != "PUT" or not matches:
                 return None
             if parse_qs(parts.query).get("comp") != ["appendblock"]:
                 return None
@@ -912,3 +917,137 @@ def test_rerun_of_a_completed_output_changes_no_byte(
     assert code == 0, output[-4000:]
     assert blob_bytes(service, container, blob) == first
     assert_exactly_once(parse_output(first, "jsonl"), input_rows())
+
+
+# ----------------------------------------------------------------------------------------------
+# tests: the landscape decides which re-delivered rows are durable (issue #12 item 5)
+
+# Two write groups to one sink whose rows are byte-equal at the junction. A gate routes rows with
+# a == 'r' straight to ``out`` (outcome ROUTED); the others go through a field_mapper that swaps
+# ``a`` and ``b`` (so they, too, read a='r', b='c') and reach ``out`` on success (COMPLETED).
+# ELSPETH writes one sink's tokens grouped by outcome, COMPLETED first: call N is the swapped
+# rows, call N+1 the routed ones; with the input below N+1 = [2, 3] is byte-equal to N's tail.
+EQUAL_TAIL = """\
+source:
+  plugin: csv
+  on_success: gate_in
+  options:
+    path: @INPUT@
+    schema:
+      mode: fixed
+      fields: ['id: int', 'name: str', 'a: str', 'b: str']
+    on_validation_failure: discard
+transforms:
+- name: swap
+  plugin: field_mapper
+  input: swap_in
+  on_success: out
+  on_error: discard
+  options:
+    schema: {mode: observed}
+    select_only: true
+    mapping: {id: id, name: name, b: a, a: b}
+gates:
+- name: split
+  input: gate_in
+  condition: row['a'] == 'r'
+  routes: {'true': out, 'false': swap_in}
+sinks:
+  out:
+    plugin: azure_append_blob
+    on_write_failure: discard
+    options:
+      connection_string: ${AZ_RELAYED}
+      container: @CONTAINER@
+      blob_path: "out/{{ run_id }}/rows.jsonl"
+      format: jsonl
+      lease_duration: 15
+      schema: {mode: observed}
+"""
+EQUAL_TAIL_INPUT = [
+    {"id": 1, "name": "one", "a": "c", "b": "r"},
+    {"id": 2, "name": "two", "a": "c", "b": "r"},
+    {"id": 3, "name": "three", "a": "c", "b": "r"},
+    {"id": 2, "name": "two", "a": "r", "b": "c"},
+    {"id": 3, "name": "three", "a": "r", "b": "c"},
+]
+
+
+def equal_tail_pipeline(pipeline: Pipeline, container: str) -> None:
+    with (pipeline.root / "input.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["id", "name", "a", "b"])
+        writer.writeheader()
+        writer.writerows(EQUAL_TAIL_INPUT)
+    text = fill(EQUAL_TAIL, INPUT=pipeline.root / "input.csv", CONTAINER=container)
+    text += fill(AUDIT, DB=pipeline.db, PAYLOADS=pipeline.payloads)
+    pipeline.settings.write_text(text, encoding="utf-8")
+
+
+def manifest_blocks(service: BlobServiceClient, container: str, name: str) -> list[Any]:
+    from elspeth_appendsink.core.manifest import BlockEntry, ManifestReader
+
+    reader = ManifestReader(name)
+    records = list(reader.feed(blob_bytes(service, container, name)))
+    return [r.record for r in records if isinstance(r.record, BlockEntry)]
+
+
+@pytest.mark.usefixtures("resume_fixed")
+def test_landscape_decides_a_next_call_equal_to_the_committed_tail(
+    pipeline: Pipeline, service: BlobServiceClient, container: str, relay: KillingRelay
+) -> None:
+    """No row_key; call N = rows 1, 2, 3 lands and ELSPETH records its outcomes; call N+1 = rows
+    2, 3 (byte-equal to N's tail) is killed before its first intent reaches the manifest. After
+    ``runs --mark-failed`` and a resume through the launcher, rows 2 and 3 are in the output
+    twice (once per group) and row 1 once; the audit fact says the landscape decided, and that
+    the manifest rule alone would have skipped (lost) both re-delivered rows."""
+    pipeline.env["AZ_RELAYED"] = relay.connection_string
+    equal_tail_pipeline(pipeline, container)
+    row = {r["id"]: {"id": r["id"], "name": r["name"], "a": "r", "b": "c"} for r in EQUAL_TAIL_INPUT}
+    call_n, call_n1 = [row[1], row[2], row[3]], [row[2], row[3]]
+
+    proc = pipeline.start("run", "-s", str(pipeline.settings), "-x")
+    # manifest appends: 1 the open record, 2 call N's intents, 3 call N+1's intents (killed unsent)
+    relay.arm(proc.pid, ".manifest/", nth=3, when="before", contains=True)
+    try:
+        output, _ = proc.communicate(timeout=COMMAND_TIMEOUT)
+    finally:
+        relay.disarm()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert relay.killed and proc.returncode == -signal.SIGKILL, output[-4000:]
+    run_id, status = pipeline.only_run()
+    assert status == "running"
+    blob = f"out/{run_id}/rows.jsonl"
+    assert parse_output(blob_bytes(service, container, blob), "jsonl") == call_n
+    blocks = manifest_blocks(service, container, f"{blob}.manifest/{run_id}")
+    assert blocks and {b.write_call for b in blocks} == {blocks[0].write_call}  # no intent of N+1
+    node = pipeline.sink_node(run_id, "out")
+    recorded = pipeline.query(
+        "SELECT count(*) FROM token_outcomes o JOIN node_states s ON s.token_id = o.token_id "
+        "WHERE o.run_id=? AND o.is_terminal=1 AND s.node_id=?",
+        run_id,
+        node,
+    )
+    assert recorded == [(3,)]  # ELSPETH recorded all of call N before it began call N+1
+
+    pipeline.mark_failed_when_writer_gone(run_id, container, blob)
+    assert pipeline.only_run() == (run_id, "failed")
+    resume(pipeline, run_id)
+
+    assert pipeline.only_run() == (run_id, "completed")
+    rows = parse_output(blob_bytes(service, container, blob), "jsonl")
+    assert rows == call_n + call_n1
+    counts = Counter(json.dumps(r, sort_keys=True) for r in rows)
+    expected = Counter(json.dumps(r, sort_keys=True) for r in call_n + call_n1)
+    assert counts == expected, (counts, expected)  # every row as often as ELSPETH delivered it
+    data = blob_bytes(service, container, blob)
+    assert_artifact_matches(pipeline, run_id, "out", f"azure://{container}/{blob}", data)
+    skips = [c["response"] for c in pipeline.sink_calls(run_id) if c["request"]["operation"] == "replay_skip"]
+    assert len(skips) == 1, skips
+    fact = skips[0]
+    assert fact["scope"] == "landscape", fact
+    assert (fact["rows_in"], fact["rows_skipped"], fact["rows_appended"]) == (2, 0, 2)
+    assert (fact["call_committed_rows"], fact["landscape_pending_rows"]) == (3, 0)
+    assert fact["landscape"] == {"recorded_rows": 3, "sink_names": ["out"]}
+    assert fact["manifest_rule_skip"] == 2  # today's rule would have taken rows 2, 3 for durable: lost

@@ -103,6 +103,7 @@ class Case:
     fmt: str
     run_id: str
     rows: tuple[EngineRow, ...] = tuple(ROWS)
+    landscape: bool = False  # give the sink ELSPETH's recorder view (harness LogLandscape)
 
     @property
     def path(self) -> str:
@@ -125,7 +126,7 @@ class Case:
     ) -> list[str]:
         """Run until the injected crash (or ``failure``), optionally crash the first resume too
         (``resume_transport``), resume, and return every problem with the result."""
-        engine = Engine({"out": self.sink(transport)}, self.state, step_hook=hook)
+        engine = Engine({"out": self.sink(transport)}, self.state, step_hook=hook, landscape=self.landscape)
         try:
             try:
                 engine.run(self.run_id, self.rows)
