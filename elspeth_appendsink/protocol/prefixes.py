@@ -73,12 +73,13 @@ def prefixes_of(store: AzureStore, blob_path: str, report: VerifyReport) -> dict
         run_id = name[len(prefix) :]
         opening = layout.open
         ends.append(_End(run_id, BASE_CALL, starts.get(opening.base_segment, total) + opening.base_length))
-        last: dict[int, BlockEntry] = {}
-        for entry in _committed(layout, sizes):
-            last[entry.write_call] = entry
-        for call, entry in sorted(last.items()):
-            if entry.segment in starts:
-                ends.append(_End(run_id, call, starts[entry.segment] + entry.end))
+        entries = _committed(layout, sizes)
+        # A call ends where the next entry belongs to another call (not keyed by call number:
+        # a resumed process must not hide the end of a call the killed one left behind).
+        for k, entry in enumerate(entries):
+            after = entries[k + 1] if k + 1 < len(entries) else None
+            if (after is None or after.write_call != entry.write_call) and entry.segment in starts:
+                ends.append(_End(run_id, entry.write_call, starts[entry.segment] + entry.end))
     digests = _digests_at(store, blob_path, sorted(sizes), {e.offset for e in ends if e.offset <= total})
     out: dict[str, list[Prefix]] = {}
     for end in ends:

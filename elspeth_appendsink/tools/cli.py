@@ -702,10 +702,8 @@ def _print_anchor(out: _Out, anchor: AnchorReport) -> None:
     first = anchor.mismatch
     count = len(anchor.runs)
     if first is None:
-        out.line(
-            f"Anchor   ANCHORED: {count} run{'s' * (count != 1)} match the artifacts ELSPETH recorded "
-            f"({anchor.landscape})"
-        )
+        runs = f"{count} runs match" if count != 1 else "1 run matches"
+        out.line(f"Anchor   ANCHORED: {runs} the artifacts ELSPETH recorded ({anchor.landscape})")
     else:
         call = "no write call ends there" if first.call is None else f"write call {first.call}"
         out.line(

@@ -114,7 +114,7 @@ class TestAnchored:
         url = _landscape(tmp_path / "audit.db", container, {"run-1": ("completed", recorded)})
         code, out, err = _verify(azurite, container, "--landscape", url)
         assert code == EXIT_OK, out + err
-        assert "Anchor   ANCHORED: 1 run match the artifacts ELSPETH recorded" in out
+        assert "Anchor   ANCHORED: 1 run matches the artifacts ELSPETH recorded" in out
         assert f"run-1: ELSPETH completed, 3 artifact(s) of {NODE}: anchored" in out
         assert "the last is the whole output" in out
         key = azurite.connection_string.split("AccountKey=")[1].split(";")[0]
@@ -198,6 +198,20 @@ class TestTampered:
         code, doc = _anchor_json(azurite, container, url)
         mismatch = doc["anchor"]["mismatch"]
         assert (mismatch["offset"], mismatch["call"]) == (recorded[2][1], None)
+
+    def test_a_manifest_recreated_with_no_block_left_is_found(
+        self, azurite: Azurite, container: str, tmp_path: Path
+    ) -> None:
+        """One write call (as ELSPETH often makes), removed: only the open record is left, the
+        output is empty, and the landscape's one artifact is matched by nothing."""
+        recorded = _run(azurite, container, calls=1, seal=False, **BIG)
+        drop_last_call(azurite, container)
+        assert read_output(azurite, container, BLOB) == b""
+        url = _landscape(tmp_path / "audit.db", container, {"run-1": ("completed", recorded)})
+        code, doc = _anchor_json(azurite, container, url)
+        assert code == EXIT_PROBLEM and doc["verified"] is True
+        mismatch = doc["anchor"]["mismatch"]
+        assert (mismatch["run_id"], mismatch["call"], mismatch["offset"]) == ("run-1", None, recorded[0][1])
 
     def test_a_run_the_landscape_does_not_know_is_not_anchored(
         self, azurite: Azurite, container: str, tmp_path: Path
