@@ -712,8 +712,9 @@ def _print_anchor(out: _Out, anchor: AnchorReport) -> None:
         out.line(f"  run      {first.run_id}")
         out.line(f"  call     {call}")
         out.line(f"  offset   {first.offset:,} (in the whole output)")
-        out.line(f"  expected {first.expected}  (the landscape)")
-        out.line(f"  found    {first.found}  (the output)")
+        out.line(f"  expected {first.expected}")
+        out.line(f"  found    {first.found}")
+        out.line("  (expected: what ELSPETH recorded; found: what the output holds)")
     for run in anchor.runs:
         status = "unknown to the landscape" if run.status is None else f"ELSPETH {run.status}"
         nodes = f" of {', '.join(run.nodes)}" if run.nodes else ""
