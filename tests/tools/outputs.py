@@ -17,6 +17,7 @@ from elspeth_appendsink.core.manifest import (
     TokenRange,
     decode_records,
     encode_record,
+    record_hash,
 )
 from elspeth_appendsink.core.paths import manifest_name, segment_name
 from elspeth_appendsink.protocol.writer import AppendWriter
@@ -253,3 +254,32 @@ def drop_last_call(
         later.delete_blob()
         index += 1
     return call
+
+
+def rewrite_rows_in_place(
+    azurite: Azurite, container: str, entry_seq: int, *, blob_path: str = BLOB, run_id: str = "run-1"
+) -> BlockEntry:
+    """Change the bytes of block entry ``entry_seq`` (same length: one digit of its first row) and
+    make the manifest agree: a new sha256 for that entry, and every record from it on re-linked,
+    so the chain is whole again. Plain verify passes. Returns the edited entry."""
+    decoded = manifest_records(azurite, container, blob_path=blob_path, run_id=run_id)
+    entry = decoded[entry_seq].record
+    assert isinstance(entry, BlockEntry)
+    name = segment_name(blob_path, entry.segment)
+    data = bytearray(read_blob(azurite, container, name))
+    block = data[entry.offset : entry.end]
+    at = next(i for i, byte in enumerate(block) if chr(byte).isdigit())
+    block[at] = ord("1") if block[at] != ord("1") else ord("2")
+    data[entry.offset : entry.end] = block
+    rewrite_blob(azurite, container, name, bytes(data))
+    manifest = manifest_name(blob_path, run_id)
+    raw = bytearray(read_blob(azurite, container, manifest)[: decoded[entry_seq].offset])
+    head = decoded[entry_seq - 1].hash
+    edited = replace(entry, sha256=hashlib.sha256(bytes(block)).hexdigest())
+    for d in decoded[entry_seq:]:
+        record = replace(edited if d.record is entry else d.record, prev=head)
+        encoded = encode_record(record)
+        raw += encoded
+        head = record_hash(encoded)
+    rewrite_blob(azurite, container, manifest, bytes(raw))
+    return edited

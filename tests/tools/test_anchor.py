@@ -24,7 +24,15 @@ from elspeth_appendsink.testing.azurite import Azurite
 from elspeth_appendsink.tools.anchor import output_uri
 from elspeth_appendsink.tools.cli import ENV_CONNECTION_STRING, EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, main
 from tests.helpers import make_store, make_writer, read_output
-from tests.tools.outputs import BLOB, SMALL, batches, drop_last_call, forge_foreign_rows
+from tests.tools.outputs import (
+    BLOB,
+    SMALL,
+    batches,
+    committed_entries,
+    drop_last_call,
+    forge_foreign_rows,
+    rewrite_rows_in_place,
+)
 
 pytestmark = pytest.mark.azurite
 
@@ -212,6 +220,25 @@ class TestTampered:
         assert code == EXIT_PROBLEM and doc["verified"] is True
         mismatch = doc["anchor"]["mismatch"]
         assert (mismatch["run_id"], mismatch["call"], mismatch["offset"]) == ("run-1", None, recorded[0][1])
+
+    def test_rows_rewritten_in_place_with_a_rechained_manifest_are_found_at_their_call(
+        self, azurite: Azurite, container: str, tmp_path: Path
+    ) -> None:
+        """One row of the second call edited (same length), its entry's sha256 and the chain from
+        it on recomputed: plain verify passes; --landscape names write call 1, at its end, with
+        ELSPETH's hash and the output's."""
+        recorded = _run(azurite, container, seal=False, **BIG)
+        second = next(e for e in committed_entries(azurite, container) if e.write_call == 1)
+        rewrite_rows_in_place(azurite, container, second.seq)
+        code, out, _ = _verify(azurite, container)
+        assert code == EXIT_OK and "VERIFIED" in out
+        data = read_output(azurite, container, BLOB)
+        url = _landscape(tmp_path / "audit.db", container, {"run-1": ("completed", recorded)})
+        code, out, _ = _verify(azurite, container, "--landscape", url)
+        assert code == EXIT_PROBLEM
+        assert "  call     write call 1" in out and f"  offset   {recorded[1][1]:,}" in out
+        assert f"  expected {recorded[1][0]}" in out
+        assert f"  found    {_sha(data[: recorded[1][1]])}" in out
 
     def test_a_run_the_landscape_does_not_know_is_not_anchored(
         self, azurite: Azurite, container: str, tmp_path: Path
