@@ -935,15 +935,21 @@ def test_rerun_of_a_completed_output_changes_no_byte(
 # tests: ELSPETH's records anchor the manifests (verify --landscape)
 
 
-@pytest.mark.parametrize("tamper", ["foreign-rows", "manifest-truncated"])
+@pytest.mark.parametrize("tamper", ["foreign-rows", "manifest-truncated", "rows-rewritten"])
 def test_verify_landscape_finds_tampering_plain_verify_cannot(
     pipeline: Pipeline, service: BlobServiceClient, azurite: Azurite, container: str, tamper: str
 ) -> None:
     """A completed real run: ``verify --landscape`` is OK. Then the container is tampered with
     behind the sink's back — foreign rows appended under a forged manifest record, or the manifest
-    recreated without its last write call (and its bytes) — so that plain ``verify`` still
-    passes; ``verify --landscape`` fails and names the run, the write call and the offset."""
-    from tests.tools.outputs import drop_last_call, forge_foreign_rows
+    recreated without its last write call (and its bytes), or a row edited in place under a
+    re-chained manifest — so that plain ``verify`` still passes; ``verify --landscape`` fails and
+    names the run, the write call and the offset."""
+    from tests.tools.outputs import (
+        committed_entries,
+        drop_last_call,
+        forge_foreign_rows,
+        rewrite_rows_in_place,
+    )
 
     path = "anchored/{{ run_id }}/rows.jsonl"
     sink = SinkSpec("output", container, path, "jsonl", "AZ_DIRECT", block="1KiB")
@@ -964,10 +970,15 @@ def test_verify_landscape_finds_tampering_plain_verify_cannot(
         forge_foreign_rows(azurite, container, foreign, blob_path=blob, run_id=run_id)
         where = f"  offset   {artifacts[-1][2]:,} (in the whole output)"
         call = f"  call     write call {len(artifacts) - 1}"
-    else:
+    elif tamper == "manifest-truncated":
         drop_last_call(azurite, container, blob_path=blob, run_id=run_id)
         where = f"  offset   {artifacts[-1][2]:,} (in the whole output)"
         call = "  call     no write call ends there"
+    else:
+        first = committed_entries(azurite, container, blob_path=blob, run_id=run_id)[0]
+        rewrite_rows_in_place(azurite, container, first.seq, blob_path=blob, run_id=run_id)
+        where = f"  offset   {artifacts[0][2]:,} (in the whole output)"
+        call = f"  call     write call {first.write_call}"
     code, output = pipeline.verify(container, blob)
     assert code == 0 and "VERIFIED" in output, output  # the container alone cannot tell
 
