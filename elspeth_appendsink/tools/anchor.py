@@ -164,8 +164,8 @@ def anchor_runs(
                         run,
                         None,
                         start,
-                        f"a run of this output recorded in {landscape}",
-                        f"run {run} has a manifest here but the landscape does not know it",
+                        f"no run {run} in {landscape}",
+                        f"a manifest of run {run} in the output",
                     ),
                     "not anchored: unknown to the landscape",
                 )
@@ -180,8 +180,8 @@ def anchor_runs(
                     run,
                     own[-1].call,
                     start,
-                    f"artifacts of a completed run that wrote {own[-1].size - start} bytes",
-                    "no artifact in the landscape for this output",
+                    "no artifact of this output, for a run ELSPETH recorded completed",
+                    f"{own[-1].size - start} bytes of the run in the output",
                 )
             checked.append(RunAnchor(run, status, (), 0, mismatch, note))
             continue

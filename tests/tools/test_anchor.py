@@ -252,6 +252,22 @@ class TestTampered:
         assert code == EXIT_PROBLEM
         assert "  run      run-x" in out and f"  offset   {first[-1][1]:,}" in out
         assert "run-x: unknown to the landscape" in out
+        assert "  expected no run run-x in sqlite:///" in out
+        assert "  found    a manifest of run run-x in the output" in out
+
+    @pytest.mark.parametrize(("status", "code"), [("failed", EXIT_OK), ("completed", EXIT_PROBLEM)])
+    def test_a_run_without_artifacts_is_anchored_by_nothing(
+        self, azurite: Azurite, container: str, tmp_path: Path, status: str, code: int
+    ) -> None:
+        """ELSPETH knows the run but no write of it returned: said so; a mismatch only when ELSPETH
+        says the run completed (then its bytes are in the output and no artifact holds them)."""
+        recorded = _run(azurite, container, seal=False, **BIG)
+        url = _landscape(tmp_path / "audit.db", container, {"run-1": (status, [])})
+        got, out, _ = _verify(azurite, container, "--landscape", url)
+        assert got == code, out
+        assert f"run-1: ELSPETH {status}, 0 artifact(s): no artifact recorded" in out
+        if status == "completed":
+            assert f"  found    {recorded[-1][1]} bytes of the run in the output" in out
 
 
 class TestErrors:
