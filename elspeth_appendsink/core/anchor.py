@@ -1,8 +1,8 @@
 """Pure cross-check of ELSPETH's recorded artifacts against the output's prefix hashes (#12 item 4).
 
-The shell (not yet written) streams the output once, computing the sha256 of the whole output at
-the end of each write call the manifest records, and reads this sink node's artifacts from the
-landscape in order. :func:`first_mismatch` then says where the two disagree.
+The shell (:mod:`elspeth_appendsink.tools.anchor`, ``verify --landscape``) gets the sha256 of the
+whole output at the end of each write call the manifest records, and reads this sink node's
+artifacts from the landscape in order. :func:`first_mismatch` then says where the two disagree.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ class Prefix:
 
 @dataclass(frozen=True)
 class Mismatch:
+    """Where the landscape and the output first disagree: the run, the write call (None when no
+    write call of the manifest ends there), the offset in the whole output, what the landscape
+    recorded (``expected``) and what the output holds (``found``)."""
+
     run_id: str
     call: int | None
     offset: int
@@ -69,9 +73,11 @@ def first_mismatch(
     if completed and artifacts:
         last = artifacts[-1]
         if (last.size, last.content_hash) != (output_size, output_sha256):
+            # The write call ELSPETH saw return last: the output should have ended there.
+            head = by_size.get(last.size)
             return Mismatch(
                 run_id,
-                None,
+                None if head is None else head.call,
                 last.size,
                 f"{last.content_hash} ({last.size} bytes, the landscape's head)",
                 f"{output_sha256} ({output_size} bytes, the output now)",

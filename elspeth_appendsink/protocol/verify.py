@@ -48,7 +48,8 @@ already cut out (:mod:`~elspeth_appendsink.protocol.scan`), and the report types
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -834,8 +835,41 @@ def verify_output(
         rows=sum(r.rows for r in reports),
         bytes=total,
         sha256=result.sha256,
-        prefixes={run_id: tuple(prefixes) for run_id, prefixes in result.prefixes.items()},
+        prefixes=_with_bases(ordered, result.prefixes),
     )
+
+
+#: The ``call`` of a run's base prefix: the output as the run opened it, before its first block.
+BASE_CALL = -1
+
+
+def _with_bases(
+    ordered: Sequence[_Run], scanned: Mapping[str, list[Prefix]]
+) -> dict[str, tuple[Prefix, ...]]:
+    """Each run's prefixes: its base (:data:`BASE_CALL`), then the scan's one per write call.
+
+    A write call whose rows were all already durable returns the base size to ELSPETH, and so
+    does a first write of an empty output. The first run's base is the bytes that were there
+    before it (recorded in its open record, checked by the scan as a region); a later run's is
+    where the run before it left the output.
+    """
+    out: dict[str, tuple[Prefix, ...]] = {}
+    previous: Prefix | None = None
+    for run in ordered:
+        opening = _layout(run).open
+        if previous is None:
+            if opening.base_segment != 0:
+                base = None  # not a chain's first run as the writer opens one: no base to state
+            else:
+                empty = opening.base_length == 0
+                sha = hashlib.sha256(b"").hexdigest() if empty else opening.base_sha256
+                base = Prefix(BASE_CALL, opening.base_length, sha)
+        else:
+            base = Prefix(BASE_CALL, previous.size, previous.sha256)
+        own = tuple(scanned.get(run.run_id, ()))
+        out[run.run_id] = (base, *own) if base is not None else own
+        previous = own[-1] if own else base
+    return out
 
 
 def inspect_output(

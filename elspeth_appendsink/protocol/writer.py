@@ -22,11 +22,14 @@ one output. Objects in the container::
                                        template may hold a timestamp that a resume cannot re-render)
 
 **Ordering** (the property recovery relies on). Every step is one guarded storage request, and
-each is sent only after the previous one is durable:
+each is sent only after the previous one is durable (the one exception is named):
 
-1. pointer (create-only) → segment 0 (create-only; metadata names the creating run) → lease →
-   manifest (create-only) — all in :mod:`~elspeth_appendsink.protocol.opening` — → ``open``
-   record (the write path's first manifest append, :meth:`AppendWriter._open`);
+1. pointer (create-only) → segment 0 (create-only; metadata names the creating run) → lease on
+   it *and* manifest (create-only), sent together — all in
+   :mod:`~elspeth_appendsink.protocol.opening`, which argues each order — → ``open`` record,
+   which travels in front of the first batch's intents in one manifest append
+   (:meth:`AppendWriter._open`); so a fresh output costs four round trips before its first
+   data byte;
 2. per *batch* of blocks (one or a few, prepared while the previous batch uploads): their
    ``block`` entries (the *intents*: segment, offset, length, sha256, token range, and per row
    its length or identity digest) go to the manifest in **one** append, then each block is
@@ -212,6 +215,7 @@ class AppendWriter:
         # After a recovery (or a failed call): the write call that may be re-delivered and the
         # packed digests of the rows it committed, in order. See _match_redelivery.
         self._redelivered: tuple[int, bytes] | None = None
+        self._unsent = b""  # the open record, until the first manifest append carries it (see _open)
         # Given by the adapter before the first resumed write: how many of this run's rows the
         # engine recorded a terminal outcome for (None: unknown). Used once, by _match_redelivery.
         self.recorded_rows: int | None = None
@@ -282,6 +286,8 @@ class AppendWriter:
                 else:  # continuing earlier runs: identities are matched as a multiset
                     self._replay.more.append(DigestMultiset.from_packed([committed]))
             raise
+        if self._unsent:  # every row was already durable: the open record still goes out with this call
+            self._append_manifest(b"")
         if self._replay is not None and self._replay.digests.taken + sum(s.taken for s in self._replay.more):
             report.skipped_from_runs = self._replay.runs
         return report
@@ -326,8 +332,13 @@ class AppendWriter:
         self._needs_header = plan.needs_header
         if plan.replay is not None:
             self._replay = plan.replay
-        self.cursor = plan.cursor
-        self._append_record(plan.open_record)
+        # The open record is not sent alone: it travels in front of the first manifest append
+        # (the first batch's intents, usually), which saves a round trip when an output starts.
+        # Nothing is in any segment before that append is durable, and a manifest without its
+        # open record is, to recovery, a start that never happened (module docstring, step 1).
+        encoded = encode_record(plan.open_record)
+        self.cursor = plan.cursor.after_record(len(encoded), record_hash(encoded))
+        self._unsent = encoded
 
     def _match_redelivery(self, rows: Sequence[Row], committed: bytes) -> ReplayDecision:
         """How many leading rows of a re-delivered call are already durable, and whether it is that call.
@@ -613,11 +624,7 @@ class AppendWriter:
                 payload.append(encoded)
                 seq, head, offset, token = seq + 1, record_hash(encoded), entry.end, entry.tokens.end
             manifest_bytes = b"".join(payload)
-            try:
-                self.store.append_block(self.target.manifest, manifest_bytes, c.manifest_length)
-            except BaseException:
-                self._dirty = True
-                raise
+            self._append_manifest(manifest_bytes)
             self.cursor = replace(
                 c, manifest_length=c.manifest_length + len(manifest_bytes), next_seq=seq, head=head
             )
@@ -666,12 +673,20 @@ class AppendWriter:
     def _append_record(self, record: Record) -> None:
         c = self._require_cursor()
         encoded = encode_record(record)
+        self._append_manifest(encoded)
+        self.cursor = c.after_record(len(encoded), record_hash(encoded))
+
+    def _append_manifest(self, data: bytes) -> None:
+        """One guarded manifest append at the cursor's manifest length, the unsent open record
+        (if any) in front; the caller moves the cursor past ``data`` once this returned."""
+        c = self._require_cursor()
+        unsent = self._unsent
         try:
-            self.store.append_block(self.target.manifest, encoded, c.manifest_length)
+            self.store.append_block(self.target.manifest, unsent + data, c.manifest_length - len(unsent))
         except BaseException:
             self._dirty = True
             raise
-        self.cursor = c.after_record(len(encoded), record_hash(encoded))
+        self._unsent = b""
 
     def _void(self, entry: BlockEntry) -> None:
         c = self._require_cursor()
@@ -695,7 +710,7 @@ class AppendWriter:
         self.store.seal(old, record.final_length, lease=self._lease.held)
         create_own_segment(self.store, new, self.target.run_id, self.target.run_id)
         if self._lease.held is not None:
-            self._lease.acquire(new)
+            self._lease.acquire(new, ours=True)  # created (now or before a crash) naming this run
             self._lease.release(old)  # it expires anyway; the old segment is sealed
         c = self._require_cursor()
         if c.segment == record.segment:
@@ -707,6 +722,8 @@ class AppendWriter:
         self.prepare()  # a resumed writer given no rows since has not recovered its cursor yet
         if self.cursor is None or self._dirty:
             return
+        if self._unsent:  # no block was ever sent (a bad first row): the run still opened
+            self._append_manifest(b"")
         if seal:
             c = self.cursor
             self._append_record(SealRecord(c.next_seq, c.head, c.segment, c.offset))

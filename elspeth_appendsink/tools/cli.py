@@ -6,8 +6,9 @@ Azure): it parses arguments, resolves credentials, prints for people (default) o
 
 == ==============================================================================
 0  verified / nothing wrong / lease broken (or none to break)
-1  a problem was found (verify, inspect), the unlock prompt was declined, or ``runs`` refused
-   to mark a run failed (its writer may be alive)
+1  a problem was found (verify, inspect; with ``verify --landscape`` also an artifact ELSPETH
+   recorded that the output does not match), the unlock prompt was declined, or ``runs``
+   refused to mark a run failed (its writer may be alive)
 2  usage error: bad or missing option, nothing at the path, unknown run,
    ``unlock`` without ``--yes`` where no one can be asked
 3  storage error: unreachable account, refused credentials, missing container
@@ -46,6 +47,7 @@ from elspeth_appendsink.protocol.verify import (
     verify_output,
 )
 from elspeth_appendsink.storage import AzureStore, azure_credential, build_service_client
+from elspeth_appendsink.tools.anchor import AnchorReport, anchor_runs, output_uri, read_artifacts
 from elspeth_appendsink.tools.runs import LandscapeError, mark_if_gone, read_landscape, survey
 
 __all__ = ["EXIT_INTERNAL", "EXIT_OK", "EXIT_PROBLEM", "EXIT_STORAGE", "EXIT_USAGE", "ProgressBar", "main"]
@@ -91,9 +93,11 @@ authentication (one method; a flag wins over its environment variable):
 _EXIT_HELP = """\
 exit codes:
   0  verified / nothing wrong / lease broken (or no lease to break)
-  1  a problem was found (verify, inspect), the unlock prompt was declined, or runs refused
-     --mark-failed (the run's writer may be alive)
-  2  usage error (bad option, nothing at --blob-path, unknown --run-id, unlock without --yes)
+  1  a problem was found (verify, inspect; verify --landscape: the output does not match what
+     ELSPETH recorded), the unlock prompt was declined, or runs refused --mark-failed (the
+     run's writer may be alive)
+  2  usage error (bad option, nothing at --blob-path, unknown --run-id, unlock without --yes,
+     a --landscape that cannot be read)
   3  storage error (account unreachable, credentials refused, container missing)
   4  internal error"""
 
@@ -101,6 +105,8 @@ _EXAMPLES = f"""\
 examples:
   export {ENV_CONNECTION_STRING}='DefaultEndpointsProtocol=https;AccountName=...'
   {PROG} verify  --container results --blob-path out/run-42/rows.csv
+  {PROG} verify  --container results --blob-path out/run-42/rows.csv \\
+      --landscape sqlite:///./state/audit.db
   {PROG} inspect --container results --blob-path out/run-42/rows.csv --run-id run-42
   {PROG} unlock  --container results --blob-path out/run-42/rows.csv --yes
   {PROG} runs    --container results --blob-path out/run-42/rows.csv \\
@@ -119,6 +125,16 @@ Read every manifest and stream every segment of the output once, and check:
 It reports rows, bytes, segments and runs, the sha256 of the whole output, each problem with
 its location (blob, byte offset, manifest record), and whether a run needs `elspeth resume`
 (a crashed run that stopped mid-step is not a problem, but it is reported).
+
+With --landscape (ELSPETH's landscape url, read-only), it also checks the output against what
+ELSPETH recorded: every artifact the sink returned for this output (its content hash and size,
+one per write) must be the output as one of the run's write calls left it, and the last
+artifact of a completed run must be where the run left the output (the whole output, for the
+last run). Every run of the output must be known to the landscape. This finds what the manifests
+alone cannot: their last records removed together with their bytes, or foreign rows appended
+under a forged record. The first mismatch is reported with its run, write call, offset in the
+whole output, the landscape's value (expected) and the output's (found). --run-id checks only
+that run.
 Nothing is written. A progress bar is shown on a terminal (stderr) for long outputs.""",
     ),
     "inspect": (
@@ -229,6 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if name == "verify":
             sub.add_argument("--no-progress", action="store_true", help="never show the progress bar")
+            sub.add_argument(
+                "--landscape",
+                metavar="URL",
+                help="also check the output against ELSPETH's recorded artifacts (sqlite:/// url)",
+            )
+            sub.add_argument(
+                "--run-id", "--run", metavar="RUN", help="with --landscape: check only this run"
+            )
         if name in ("inspect", "unlock"):
             sub.add_argument(
                 "--run-id",
@@ -637,16 +661,62 @@ def _print_inspect(out: _Out, report: InspectReport) -> None:
 
 
 def _cmd_verify(args: argparse.Namespace, store: AzureStore, out: _Out) -> int:
+    if args.run_id is not None and args.landscape is None:
+        raise UsageError("--run-id needs --landscape: verify checks every byte of every run")
+    landscape = None
+    if args.landscape is not None:  # read first: a wrong url fails before the long scan
+        landscape = read_artifacts(args.landscape, output_uri(store.container, args.blob_path), args.run_id)
     bar = ProgressBar(out.stderr, enabled=False if args.no_progress else None)
     try:
         report = verify_output(store, args.blob_path, progress=bar)
     finally:
         bar.close()
+    anchor = None
+    if landscape is not None:
+        if args.run_id is not None and all(r.run_id != args.run_id for r in report.runs):
+            raise LandscapeError(
+                f"--run-id: the output has no manifest of run {args.run_id!r} "
+                f"(runs: {', '.join(r.run_id for r in report.runs) or 'none'})"
+            )
+        runs, nodes = landscape
+        anchor = anchor_runs(args.landscape, report, report.prefixes, runs, nodes, run_id=args.run_id)
+    ok = report.ok and (anchor is None or anchor.ok)
     if args.json:
-        out.json(report.as_dict())
+        document = report.as_dict()
+        if anchor is not None:
+            document["verified"] = report.ok
+            document["ok"] = ok
+            document["anchor"] = anchor.as_dict()
+        out.json(document)
     else:
         _print_verify(out, report)
-    return EXIT_OK if report.ok else EXIT_PROBLEM
+        if anchor is not None:
+            out.line("")
+            _print_anchor(out, anchor)
+    return EXIT_OK if ok else EXIT_PROBLEM
+
+
+def _print_anchor(out: _Out, anchor: AnchorReport) -> None:
+    first = anchor.mismatch
+    count = len(anchor.runs)
+    if first is None:
+        runs = f"{count} runs match" if count != 1 else "1 run matches"
+        out.line(f"Anchor   ANCHORED: {runs} the artifacts ELSPETH recorded ({anchor.landscape})")
+    else:
+        call = "no write call ends there" if first.call is None else f"write call {first.call}"
+        out.line(
+            f"Anchor   NOT ANCHORED: the output does not match what ELSPETH recorded ({anchor.landscape})"
+        )
+        out.line(f"  run      {first.run_id}")
+        out.line(f"  call     {call}")
+        out.line(f"  offset   {first.offset:,} (in the whole output)")
+        out.line(f"  expected {first.expected}")
+        out.line(f"  found    {first.found}")
+        out.line("  (expected: what ELSPETH recorded; found: what the output holds)")
+    for run in anchor.runs:
+        status = "unknown to the landscape" if run.status is None else f"ELSPETH {run.status}"
+        nodes = f" of {', '.join(run.nodes)}" if run.nodes else ""
+        out.line(f"  {run.run_id}: {status}, {run.artifacts} artifact(s){nodes}: {run.note}")
 
 
 def _cmd_inspect(args: argparse.Namespace, store: AzureStore, out: _Out) -> int:

@@ -268,6 +268,20 @@ class Pipeline:
             assert time.monotonic() < deadline, outputs
             time.sleep(1)  # re-check the lease; each attempt is a full, real check
 
+    def verify(self, container: str, blob: str, *extra: str) -> tuple[int, str]:
+        """``elspeth-appendsink verify`` of one output, as an operator runs it (``extra``: e.g.
+        ``--landscape URL``)."""
+        command = [
+            sys.executable, "-m", "elspeth_appendsink", "verify", "--container", container,
+            "--blob-path", blob, "--no-progress", *extra,
+        ]  # fmt: skip
+        env = {**self.env, "AZURE_STORAGE_CONNECTION_STRING": self.env["AZ_DIRECT"]}
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+        return done.returncode, done.stdout + done.stderr
+
+    def verify_landscape(self, container: str, blob: str, *extra: str) -> tuple[int, str]:
+        return self.verify(container, blob, "--landscape", f"sqlite:///{self.db}", *extra)
+
     def sink_node(self, run_id: str, sink_name: str) -> str:
         (node,) = self.query(
             "SELECT node_id FROM nodes WHERE run_id=? AND node_type='sink' AND node_id LIKE ?",
@@ -749,6 +763,9 @@ def test_resume_after_sigkill_mid_write(
     assert len(skips) == 1, skips
     assert skips[0]["rows_skipped"] == len(partial)
     assert skips[0]["rows_in"] == skips[0]["rows_skipped"] + skips[0]["rows_appended"]
+    for blob in (high_blob, f"low/{run_id}/rows.{fmt}"):  # ELSPETH's artifacts anchor both outputs
+        code, output = pipeline.verify_landscape(container, blob)
+        assert code == 0 and "Anchor   ANCHORED: 1 run matches" in output, output
 
 
 def kill_mid_write(pipeline: Pipeline, relay: KillingRelay, fmt: str) -> str:
@@ -1051,3 +1068,61 @@ def test_landscape_decides_a_next_call_equal_to_the_committed_tail(
     assert (fact["call_committed_rows"], fact["landscape_pending_rows"]) == (3, 0)
     assert fact["landscape"] == {"recorded_rows": 3, "sink_names": ["out"]}
     assert fact["manifest_rule_skip"] == 2  # today's rule would have taken rows 2, 3 for durable: lost
+
+
+# ----------------------------------------------------------------------------------------------
+# tests: ELSPETH's records anchor the manifests (verify --landscape)
+
+
+@pytest.mark.parametrize("tamper", ["foreign-rows", "manifest-truncated", "rows-rewritten"])
+def test_verify_landscape_finds_tampering_plain_verify_cannot(
+    pipeline: Pipeline, service: BlobServiceClient, azurite: Azurite, container: str, tamper: str
+) -> None:
+    """A completed real run: ``verify --landscape`` is OK. Then the container is tampered with
+    behind the sink's back — foreign rows appended under a forged manifest record, or the manifest
+    recreated without its last write call (and its bytes), or a row edited in place under a
+    re-chained manifest — so that plain ``verify`` still passes; ``verify --landscape`` fails and
+    names the run, the write call and the offset."""
+    from tests.tools.outputs import (
+        committed_entries,
+        drop_last_call,
+        forge_foreign_rows,
+        rewrite_rows_in_place,
+    )
+
+    path = "anchored/{{ run_id }}/rows.jsonl"
+    sink = SinkSpec("output", container, path, "jsonl", "AZ_DIRECT", block="1KiB")
+    pipeline.write_settings([sink], gate=False)
+    code, output = pipeline.run("run", "-s", str(pipeline.settings), "-x")
+    assert code == 0, output[-4000:]
+    run_id, status = pipeline.only_run()
+    assert status == "completed"
+    blob = f"anchored/{run_id}/rows.jsonl"
+    artifacts = pipeline.artifacts(run_id, pipeline.sink_node(run_id, "output"))
+    assert artifacts  # ELSPETH hands this sink all its rows in one write call here
+    code, output = pipeline.verify_landscape(container, blob)
+    assert code == 0 and "Anchor   ANCHORED: 1 run matches" in output, output
+    assert f"{run_id}: ELSPETH completed, {len(artifacts)} artifact(s)" in output, output
+
+    if tamper == "foreign-rows":
+        foreign = b'{"id": 999, "name": "forged"}\n'
+        forge_foreign_rows(azurite, container, foreign, blob_path=blob, run_id=run_id)
+        where = f"  offset   {artifacts[-1][2]:,} (in the whole output)"
+        call = f"  call     write call {len(artifacts) - 1}"
+    elif tamper == "manifest-truncated":
+        drop_last_call(azurite, container, blob_path=blob, run_id=run_id)
+        where = f"  offset   {artifacts[-1][2]:,} (in the whole output)"
+        call = "  call     no write call ends there"
+    else:
+        first = committed_entries(azurite, container, blob_path=blob, run_id=run_id)[0]
+        rewrite_rows_in_place(azurite, container, first.seq, blob_path=blob, run_id=run_id)
+        where = f"  offset   {artifacts[0][2]:,} (in the whole output)"
+        call = f"  call     write call {first.write_call}"
+    code, output = pipeline.verify(container, blob)
+    assert code == 0 and "VERIFIED" in output, output  # the container alone cannot tell
+
+    code, output = pipeline.verify_landscape(container, blob)
+    assert code == 1, output
+    assert "Anchor   NOT ANCHORED" in output and f"  run      {run_id}" in output, output
+    assert call in output and where in output, output
+    assert ACCOUNT_KEY not in output

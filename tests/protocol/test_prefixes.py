@@ -4,12 +4,13 @@ ELSPETH records per sink write, which ``verify --landscape`` compares against.""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
 
 from elspeth_appendsink.core.anchor import Prefix
-from elspeth_appendsink.protocol.verify import verify_output
+from elspeth_appendsink.protocol.verify import BASE_CALL, verify_output
 from elspeth_appendsink.testing.azurite import Azurite
 from tests.helpers import CsvStub, make_store, make_writer
 
@@ -34,7 +35,8 @@ def reported(writer: Any, calls: list[list[dict[str, Any]]], first_call: int = 0
 def test_prefixes_equal_the_writers_content_hash_after_each_call(
     azurite: Azurite, container: str, encoder: Any
 ) -> None:
-    """Many calls, several segments (rollovers), a header: one prefix per call, each exact."""
+    """Many calls, several segments (rollovers), a header: the base (the empty output), then one
+    prefix per call, each exact."""
     store = make_store(azurite, container)
     writer = make_writer(store, encoder=encoder, **SMALL)
     expected = reported(writer, [batch(c, 3 + 4 * c) for c in range(6)])
@@ -42,7 +44,8 @@ def test_prefixes_equal_the_writers_content_hash_after_each_call(
     assert writer.cursor is not None and writer.cursor.segment >= 1
     report = verify_output(store, "out/data.jsonl")
     assert report.ok, report.problems
-    assert list(report.prefixes["run-1"]) == expected
+    empty = Prefix(BASE_CALL, 0, hashlib.sha256(b"").hexdigest())
+    assert list(report.prefixes["run-1"]) == [empty, *expected]
     assert (report.bytes, report.sha256) == (expected[-1].size, expected[-1].sha256)
     last = expected[-1]
     as_json = report.as_dict()["prefixes"]["run-1"][-1]
@@ -50,7 +53,8 @@ def test_prefixes_equal_the_writers_content_hash_after_each_call(
 
 
 def test_prefixes_of_a_continued_output_span_every_run(azurite: Azurite, container: str) -> None:
-    """A second run continuing the output: its prefixes hash the whole output, the first run's bytes too."""
+    """A second run continuing the output: its prefixes hash the whole output, the first run's bytes
+    too, and its base is where the first run left the output."""
     first = make_writer(make_store(azurite, container), run_id="first", if_exists="continue", **SMALL)
     before = reported(first, [batch(c, 5) for c in range(3)])
     first.close()
@@ -59,5 +63,5 @@ def test_prefixes_of_a_continued_output_span_every_run(azurite: Azurite, contain
     second.close()
     report = verify_output(make_store(azurite, container), "out/data.jsonl")
     assert report.ok, report.problems
-    assert list(report.prefixes["first"]) == before
-    assert list(report.prefixes["second"]) == after
+    assert list(report.prefixes["first"])[1:] == before
+    assert list(report.prefixes["second"]) == [Prefix(BASE_CALL, before[-1].size, before[-1].sha256), *after]

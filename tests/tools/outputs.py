@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import struct
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from azure.storage.blob import BlobClient, BlobLeaseClient, BlobServiceClient
 
-from elspeth_appendsink.core.manifest import BlockEntry, DecodedRecord, decode_records
+from elspeth_appendsink.core.identity import content_digests
+from elspeth_appendsink.core.manifest import (
+    BlockEntry,
+    DecodedRecord,
+    TokenRange,
+    decode_records,
+    encode_record,
+    record_hash,
+)
 from elspeth_appendsink.core.paths import manifest_name, segment_name
 from elspeth_appendsink.protocol.writer import AppendWriter
 from elspeth_appendsink.testing import FaultyTransport, SimulatedCrash
@@ -182,3 +193,93 @@ def edit_entry_sha(
 
 def segment(index: int, blob_path: str = BLOB) -> str:
     return segment_name(blob_path, index)
+
+
+def forge_foreign_rows(
+    azurite: Azurite, container: str, rows: bytes, *, blob_path: str = BLOB, run_id: str = "run-1"
+) -> BlockEntry:
+    """Append ``rows`` (whole lines) to the output's last segment and forge, on top of the run's
+    manifest, the block entry a writer would have recorded for them: the next seq, linked to the
+    head, with their sha256, tokens, row lengths or digests and a new write call. The manifest is
+    rewritten with the same bytes plus that record, so its chain is unbroken and every byte is
+    described: plain verify passes. The forged entry is returned."""
+    decoded = manifest_records(azurite, container, blob_path=blob_path, run_id=run_id)
+    last = [d.record for d in decoded if isinstance(d.record, BlockEntry)][-1]
+    name = segment_name(blob_path, last.segment)
+    client = blob(azurite, container, name)
+    offset = client.get_blob_properties().size
+    break_lease(azurite, container, name)
+    client.append_block(rows)
+    lengths = [len(line) for line in rows.splitlines(keepends=True)]
+    forged = replace(
+        last,
+        seq=len(decoded),
+        prev=decoded[-1].hash,
+        offset=offset,
+        length=len(rows),
+        sha256=hashlib.sha256(rows).hexdigest(),
+        tokens=TokenRange(last.tokens.end, last.tokens.end + len(lengths)),
+        write_call=last.write_call + 1,
+        batch=len(decoded),
+        lengths=struct.pack(f">{len(lengths)}I", *lengths) if last.lengths else b"",
+        digests=b"" if last.lengths else content_digests(rows, lengths),
+    )
+    manifest = manifest_name(blob_path, run_id)
+    data = read_blob(azurite, container, manifest) + encode_record(forged)
+    rewrite_blob(azurite, container, manifest, data)
+    return forged
+
+
+def drop_last_call(
+    azurite: Azurite, container: str, *, blob_path: str = BLOB, run_id: str = "run-1"
+) -> int:
+    """Remove the run's last write call without a trace in the container: recreate its manifest
+    without the records from that call's first block on (a seal after it goes too), and its
+    segment without that block's bytes (unsealed; later segments deleted). Every remaining record
+    links and every remaining byte is described, so plain verify passes. Returns the call."""
+    decoded = manifest_records(azurite, container, blob_path=blob_path, run_id=run_id)
+    entries = [d for d in decoded if isinstance(d.record, BlockEntry)]
+    calls = [d.record.write_call for d in entries if isinstance(d.record, BlockEntry)]
+    first = entries[calls.index(calls[-1])]
+    call, entry = calls[-1], first.record
+    assert isinstance(entry, BlockEntry)
+    manifest = manifest_name(blob_path, run_id)
+    rewrite_blob(azurite, container, manifest, read_blob(azurite, container, manifest)[: first.offset])
+    name = segment_name(blob_path, entry.segment)
+    rewrite_blob(azurite, container, name, read_blob(azurite, container, name)[: entry.offset], seal=False)
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    index = entry.segment + 1
+    while (later := service.get_blob_client(container, segment_name(blob_path, index))).exists():
+        break_lease(azurite, container, later.blob_name)
+        later.delete_blob()
+        index += 1
+    return call
+
+
+def rewrite_rows_in_place(
+    azurite: Azurite, container: str, entry_seq: int, *, blob_path: str = BLOB, run_id: str = "run-1"
+) -> BlockEntry:
+    """Change the bytes of block entry ``entry_seq`` (same length: one digit of its first row) and
+    make the manifest agree: a new sha256 for that entry, and every record from it on re-linked,
+    so the chain is whole again. Plain verify passes. Returns the edited entry."""
+    decoded = manifest_records(azurite, container, blob_path=blob_path, run_id=run_id)
+    entry = decoded[entry_seq].record
+    assert isinstance(entry, BlockEntry)
+    name = segment_name(blob_path, entry.segment)
+    data = bytearray(read_blob(azurite, container, name))
+    block = data[entry.offset : entry.end]
+    at = next(i for i, byte in enumerate(block) if chr(byte).isdigit())
+    block[at] = ord("1") if block[at] != ord("1") else ord("2")
+    data[entry.offset : entry.end] = block
+    rewrite_blob(azurite, container, name, bytes(data))
+    manifest = manifest_name(blob_path, run_id)
+    raw = bytearray(read_blob(azurite, container, manifest)[: decoded[entry_seq].offset])
+    head = decoded[entry_seq - 1].hash
+    edited = replace(entry, sha256=hashlib.sha256(bytes(block)).hexdigest())
+    for d in decoded[entry_seq:]:
+        record = replace(edited if d.record is entry else d.record, prev=head)
+        encoded = encode_record(record)
+        raw += encoded
+        head = record_hash(encoded)
+    rewrite_blob(azurite, container, manifest, bytes(raw))
+    return edited

@@ -16,6 +16,7 @@ def test_foreign_rows_appended_after_run() -> None:
     arts = [Artifact("a", 10), Artifact("b", 25)]
     m = first_mismatch("r", arts, [*P, Prefix(3, 40, "c")], completed=True, output_size=40, output_sha256="c")
     assert m is not None and m.offset == 25 and "40 bytes" in m.found
+    assert m.call == 2  # the last write call ELSPETH saw return: the output should end there
 
 
 def test_manifest_truncated() -> None:
