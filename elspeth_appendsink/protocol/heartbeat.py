@@ -26,7 +26,8 @@ log = get_logger("elspeth_appendsink.protocol.heartbeat")
 
 
 class LeaseHeartbeat:
-    """Calls ``renew()`` every ``period`` seconds on a daemon thread until :meth:`stop`.
+    """Calls ``renew()`` every ``period`` seconds on a daemon thread until :meth:`stop`, or until
+    ``renew()`` returns False (nothing is left to keep).
 
     ``wait(period)`` returns True when the heartbeat should stop; it defaults to the stop event's
     ``wait``, and tests pass their own to beat without waiting for wall-clock time.
@@ -34,7 +35,7 @@ class LeaseHeartbeat:
 
     def __init__(
         self,
-        renew: Callable[[], None],
+        renew: Callable[[], bool | None],
         period: float,
         *,
         name: str = "lease-heartbeat",
@@ -51,6 +52,10 @@ class LeaseHeartbeat:
         self._thread.start()
         return self
 
+    def stop_soon(self) -> None:
+        """Ask the thread to stop at its next wake-up, without waiting for it."""
+        self._stopped.set()
+
     def stop(self) -> None:
         """Stop beating; returns once no renewal is in flight (the caller may then release)."""
         self._stopped.set()
@@ -60,8 +65,10 @@ class LeaseHeartbeat:
     def _run(self) -> None:
         while not self._wait(self._period) and not self._stopped.is_set():
             try:
-                self._renew()
+                kept = self._renew()
             except Exception as exc:  # logged, not raised: the next guarded request fails if it is lost
                 log.warning("lease.renew_failed", error=type(exc).__name__, detail=str(exc)[:200])
-            else:
-                self.beats += 1
+                continue
+            if kept is False:
+                return
+            self.beats += 1

@@ -19,6 +19,7 @@ import contextlib
 import threading
 import time
 import uuid
+import weakref
 from typing import Any
 
 from elspeth_appendsink.errors import LeaseHeldError, StorageError
@@ -135,14 +136,25 @@ class LeaseKeeper:
             self._fenced = name
             if self._heart is None:
                 quiet = self.store.unrecorded()
-                self._heart = LeaseHeartbeat(
-                    lambda: self._renew(quiet), self.duration / 3, name=f"lease-{self.run_id}"
-                ).start()
+                # The thread holds the keeper weakly: a writer dropped without close() (a test's
+                # simulated crash) must not keep a lease alive from beyond, as a killed process
+                # would not; its heartbeat stops once the keeper is collected.
+                keeper = weakref.ref(self)
 
-    def _renew(self, store: AzureStore) -> None:
+                def renew() -> bool:
+                    alive = keeper()
+                    return alive is not None and alive._renew(quiet)
+
+                self._heart = heart = LeaseHeartbeat(renew, self.duration / 3, name=f"lease-{self.run_id}")
+                weakref.finalize(self, heart.stop_soon)
+                heart.start()
+
+    def _renew(self, store: AzureStore) -> bool:
+        """One beat: renew the fenced blob's lease; False once there is nothing left to keep."""
         with self._lock:
             name, held = self._fenced, self.held
         if name is None or held is None:
-            return
+            return False
         store.renew_lease(name, held)
         self._at = time.monotonic()
+        return True

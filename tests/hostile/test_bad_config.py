@@ -11,6 +11,7 @@ A hostile run id (from the engine, at the first write) is refused the same way, 
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -181,11 +182,16 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
 
 @pytest.fixture()
 def no_sockets(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    """Refuse (and record) every socket connect in this process while the test runs."""
+    """Refuse (and record) every socket connect the test's own thread makes while it runs.
+
+    Other threads are not the construction under test: a lease heartbeat left by an earlier
+    test's writer may wake up meanwhile (it is refused too, but not recorded)."""
     attempts: list[Any] = []
+    mine = threading.get_ident()
 
     def refuse(self: socket.socket, address: Any) -> None:
-        attempts.append(address)
+        if threading.get_ident() == mine:
+            attempts.append(address)
         raise ConnectionRefusedError(f"test forbids network access (connect to {address!r})")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)

@@ -57,3 +57,16 @@ def test_close_stops_the_heartbeat_of_every_segment_it_fenced(azurite: Azurite, 
     assert len(_hearts("run-roll")) == 1  # one heartbeat, following the segment being written
     writer.close()
     assert _hearts("run-roll") == []
+
+
+def test_a_writer_dropped_without_close_stops_renewing(azurite: Azurite, container: str) -> None:
+    """A simulated crash drops the writer; like a killed process, it must not keep its lease."""
+    import gc
+
+    writer = make_writer(make_store(azurite, container), run_id="run-dropped")
+    writer.write([{"id": 1}])
+    (heart,) = _hearts("run-dropped")
+    del writer
+    gc.collect()
+    heart.join(timeout=10)
+    assert not heart.is_alive()
