@@ -123,6 +123,37 @@ class TestCrashAndResume:
                 resumed.write(batch)
             assert_exact(azurite, container, path, rows, resumed)
 
+    @pytest.mark.parametrize("mode", ["crash-before", "crash-after", "lose"])
+    @pytest.mark.parametrize(
+        "at",
+        [("lease", 1), ("create", 2), ("append", 1)],
+        ids=["lease-beside-manifest", "manifest-beside-lease", "open-record-with-first-intents"],
+    )
+    def test_a_fault_at_a_start_up_request_sent_together_resumes_exactly(
+        self, azurite: Azurite, container: str, at: tuple[str, int], mode: str
+    ) -> None:
+        """The start-up requests that go out together (lease and manifest creation) or travel
+        together (the open record with the first intents): a crash or lost response at each
+        leaves an output a resume (or, for a lost response, the same writer) finishes exactly."""
+        data = batches()
+        rows = [r for b in data for r in b]
+        path, run_id = f"start-{at[0]}{at[1]}-{mode}/d.jsonl", f"run-start-{at[0]}-{mode}"
+        transport = FaultyTransport(on={at: mode})
+        writer = make_writer(
+            make_store(azurite, container, transport), blob_path=path, run_id=run_id, **SMALL
+        )
+        try:
+            writer.write(data[0])
+        except SimulatedCrash:
+            writer = make_writer(
+                make_store(azurite, container), blob_path=path, run_id=run_id, resume=True, **SMALL
+            )
+            writer.write(data[0])
+        assert (at[0], mode) in {(seen.operation, seen.fault) for seen in transport.log if seen.fault}
+        for batch in data[1:]:
+            writer.write(batch)
+        assert_exact(azurite, container, path, rows, writer)
+
     def test_replay_of_a_completed_write_appends_nothing(self, azurite: Azurite, container: str) -> None:
         """A crash after write() returned (outcomes unrecorded): the replayed call is recognised whole."""
         data = batches()
