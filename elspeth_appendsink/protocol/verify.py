@@ -40,7 +40,7 @@ Data problems never raise: they become :class:`Problem` values in the report, ea
 (:class:`~elspeth_appendsink.errors.ConfigError`: bad path, nothing at the path, unknown run)
 and storage errors (:class:`~elspeth_appendsink.errors.StorageError`) raise.
 
-Why one piece (~890 lines, :class:`_Survey` ~450): the survey of the manifests (tolerant reading,
+Why one piece (~930 lines, :class:`_Survey` ~450): the survey of the manifests (tolerant reading,
 run order, settling the last batch as recovery would, seals, run reports) is one pass whose every
 step reports into the same problem list and reads the same decoded runs; the segment walk is
 already cut out (:mod:`~elspeth_appendsink.protocol.scan`), and the report types are values.

@@ -54,7 +54,7 @@ the K-th storage request of group N's write (``N:K:append``: the K-th ``append``
 as :func:`~elspeth_appendsink.testing.operation_of`) and waits to be killed. Exit codes: 0 the
 run completed, 1 it failed (the error is printed to stderr), 2 bad arguments.
 
-Why one piece (~680 lines): it imitates one engine loop (grouping, executor, lifecycle, resume)
+Why one piece (~720 lines): it imitates one engine loop (grouping, executor, lifecycle, resume)
 whose parts share the run's durable outcome log; cut, each part would re-import the others'
 private state. It is test support, not shipped protocol code.
 """
