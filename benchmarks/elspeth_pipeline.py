@@ -167,6 +167,8 @@ class RunResult:
     requests_by_method: dict[str, int]
     requests_by_operation: dict[str, int]
     transport_s: float  # time inside RequestsTransport.send (round trips the sink waited for)
+    record_call_s: float  # time inside PluginContext.record_call (audit records of calls)
+    record_calls: int
     output_bytes: int  # last artifact ELSPETH registered, summed over sink nodes
     rows_out: int
     status: str
@@ -266,6 +268,8 @@ def run_once(
         requests_by_method=dict(sorted(child["requests_by_method"].items())),
         requests_by_operation=dict(sorted(child["requests_by_operation"].items())),
         transport_s=float(child["transport_seconds"]),
+        record_call_s=float(child["record_call_seconds"]),
+        record_calls=int(child["record_calls"]),
         output_bytes=scape["output_bytes"],
         rows_out=scape["rows_out"],
         status=scape["status"],
@@ -296,6 +300,8 @@ def summarise(results: list[RunResult]) -> list[dict[str, Any]]:
                     "sink_write_op_s",
                     "sink_methods_s",
                     "transport_s",
+                    "record_call_s",
+                    "record_calls",
                     "bytes_uploaded",
                     "requests",
                 )
@@ -326,6 +332,10 @@ def summarise(results: list[RunResult]) -> list[dict[str, Any]]:
     return table
 
 
+def _ratio(row: dict[str, Any], key: str) -> str:
+    return f"{row[key]:.3f}" if key in row else "—"  # no csv run of this shape to compare with
+
+
 def render(table: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [
         "# Real ELSPETH pipeline: csv vs azure_blob vs azure_append_blob",
@@ -346,22 +356,27 @@ def render(table: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         uploaded = "—" if not r["bytes_uploaded"] or ratio is None else f"{ratio:.2f}{TIMES}"
         lines.append(
             f"| {r['shape']} | `{r['sink']}` | {r['sink_writes']} | {r['wall_s']:.2f} |"
-            f" {r.get('wall_vs_csv', 1):.3f} | {r['sink_methods_s']:.3f} | {100 * r['sink_share']:.1f} % |"
-            f" {r['sink_write_op_s']:.3f} | {r['peak_rss_mib']:.0f} | {r.get('rss_vs_csv', 1):.3f} |"
+            f" {_ratio(r, 'wall_vs_csv')} | {r['sink_methods_s']:.3f} | {100 * r['sink_share']:.1f} % |"
+            f" {r['sink_write_op_s']:.3f} | {r['peak_rss_mib']:.0f} | {_ratio(r, 'rss_vs_csv')} |"
             f" {int(r['requests'])} | {int(r['bytes_uploaded']):,} | {r['output_bytes']:,} | {uploaded} |"
         )
     lines += [
         "",
         "Where the sink's time goes (median seconds per lifecycle method, measured in the child):",
         "",
-        "| shape | sink | " + " | ".join(METHODS) + " | of which in requests | requests by operation |",
-        "|---|---|" + "---:|" * 7 + "---|",
+        "| shape | sink | "
+        + " | ".join(METHODS)
+        + " | in requests | in record_call (n) | requests by operation |",
+        "|---|---|" + "---:|" * 8 + "---|",
     ]
     for r in table:
         secs = r["sink_seconds_median"]
         cells = " | ".join(f"{secs.get(k, 0.0):.3f}" for k in METHODS)
         ops = ", ".join(f"{op} {TIMES}{n}" for op, n in r["requests_by_operation"].items()) or "—"
-        lines.append(f"| {r['shape']} | `{r['sink']}` | {cells} | {r['transport_s']:.3f} | {ops} |")
+        lines.append(
+            f"| {r['shape']} | `{r['sink']}` | {cells} | {r['transport_s']:.3f} |"
+            f" {r['record_call_s']:.3f} ({int(r['record_calls'])}) | {ops} |"
+        )
     lines += [
         "",
         "How it is measured:",
@@ -372,7 +387,9 @@ def render(table: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         " `close`, timed in the child by `benchmarks/elspeth_child/sitecustomize.py`; **ELSPETH sink_write**"
         " is the landscape's own `operations.duration_ms` for `sink_write` (write + flush only)."
         " Sink share = sink time ÷ wall."
-        " *Of which in requests*: time inside `RequestsTransport.send` (round trips the sink waited for).",
+        " *In requests*: time inside `RequestsTransport.send` (round trips the sink waited for);"
+        " *in record_call*: time inside ELSPETH's `PluginContext.record_call` (the sink recording a call in"
+        " the landscape and payload store), with the number of calls.",
         "* **peak RSS**: `ru_maxrss` of the one ELSPETH process (`os.wait4`).",
         "* **uploaded**: the sum of request body sizes (`Content-Length`) of every request sent through"
         " azure-core's `RequestsTransport.send` in the child, below the SDK's retry policy (a retry counts"

@@ -14,6 +14,9 @@ changes no behaviour:
   ``on_complete``, ``close``) of every ``BaseSink`` subclass: ELSPETH's own landscape times
   only ``write`` + ``flush`` (the ``sink_write`` operation), while a sink may also work in
   ``on_complete`` / ``close``.
+* **time recording audit calls**: ``PluginContext.record_call`` (a plugin writing a call into
+  ELSPETH's landscape and payload store), count and seconds — inside the sink's time when the
+  sink records its requests.
 
 Both patches are applied when their module is first imported (an import hook), so a child that
 never imports azure-core or a sink pays nothing for them.
@@ -45,6 +48,8 @@ _STATS: dict[str, Any] = {
     "requests_by_operation": {},
     "sink_seconds": {},
     "sink_calls": {},
+    "record_call_seconds": 0.0,
+    "record_calls": 0,
 }
 _DEPTH = threading.local()
 SINK_METHODS = ("__init__", "on_start", "write", "flush", "on_complete", "close")
@@ -130,9 +135,28 @@ def _patch_base_sink(module: ModuleType) -> None:
     base.__init_subclass__ = classmethod(init_subclass)
 
 
+def _patch_plugin_context(module: ModuleType) -> None:
+    context = module.PluginContext
+    record_call = context.record_call
+
+    @functools.wraps(record_call)
+    def timed_record_call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return record_call(self, *args, **kwargs)
+        finally:
+            elapsed = time.perf_counter() - start
+            with _LOCK:
+                _STATS["record_call_seconds"] += elapsed
+                _STATS["record_calls"] += 1
+
+    context.record_call = timed_record_call
+
+
 _PATCHES: dict[str, Callable[[ModuleType], None]] = {
     "azure.core.pipeline.transport._requests_basic": _patch_transport,
     "elspeth.plugins.infrastructure.base": _patch_base_sink,
+    "elspeth.contracts.plugin_context": _patch_plugin_context,
 }
 
 
