@@ -16,6 +16,10 @@ Shapes:
   ``quarantine`` sink, and a gate routes the valid rows to ``high`` / ``low``. ELSPETH groups a
   sink's pending rows by (outcome, error hash) and makes one ``write()`` per group, so this
   shape makes ``--bad`` + 2 sink writes per run.
+* ``shared`` — (not run by default) the valid rows and the ``--bad`` quarantined rows go to the
+  **same** sink. ELSPETH writes the ``completed`` group first (groups are sorted by outcome),
+  then one write per quarantined row: ``--bad`` + 1 writes, each after the bulk is written — the
+  case where a sink that re-uploads what it buffered pays most.
 
 Measured per run: wall time of the child; peak RSS of the child (``os.wait4``'s own rusage of
 that one process); the sink's time, both as ELSPETH's landscape records it (``operations`` of
@@ -57,7 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD_SITE = Path(__file__).resolve().parent / "elspeth_child"
 RESULTS = ROOT / "benchmarks" / "results"
 SINKS = ("csv", "azure_blob", "azure_append_blob")
-SHAPES = ("one", "many")
+SHAPES = ("one", "many", "shared")
 THRESHOLD = 1000
 TIMES = "\u00d7"  # the multiplication sign, spelled out so linters do not take it for an x
 METHODS = ("__init__", "on_start", "write", "flush", "on_complete", "close")
@@ -113,12 +117,13 @@ def _sink_block(name: str, plugin: str, root: Path, container: str) -> str:
 def build_settings(root: Path, plugin: str, shape: str, container: str, *, checkpoint: str) -> str:
     """ELSPETH settings YAML for one run; every path is absolute and inside ``root``."""
     many = shape == "many"
+    quarantine = {"one": "discard", "many": "quarantine", "shared": "output"}[shape]
     text = (
         "source:\n  plugin: csv\n  on_success: validated\n  options:\n"
         f"    path: {root / 'input.csv'}\n"
         "    schema:\n      mode: fixed\n"
         "      fields: ['id: int', 'name: str', 'amount: int', 'category: str']\n"
-        f"    on_validation_failure: {'quarantine' if many else 'discard'}\n"
+        f"    on_validation_failure: {quarantine}\n"
         "transforms:\n- name: process\n  plugin: passthrough\n  input: validated\n"
         f"  on_success: {'gate_in' if many else 'output'}\n  on_error: discard\n"
         "  options:\n    schema: {mode: observed}\n"
@@ -350,7 +355,7 @@ def render(table: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "# Real ELSPETH pipeline: csv vs azure_blob vs azure_append_blob",
         "",
         f"`{meta['command']}` — {meta['rows']} valid rows"
-        f" (+{meta['bad']} quarantined in shape `many`), median of {meta['reps']} repetitions,"
+        f" (+{meta['bad']} quarantined in shapes `many` / `shared`), median of {meta['reps']} repetitions,"
         f" checkpoint `{meta['checkpoint']}`, {meta['when']}, load average before/after"
         f" {meta['load_before']} / {meta['load_after']}, Python {meta['python']}, {meta['cpus']} CPUs."
         " Azure sinks write to Azurite on loopback.",
@@ -426,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bad", type=int, default=60, help="distinct-error rows quarantined in shape 'many'")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--sinks", nargs="+", choices=SINKS, default=list(SINKS))
-    parser.add_argument("--shapes", nargs="+", choices=SHAPES, default=list(SHAPES))
+    parser.add_argument("--shapes", nargs="+", choices=SHAPES, default=["one", "many"])
     parser.add_argument(
         "--checkpoint",
         default="off",
@@ -477,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs = {}
         for shape in args.shapes:
             inputs[shape] = work / f"input-{shape}.csv"
-            write_input(inputs[shape], args.rows, args.bad if shape == "many" else 0)
+            write_input(inputs[shape], args.rows, 0 if shape == "one" else args.bad)
         for rep in range(1, args.reps + 1):
             for shape in args.shapes:
                 for sink in args.sinks:
