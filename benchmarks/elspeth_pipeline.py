@@ -28,7 +28,8 @@ sink lifecycle method (which also sees start-up and ``on_complete`` / ``close``)
 summed at the azure-core transport seam in the child (request body sizes at
 ``RequestsTransport.send``, see ``benchmarks/elspeth_child/sitecustomize.py``); and the output size
 (the last artifact ELSPETH registered per sink node). Medians over ``--reps`` repetitions, run
-interleaved (rep 1 of every variant, then rep 2, ...) so a load change hits all of them alike.
+interleaved (rep 1 of every variant, then rep 2, ...; the sink order turning by one each rep) so
+a load change hits all of them alike.
 
 Without ELSPETH importable (it needs Python >= 3.12, installed from its repository) this prints
 why and exits 0. Run it with the ELSPETH venv::
@@ -484,8 +485,11 @@ def main(argv: list[str] | None = None) -> int:
             inputs[shape] = work / f"input-{shape}.csv"
             write_input(inputs[shape], args.rows, 0 if shape == "one" else args.bad)
         for rep in range(1, args.reps + 1):
+            # the sink order turns by one each repetition, so a load trend does not always hit the same sink
+            turn = (rep - 1) % len(args.sinks)
+            order = args.sinks[turn:] + args.sinks[:turn]
             for shape in args.shapes:
-                for sink in args.sinks:
+                for sink in order:
                     r = run_once(work, inputs[shape], sink, shape, rep, env, checkpoint=args.checkpoint)
                     results.append(r)
                     print(
