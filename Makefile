@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup demo test test-quick lint bench bench-quick soak clean
+.PHONY: setup demo test test-quick lint bench bench-quick bench-elspeth soak clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -38,6 +38,10 @@ bench: setup
 
 bench-quick: setup
 	$(PY) -m benchmarks --quick
+
+# the same real ELSPETH pipeline with csv, azure_blob and azure_append_blob (needs ELSPETH's venv)
+bench-elspeth: setup
+	scripts/bench-elspeth.sh
 
 soak: setup
 	SOAK_SECONDS=600 $(PY) -m pytest -q tests/soak -m slow -p no:cacheprovider
