@@ -249,9 +249,20 @@ def test_sas_run_with_faults_conflicts_and_resume_leaks_nothing(azurite: Azurite
     secrets = sas_secrets(sas)
     options = sas_options(azurite, container, sas, lease=False)
     ctx = RecordingContext(run_id="run-1")
-    storm = FaultyTransport(
-        rule=lambda n, op, r: "status:503" if op == "append" and n > 8 else ("lose" if n == 7 else None)
-    )
+    appends = {"manifest": 0, "segment": 0}
+
+    def faults(_n: int, op: str, request: Any) -> str | None:
+        """The second write's intent loses its response; then every data append meets a 503 storm
+        (keyed by what a request is, not by its ordinal, so the start-up sequence may change)."""
+        if op != "append":
+            return None
+        kind = "manifest" if ".manifest/" in request.url else "segment"
+        appends[kind] += 1
+        if kind == "manifest":
+            return "lose" if appends[kind] == 2 else None
+        return "status:503" if appends[kind] > 1 else None
+
+    storm = FaultyTransport(rule=faults)
     sink = AzureAppendBlobSink(options, transport=storm)
     sink.write(rows(0), ctx)
     with pytest.raises(StorageUnavailableError) as unavailable:
