@@ -18,6 +18,10 @@ Azure): it parses arguments, resolves credentials, prints for people (default) o
 Every secret (connection string, account key, SAS token, client secret) is registered with
 :func:`~elspeth_appendsink.redact.register_secret` as soon as it is read, and everything printed
 passes through :func:`~elspeth_appendsink.redact.redact`.
+
+Why one piece (~670 lines): the argument parser, credential resolution and the five commands
+share one set of options, exit codes and error mapping; what the commands print for people is
+:mod:`.render`, the landscape readers are :mod:`.runs` and :mod:`.anchor`.
 """
 
 from __future__ import annotations
