@@ -124,3 +124,31 @@ class Encoder(Protocol):
     def row_digests(self, entry: BlockEntry, block: bytes) -> bytes: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+
+class ContiguousRows:
+    """The part of :class:`Encoder` shared by formats whose block is its rows' bytes back to back
+    (CSV, JSONL): ``block`` concatenates, a row's canonical encoding is its output bytes, and at
+    recovery its identity digest follows from the block and the entry's row lengths."""
+
+    __slots__ = ()
+
+    contiguous_rows = True
+
+    def block(self, encoded: Sequence[bytes | memoryview], rows: Sequence[Row]) -> bytes:
+        """The block holding exactly these rows: the concatenation of their lines."""
+        return b"".join(encoded)
+
+    def canonical(self, rows: Sequence[Row], encoded: Packed) -> Packed:
+        """The rows' canonical encodings: their output bytes, ``encoded`` itself."""
+        return encoded
+
+    def derivable(self, encoded: Packed) -> bool:
+        """Always: a block holds its rows' bytes, so their digests follow from it and their lengths."""
+        return True
+
+    def row_digests(self, entry: BlockEntry, block: bytes) -> bytes:
+        """The packed content digests of the rows of ``block`` (they end it; lengths from ``entry``)."""
+        from elspeth_appendsink.core.identity import content_digests  # core imports encoders.base
+
+        return content_digests(block, entry.row_lengths())

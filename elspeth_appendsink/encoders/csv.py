@@ -47,11 +47,11 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from itertools import compress, repeat
 from operator import add, contains, itemgetter, not_, or_
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
-from elspeth_appendsink.encoders.base import Packed, Row
+from elspeth_appendsink.encoders.base import ContiguousRows, Packed, Row
 from elspeth_appendsink.encoders.csv_kernels import kernel_lines
 from elspeth_appendsink.errors import (
     ConfigError,
@@ -60,9 +60,6 @@ from elspeth_appendsink.errors import (
     SchemaDriftError,
     UnencodableRow,
 )
-
-if TYPE_CHECKING:
-    from elspeth_appendsink.core.manifest import BlockEntry
 
 __all__ = ["CsvEncoder", "CsvOptions", "column_values", "reject_undeclared", "restore"]
 
@@ -213,7 +210,7 @@ def _column_text(column: str, values: list[Any]) -> tuple[list[str], bool]:
     return [_cell(column, value, index) for index, value in enumerate(values)], False
 
 
-class CsvEncoder:
+class CsvEncoder(ContiguousRows):
     """CSV lines for a fixed list of columns. See the module docstring for the exact bytes.
 
     Args:
@@ -224,8 +221,6 @@ class CsvEncoder:
     """
 
     name = "csv"
-    contiguous_rows = True
-
     __slots__ = (
         "_allowed",
         "_header",
@@ -334,24 +329,6 @@ class CsvEncoder:
         except UnicodeEncodeError:
             self._raise_unencodable(rows, lines)
             raise
-
-    def block(self, encoded: Sequence[bytes | memoryview], rows: Sequence[Row]) -> bytes:
-        """The block holding exactly these rows: the concatenation of their lines."""
-        return b"".join(encoded)
-
-    def canonical(self, rows: Sequence[Row], encoded: Packed) -> Packed:
-        """The rows' canonical encodings: their output bytes, ``encoded`` itself."""
-        return encoded
-
-    def derivable(self, encoded: Packed) -> bool:
-        """Always: a block holds its rows' bytes, so their digests follow from it and their lengths."""
-        return True
-
-    def row_digests(self, entry: BlockEntry, block: bytes) -> bytes:
-        """The packed content digests of the rows of ``block`` (they end it; lengths from ``entry``)."""
-        from elspeth_appendsink.core.identity import content_digests  # core imports encoders.base
-
-        return content_digests(block, entry.row_lengths())
 
     def describe(self) -> dict[str, Any]:
         """The frozen decisions, JSON-safe; :func:`restore` rebuilds the identical encoder."""

@@ -46,11 +46,11 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time
 from itertools import chain, compress, repeat
 from operator import is_, methodcaller
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-from elspeth_appendsink.encoders.base import Packed, Row
+from elspeth_appendsink.encoders.base import ContiguousRows, Packed, Row
 from elspeth_appendsink.encoders.csv import reject_undeclared
 from elspeth_appendsink.errors import (
     ConfigError,
@@ -59,9 +59,6 @@ from elspeth_appendsink.errors import (
     RecoveryError,
     UnencodableRow,
 )
-
-if TYPE_CHECKING:
-    from elspeth_appendsink.core.manifest import BlockEntry
 
 __all__ = [
     "JsonlEncoder",
@@ -152,7 +149,7 @@ def json_value_error(value: Any) -> str | None:
     return None
 
 
-class JsonlEncoder:
+class JsonlEncoder(ContiguousRows):
     """JSON Lines, one object per row. See the module docstring for the exact bytes.
 
     Args:
@@ -162,8 +159,6 @@ class JsonlEncoder:
     """
 
     name = "jsonl"
-    contiguous_rows = True
-
     __slots__ = ("_allowed", "_rename", "columns", "headers", "mode")
 
     def __init__(
@@ -208,24 +203,6 @@ class JsonlEncoder:
     def encode_packed(self, rows: Sequence[Row]) -> Packed:
         """:meth:`encode` packed into one buffer."""
         return Packed.join(self.encode(rows))
-
-    def block(self, encoded: Sequence[bytes | memoryview], rows: Sequence[Row]) -> bytes:
-        """The block holding exactly these rows: the concatenation of their lines."""
-        return b"".join(encoded)
-
-    def canonical(self, rows: Sequence[Row], encoded: Packed) -> Packed:
-        """The rows' canonical encodings: their output bytes, ``encoded`` itself."""
-        return encoded
-
-    def derivable(self, encoded: Packed) -> bool:
-        """Always: a block holds its rows' bytes, so their digests follow from it and their lengths."""
-        return True
-
-    def row_digests(self, entry: BlockEntry, block: bytes) -> bytes:
-        """The packed content digests of the rows of ``block`` (they end it; lengths from ``entry``)."""
-        from elspeth_appendsink.core.identity import content_digests  # core imports encoders.base
-
-        return content_digests(block, entry.row_lengths())
 
     def describe(self) -> dict[str, Any]:
         """The frozen decisions, JSON-safe; :func:`restore` rebuilds the identical encoder."""
