@@ -720,6 +720,23 @@ def test_resume_after_a_failed_sink_write(
         service.delete_container(late)
 
 
+def run_killed(
+    pipeline: Pipeline, relay: KillingRelay, blob: str, *, nth: int, when: str, contains: bool = False
+) -> None:
+    """``run`` the pipeline and SIGKILL it at the ``nth`` append to ``blob`` (a name suffix, or a
+    substring with ``contains``), ``before`` or ``after`` it reaches storage; checks it died so."""
+    proc = pipeline.start("run", "-s", str(pipeline.settings), "-x")
+    relay.arm(proc.pid, blob, nth=nth, when=when, contains=contains)
+    try:
+        output, _ = proc.communicate(timeout=COMMAND_TIMEOUT)
+    finally:
+        relay.disarm()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert relay.killed and proc.returncode == -signal.SIGKILL, output[-4000:]
+
+
 @pytest.mark.usefixtures("resume_fixed")
 @pytest.mark.parametrize(
     ("when", "fmt"),
@@ -734,16 +751,7 @@ def test_resume_after_sigkill_mid_write(
     pipeline.env["AZ_RELAYED"] = relay.connection_string
     two_sinks(pipeline, container, container, fmt, "AZ_RELAYED")
 
-    proc = pipeline.start("run", "-s", str(pipeline.settings), "-x")
-    relay.arm(proc.pid, f"rows.{fmt}", nth=2, when=when)
-    try:
-        output, _ = proc.communicate(timeout=COMMAND_TIMEOUT)
-    finally:
-        relay.disarm()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert relay.killed and proc.returncode == -signal.SIGKILL, output[-4000:]
+    run_killed(pipeline, relay, f"rows.{fmt}", nth=2, when=when)
     run_id, status = pipeline.only_run()
     assert status == "running"  # a hard-killed run is left running
     high_blob = f"high/{run_id}/rows.{fmt}"
@@ -770,16 +778,7 @@ def test_resume_after_sigkill_mid_write(
 
 def kill_mid_write(pipeline: Pipeline, relay: KillingRelay, fmt: str) -> str:
     """Run the two-sink pipeline and SIGKILL it at ``high``'s 2nd data append; the run id."""
-    proc = pipeline.start("run", "-s", str(pipeline.settings), "-x")
-    relay.arm(proc.pid, f"rows.{fmt}", nth=2, when="after")
-    try:
-        output, _ = proc.communicate(timeout=COMMAND_TIMEOUT)
-    finally:
-        relay.disarm()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert relay.killed and proc.returncode == -signal.SIGKILL, output[-4000:]
+    run_killed(pipeline, relay, f"rows.{fmt}", nth=2, when="after")
     run_id, status = pipeline.only_run()
     assert status == "running"
     return run_id
@@ -872,16 +871,7 @@ def test_rerun_after_sigkill_completes_the_output(
     finishes the same blob: every row exactly once, the first run's rows first, verify clean."""
     pipeline.env["AZ_RELAYED"] = relay.connection_string
     blob = rerun_pipeline(pipeline, container, "AZ_RELAYED")
-    proc = pipeline.start("run", "-s", str(pipeline.settings), "-x")
-    relay.arm(proc.pid, "rows.jsonl", nth=2, when="after")
-    try:
-        output, _ = proc.communicate(timeout=COMMAND_TIMEOUT)
-    finally:
-        relay.disarm()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert relay.killed and proc.returncode == -signal.SIGKILL, output[-4000:]
+    run_killed(pipeline, relay, "rows.jsonl", nth=2, when="after")
     partial = parse_output(blob_bytes(service, container, blob), "jsonl")
     assert partial, "the kill should come after the first block was committed"
 
@@ -1022,17 +1012,8 @@ def test_landscape_decides_a_next_call_equal_to_the_committed_tail(
     row = {r["id"]: {"id": r["id"], "name": r["name"], "a": "r", "b": "c"} for r in EQUAL_TAIL_INPUT}
     call_n, call_n1 = [row[1], row[2], row[3]], [row[2], row[3]]
 
-    proc = pipeline.start("run", "-s", str(pipeline.settings), "-x")
     # manifest appends: 1 the open record with call N's intents, 2 call N+1's intents (killed unsent)
-    relay.arm(proc.pid, ".manifest/", nth=2, when="before", contains=True)
-    try:
-        output, _ = proc.communicate(timeout=COMMAND_TIMEOUT)
-    finally:
-        relay.disarm()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert relay.killed and proc.returncode == -signal.SIGKILL, output[-4000:]
+    run_killed(pipeline, relay, ".manifest/", nth=2, when="before", contains=True)
     run_id, status = pipeline.only_run()
     assert status == "running"
     blob = f"out/{run_id}/rows.jsonl"
