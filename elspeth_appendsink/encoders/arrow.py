@@ -63,14 +63,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import partial
-from itertools import accumulate, repeat
-from operator import add, is_not
+from itertools import repeat
+from operator import is_not
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from elspeth_appendsink.encoders.base import Packed, Row
+from elspeth_appendsink.encoders.base import Packed, Part, Row
 from elspeth_appendsink.encoders.csv import column_values, reject_undeclared
 from elspeth_appendsink.encoders.jsonl import (
     check_fingerprint,
@@ -122,26 +124,35 @@ _INFERRED = {int: "int", float: "float", bool: "bool", str: "str", bytes: "binar
 
 @dataclass(frozen=True, slots=True)
 class _Planned(Packed):
-    """:meth:`ArrowEncoder.encode_packed`'s result: estimated row sizes, placeholder bytes.
+    """:meth:`ArrowEncoder.encode_packed`'s result: estimated row sizes, placeholder bytes, and
+    the slice's record batch, which :meth:`part` hands out so that a block is cut from it.
 
     ``lossless`` says whether the rows read back from a record batch exactly (see
     :meth:`ArrowEncoder.derivable`).
     """
 
     lossless: bool = True
+    batch: pa.RecordBatch | None = None
+
+    def part(self, start: int, stop: int) -> Part:
+        """Rows ``start`` to ``stop - 1`` as a slice of the planned record batch (no copy)."""
+        if self.batch is None:
+            return self.span(start, stop)
+        return self.batch.slice(start, stop - start)
 
 
-def _cell_sizes(kind: str, cells: list[Any]) -> tuple[list[int], int]:
+def _cell_sizes(kind: str, array: pa.Array) -> tuple[np.ndarray, int]:
     """Each cell's length (characters for text, 0 for null) and the column's bytes beyond them.
 
-    Text spends more than one UTF-8 byte on a non-ASCII character; rather than encode every
-    cell, the column's surplus is measured once and shared evenly by its rows (an estimate).
+    Text spends more than one UTF-8 byte on a non-ASCII character; rather than plan every
+    cell's bytes, the column's surplus is measured once and shared evenly by its rows.
     """
-    lengths = [0 if cell is None else len(cell) for cell in cells]
+    measure = pc.binary_length if kind == "binary" else pc.utf8_length
+    lengths = np.asarray(pc.fill_null(measure(array), 0), dtype=np.int64)
     if kind == "binary":
         return lengths, 0
-    text = "".join(filter(None, cells))
-    return lengths, 0 if text.isascii() else len(text.encode("utf-8")) - len(text)
+    total = int(pc.sum(pc.binary_length(array)).as_py() or 0)
+    return lengths, total - int(lengths.sum())
 
 
 def _is_aware(value: datetime) -> bool:
@@ -283,29 +294,28 @@ class ArrowEncoder:
         )
 
     def encode_packed(self, rows: Sequence[Row]) -> Packed:
-        """Validate the rows and estimate each one's share of a record batch; nothing is hashed.
+        """Validate the rows, build their record batch and estimate each row's share of it.
 
         The writer plans blocks with these sizes only (see the module docstring: not an upper
-        bound); the bytes are placeholders. Content identities come from :meth:`canonical`
-        when a writer needs them, or from a written block by :meth:`row_digests`.
+        bound); the bytes are placeholders, and a block is cut from the batch (:meth:`block`).
+        Nothing is hashed: content identities come from :meth:`canonical` when a writer needs
+        them, or from a written block by :meth:`row_digests`.
         """
         if not rows:
             return _Planned(b"", [0])
-        columns = self._checked_columns(rows)
-        sizes: list[int] | None = None
-        surplus, lossless = 0, True
-        for kind, values in zip(self.kinds, columns, strict=True):
+        reject_undeclared(rows, self._allowed, self.columns)
+        columns = column_values(rows, self.columns)
+        batch, lossless = self._batch(columns)
+        surplus = 0
+        sizes = np.zeros(len(rows), dtype=np.int64)
+        for kind, array in zip(self.kinds, batch.columns, strict=True):
             if kind in _VARIABLE:
-                lengths, more = _cell_sizes(kind, self._arrow_values(kind, values))
-                sizes, surplus = lengths if sizes is None else list(map(add, sizes, lengths)), surplus + more
-            elif kind == "float" and lossless:
-                lossless = int not in set(map(type, values))  # 5 is read back as 5.0
-            elif kind == "timestamp_utc" and lossless:
-                # an aware datetime is read back at UTC, so only a zero offset keeps its ISO text
-                lossless = not any(value.utcoffset() for value in values if value is not None)
-        each = self._fixed_width + -(-surplus // len(rows))
-        sizes = [each] * len(rows) if sizes is None else list(map(add, sizes, repeat(each)))
-        return _Planned(bytes(sum(sizes)), list(accumulate(sizes, initial=0)), lossless)
+                lengths, more = _cell_sizes(kind, array)
+                sizes += lengths
+                surplus += more
+        sizes += self._fixed_width + -(-surplus // len(rows))
+        offsets = [0, *np.cumsum(sizes).tolist()]
+        return _Planned(bytes(offsets[-1]), offsets, lossless, batch)
 
     def canonical(self, rows: Sequence[Row], encoded: Packed) -> Packed:
         """The rows' canonical encodings (the identity basis): :meth:`encode`, packed."""
@@ -354,19 +364,22 @@ class ArrowEncoder:
             )
         return content_digests(b"".join(canonical), list(map(len, canonical)))
 
-    def block(self, encoded: Sequence[bytes | memoryview], rows: Sequence[Row]) -> bytes:
-        """One record batch message holding exactly these rows (already accepted by ``encode``)."""
+    def block(self, encoded: Sequence[Part], rows: Sequence[Row]) -> bytes:
+        """One record batch message holding exactly these rows (already accepted by ``encode``).
+
+        When ``encoded`` holds the planned batch slices of these rows (:meth:`_Planned.part`),
+        their columns are concatenated; otherwise the batch is built from ``rows``. Either way
+        the arrays are fresh, so the message is byte for byte the same (a serialised *slice*
+        would differ: it keeps its parent's offsets).
+        """
         if not rows:
             return b""
-        columns = column_values(rows, self.columns)
-        try:
-            arrays = [
-                pa.array(self._arrow_values(kind, values), type=KINDS[kind])
-                for kind, values in zip(self.kinds, columns, strict=True)
-            ]
+        slices = [part for part in encoded if isinstance(part, pa.RecordBatch)]
+        if slices and len(slices) == len(encoded) and sum(part.num_rows for part in slices) == len(rows):
+            arrays = [pa.concat_arrays([part.column(i) for part in slices]) for i in range(len(self.columns))]
             batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
-        except (pa.ArrowException, OverflowError, UnicodeError, TypeError, ValueError) as exc:
-            raise InvariantViolation(f"arrow: pyarrow refused a value that encode() accepted: {exc}") from exc
+        else:
+            batch, _ = self._batch(column_values(rows, self.columns), checked=True)
         data: bytes = batch.serialize().to_pybytes()
         return data
 
@@ -389,6 +402,62 @@ class ArrowEncoder:
         """The rows' values column by column, once every value is known to fit its column."""
         reject_undeclared(rows, self._allowed, self.columns)
         columns = column_values(rows, self.columns)
+        if any(
+            self._first_problem(column, kind, values) is not None
+            for column, kind, values in zip(self.columns, self.kinds, columns, strict=True)
+        ):
+            self._raise_first_problem(columns)
+        return columns
+
+    def _batch(self, columns: list[list[Any]], checked: bool = False) -> tuple[pa.RecordBatch, bool]:
+        """The record batch of these columns, and whether it reads back losslessly.
+
+        Only the checks pyarrow does not make itself run first (exact value types, awareness of
+        datetimes, json cells, ints a float column cannot hold exactly); pyarrow refuses
+        out-of-range ints, surrogates and inexact floats while converting. On any doubt the full
+        per-value check (:meth:`_first_problem`) names the first bad row.
+        """
+        lossless = True
+        for kind, values in zip(self.kinds, columns, strict=True):
+            quick = checked or self._quick_fit(kind, values)
+            if quick is None:
+                self._raise_first_problem(columns)
+            if kind == "float" and lossless:
+                lossless = int not in set(map(type, values))  # 5 is read back as 5.0
+            elif kind == "timestamp_utc" and lossless:
+                # an aware datetime is read back at UTC, so only a zero offset keeps its ISO text
+                lossless = not any(value.utcoffset() for value in values if value is not None)
+        try:
+            arrays = [
+                pa.array(self._arrow_values(kind, values), type=KINDS[kind])
+                for kind, values in zip(self.kinds, columns, strict=True)
+            ]
+            return pa.RecordBatch.from_arrays(arrays, schema=self.schema), lossless
+        except (pa.ArrowException, OverflowError, UnicodeError, TypeError, ValueError) as exc:
+            if not checked:
+                self._raise_first_problem(columns)
+            raise InvariantViolation(f"arrow: pyarrow refused a value that encode() accepted: {exc}") from exc
+
+    @staticmethod
+    def _quick_fit(kind: str, values: list[Any]) -> bool | None:
+        """True when the column certainly fits once pyarrow accepts it; None when it needs the full check."""
+        if kind == "json":
+            return None if any(value is not None and json_value_error(value) for value in values) else True
+        types = set(map(type, values)) - {_NONE}
+        if not types <= _ACCEPTS[kind]:
+            return None
+        if kind == "float" and int in types:
+            ints = [value for value in values if type(value) is int]
+            if min(ints) < -_EXACT_FLOAT_INT or max(ints) > _EXACT_FLOAT_INT:
+                return None
+        if kind in ("timestamp", "timestamp_utc"):
+            aware = kind == "timestamp_utc"
+            if any(_is_aware(value) != aware for value in values if value is not None):
+                return None
+        return True
+
+    def _raise_first_problem(self, columns: list[list[Any]]) -> None:
+        """Raise ``UnencodableRow`` for the first value (by row) that does not fit its column."""
         problems = [
             found
             for found in (
@@ -397,12 +466,11 @@ class ArrowEncoder:
             )
             if found is not None
         ]
-        if problems:
-            index, message = min(problems)
-            raise UnencodableRow(
-                message, row_index=index, hint="fix the value upstream or declare the field's type"
-            )
-        return columns
+        if not problems:
+            raise InvariantViolation("arrow: pyarrow refused a batch in which every value fits its column")
+        index, message = min(problems)
+        hint = "fix the value upstream or declare the field's type"
+        raise UnencodableRow(message, row_index=index, hint=hint)
 
     @staticmethod
     def _canonical_rows(canonical: list[list[Any]]) -> list[bytes]:

@@ -13,14 +13,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, pairwise
 from operator import sub
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, cast
 
 if TYPE_CHECKING:  # core imports this module, so only for annotations
+    import pyarrow as pa
+
     from elspeth_appendsink.core.manifest import BlockEntry
 
-__all__ = ["Encoder", "Packed", "Row", "SchemaSpec"]
+__all__ = ["Encoder", "Packed", "Part", "Row", "SchemaSpec"]
 
 Row = Mapping[str, Any]
+#: Some consecutive rows of a :class:`Packed`, as :meth:`Encoder.block` takes them: their bytes
+#: for CSV and JSONL, the slice of the record batch built while planning for Arrow.
+Part: TypeAlias = "bytes | memoryview | pa.RecordBatch"
 
 
 class SchemaSpec(Protocol):
@@ -64,6 +69,10 @@ class Packed:
         """Rows ``start`` to ``stop - 1`` as one contiguous view (no copy)."""
         return memoryview(self.data)[self.offsets[start] : self.offsets[stop]]
 
+    def part(self, start: int, stop: int) -> Part:
+        """Rows ``start`` to ``stop - 1`` for :meth:`Encoder.block`: here their :meth:`span`."""
+        return self.span(start, stop)
+
     def lengths(self, start: int, stop: int) -> bytes:
         """The byte lengths of rows ``start`` to ``stop - 1``, 4 bytes big-endian each."""
         offsets = self.offsets
@@ -89,9 +98,9 @@ class Encoder(Protocol):
       and JSONL ``encode``'s bytes (produced without per-row objects where possible); for Arrow
       validated rows with estimated sizes only (placeholder bytes, nothing hashed).
     * ``block(encoded, rows)`` returns the bytes of one block holding exactly those rows.
-      ``encoded`` is their encodings in order, possibly several rows per item (spans of a
-      :class:`Packed`): the concatenation for CSV/JSONL, one record batch built from ``rows``
-      for Arrow.
+      ``encoded`` is their encodings in order, several rows per item (:meth:`Packed.part`):
+      the concatenation for CSV/JSONL; for Arrow one record batch, from the planned batch
+      slices when ``encoded`` holds them, else built from ``rows``.
     * ``contiguous_rows`` says whether a block is exactly its rows' encodings back to back
       (after the header, if it carries one): true for CSV and JSONL, false for Arrow.
     * ``canonical(rows, encoded)`` returns the rows' canonical encodings, the bytes content
@@ -115,7 +124,7 @@ class Encoder(Protocol):
 
     def encode_packed(self, rows: Sequence[Row]) -> Packed: ...
 
-    def block(self, encoded: Sequence[bytes | memoryview], rows: Sequence[Row]) -> bytes: ...
+    def block(self, encoded: Sequence[Part], rows: Sequence[Row]) -> bytes: ...
 
     def canonical(self, rows: Sequence[Row], encoded: Packed) -> Packed: ...
 
@@ -135,9 +144,9 @@ class ContiguousRows:
 
     contiguous_rows = True
 
-    def block(self, encoded: Sequence[bytes | memoryview], rows: Sequence[Row]) -> bytes:
+    def block(self, encoded: Sequence[Part], rows: Sequence[Row]) -> bytes:
         """The block holding exactly these rows: the concatenation of their lines."""
-        return b"".join(encoded)
+        return b"".join(cast("Sequence[bytes | memoryview]", encoded))  # a line format's parts are bytes
 
     def canonical(self, rows: Sequence[Row], encoded: Packed) -> Packed:
         """The rows' canonical encodings: their output bytes, ``encoded`` itself."""

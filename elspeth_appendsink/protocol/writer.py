@@ -88,7 +88,7 @@ from elspeth_appendsink.core.manifest import (
 )
 from elspeth_appendsink.core.paths import manifest_name, segment_name
 from elspeth_appendsink.core.replay import ReplayDecision, decide_replay
-from elspeth_appendsink.encoders.base import Encoder, Packed, Row
+from elspeth_appendsink.encoders.base import Encoder, Packed, Part, Row
 from elspeth_appendsink.errors import (
     InvariantViolation,
     LeaseHeldError,
@@ -466,8 +466,8 @@ class AppendWriter:
 
     def _groups(
         self, rows: Sequence[Row], report: WriteReport
-    ) -> Iterator[tuple[list[Row], list[memoryview], bytes, bytes, int]]:
-        """Yield whole-row groups that fill a block (header first): rows, byte spans, manifest body."""
+    ) -> Iterator[tuple[list[Row], list[Part], bytes, bytes, int]]:
+        """Yield whole-row groups that fill a block (header first): rows, their parts, manifest body."""
         encoder = self._require_encoder()
         identity = self.target.identity
         lengths = self._lengths_at_rest
@@ -475,7 +475,7 @@ class AppendWriter:
         header = encoder.header() if self._needs_header else b""
         cutter = BlockCutter(self.target.block_size, len(header))
         cur_rows: list[Row] = []
-        cur_parts: list[memoryview] = []
+        cur_parts: list[Part] = []
         cur_body: list[bytes] = []
         cur_first = 0  # batch index of the group's first row (exact unless replayed rows were skipped)
         cur_recorded = False  # a "derived" group holds rows whose digests must be recorded after all
@@ -519,7 +519,7 @@ class AppendWriter:
                     if not cur_rows:
                         cur_first = origin[i] if origin is not None else start + i
                     cur_rows.extend(chunk[i:j])
-                    cur_parts.append(encoded.span(i, j))
+                    cur_parts.append(encoded.part(i, j))
                     if lengths:
                         cur_body.append(encoded.lengths(i, j))
                     elif cur_recorded:
@@ -535,14 +535,14 @@ class AppendWriter:
     def _prepare(
         self,
         rows: list[Row],
-        parts: Sequence[bytes | memoryview],
+        parts: Sequence[Part],
         body: bytes,
         header: bytes,
         first: int = 0,
     ) -> list[_Prepared]:
         """The bytes of one planned block (split further if the format's real size is over the limit).
 
-        ``parts`` are the rows' encodings in order, several rows per item (spans of a slice);
+        ``parts`` are the rows' encodings in order, several rows per item (parts of a slice);
         ``body`` their lengths or digests for the manifest.
         """
         encoder = self._require_encoder()

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
 import pyarrow as pa
@@ -296,9 +297,11 @@ class TestErrors:
         """Wrong types, out-of-range ints, surrogates and non-JSON values name field and row index."""
         good = {"id": 1, "score": 1.0, "ok": True, "name": "n", "extra": 1}
         rows = [good, good, {**good, column: value}]
-        with pytest.raises(UnencodableRow, match=repr(column)) as caught:
-            encoder_for(rows[:1]).encode(rows)
-        assert caught.value.row_index == 2
+        encoder = encoder_for(rows[:1])
+        for encode in (encoder.encode, encoder.encode_packed):  # canonical rows; the writer's plan
+            with pytest.raises(UnencodableRow, match=repr(column)) as caught:
+                encode(rows)
+            assert caught.value.row_index == 2
 
     def test_a_naive_datetime_does_not_fit_an_aware_column(self) -> None:
         """timestamp_utc refuses naive datetimes (and timestamp refuses aware ones)."""
@@ -310,10 +313,12 @@ class TestErrors:
 
     def test_the_earliest_bad_row_is_reported_across_columns(self) -> None:
         """Bad values in two columns report the lowest row index."""
-        rows: list[dict[str, Any]] = [{"id": 1, "name": "a"}, {"id": 1, "name": 3}, {"id": "x", "name": "a"}]
-        with pytest.raises(UnencodableRow, match="'name'") as caught:
-            encoder_for(rows[:1]).encode(rows)
-        assert caught.value.row_index == 1
+        rows: list[dict[str, Any]] = [{"id": 1, "name": "a"}, {"id": 1, "name": 3}, {"id": 2**64, "name": ""}]
+        encoder = encoder_for(rows[:1])
+        for encode in (encoder.encode, encoder.encode_packed):
+            with pytest.raises(UnencodableRow, match="'name'") as caught:
+                encode(rows)
+            assert caught.value.row_index == 1
 
     def test_a_later_new_field_is_schema_drift(self) -> None:
         """A key with no column fails with SchemaDriftError naming field and row index."""
@@ -420,3 +425,42 @@ class TestIdentitiesFromBlocks:
         """The estimate planning uses is at least the batch's bytes less its fixed metadata."""
         planned = ALL_KINDS.encode_packed(rows)
         assert planned.offsets[-1] + 2048 >= len(ALL_KINDS.block([], rows))
+
+    @given(rows=every_kind_rows, data=st.data())
+    def test_a_block_cut_from_planned_parts_equals_the_block_built_from_its_rows(
+        self, rows: list[dict[str, Any]], data: st.DataObject
+    ) -> None:
+        """The writer cuts a block from the record batches planned per slice, across slices; the
+        message is byte for byte the one built from the same rows."""
+        cut = data.draw(st.integers(0, len(rows)))
+        start = data.draw(st.integers(0, cut))
+        stop = data.draw(st.integers(cut, len(rows)).filter(lambda stop: stop > start))
+        first, second = ALL_KINDS.encode_packed(rows[:cut]), ALL_KINDS.encode_packed(rows[cut:])
+        parts = [part for part in (first.part(start, cut), second.part(0, stop - cut)) if len(part)]
+        assert ALL_KINDS.block(parts, rows[start:stop]) == ALL_KINDS.block([], rows[start:stop])
+
+    @given(rows=every_kind_rows)
+    def test_planned_sizes_are_the_documented_estimate(self, rows: list[dict[str, Any]]) -> None:
+        """Fixed-width cells and a validity byte per column, characters (bytes for binary) per
+        variable-width cell, each text column's non-ASCII surplus shared evenly: blocks are cut
+        where they were cut before the plan was computed from record batches."""
+        from elspeth_appendsink.encoders.jsonl import json_value
+
+        def cells(column: str, kind: str) -> list[Any]:
+            values = [row.get(column) for row in rows]
+            if kind != "json":
+                return values
+            return [None if v is None else json_value(v).decode() for v in values]
+
+        width = {"int": 8, "float": 8, "bool": 1, "date": 4, "timestamp": 8, "timestamp_utc": 8}
+        fixed = len(ALL_KINDS.kinds) + sum(width.get(kind, 4) for kind in ALL_KINDS.kinds)
+        sizes, surplus = [0] * len(rows), 0
+        for column, kind in zip(ALL_KINDS.columns, ALL_KINDS.kinds, strict=True):
+            if kind in ("str", "binary", "json"):
+                values = cells(column, kind)
+                sizes = [size + (0 if v is None else len(v)) for size, v in zip(sizes, values, strict=True)]
+                text = "".join(filter(None, values)) if kind != "binary" else ""
+                surplus += len(text.encode("utf-8")) - len(text)
+        each = fixed + -(-surplus // len(rows))
+        planned = ALL_KINDS.encode_packed(rows)
+        assert [b - a for a, b in pairwise(planned.offsets)] == [size + each for size in sizes]
