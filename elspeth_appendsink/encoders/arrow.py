@@ -145,14 +145,20 @@ def _cell_sizes(kind: str, array: pa.Array) -> tuple[np.ndarray, int]:
     """Each cell's length (characters for text, 0 for null) and the column's bytes beyond them.
 
     Text spends more than one UTF-8 byte on a non-ASCII character; rather than plan every
-    cell's bytes, the column's surplus is measured once and shared evenly by its rows.
+    cell's bytes, the column's surplus is measured once and shared evenly by its rows. Byte
+    lengths come from the array's offsets; characters are counted only when the column's text
+    is not all ASCII.
     """
-    measure = pc.binary_length if kind == "binary" else pc.utf8_length
-    lengths = np.asarray(pc.fill_null(measure(array), 0), dtype=np.int64)
-    if kind == "binary":
+    _, offsets_buffer, data_buffer = array.buffers()
+    offsets = np.frombuffer(offsets_buffer, np.int32, count=len(array) + 1, offset=4 * array.offset)
+    lengths = np.diff(offsets).astype(np.int64)  # a null cell spans no bytes
+    if kind == "binary" or data_buffer is None:
         return lengths, 0
-    total = int(pc.sum(pc.binary_length(array)).as_py() or 0)
-    return lengths, total - int(lengths.sum())
+    text = np.frombuffer(data_buffer, np.uint8, count=int(offsets[-1] - offsets[0]), offset=int(offsets[0]))
+    if not len(text) or int(text.max()) < 0x80:
+        return lengths, 0
+    characters = np.asarray(pc.fill_null(pc.utf8_length(array), 0), dtype=np.int64)
+    return characters, int(lengths.sum() - characters.sum())
 
 
 def _is_aware(value: datetime) -> bool:
@@ -419,11 +425,11 @@ class ArrowEncoder:
         """
         lossless = True
         for kind, values in zip(self.kinds, columns, strict=True):
-            quick = checked or self._quick_fit(kind, values)
-            if quick is None:
+            types = None if checked else self._quick_fit(kind, values)
+            if not checked and types is None:
                 self._raise_first_problem(columns)
             if kind == "float" and lossless:
-                lossless = int not in set(map(type, values))  # 5 is read back as 5.0
+                lossless = int not in (types or set(map(type, values)))  # 5 is read back as 5.0
             elif kind == "timestamp_utc" and lossless:
                 # an aware datetime is read back at UTC, so only a zero offset keeps its ISO text
                 lossless = not any(value.utcoffset() for value in values if value is not None)
@@ -439,11 +445,12 @@ class ArrowEncoder:
             raise InvariantViolation(f"arrow: pyarrow refused a value that encode() accepted: {exc}") from exc
 
     @staticmethod
-    def _quick_fit(kind: str, values: list[Any]) -> bool | None:
-        """True when the column certainly fits once pyarrow accepts it; None when it needs the full check."""
-        if kind == "json":
-            return None if any(value is not None and json_value_error(value) for value in values) else True
+    def _quick_fit(kind: str, values: list[Any]) -> set[type] | None:
+        """The column's value types when it certainly fits once pyarrow accepts it; None when it
+        needs the full check."""
         types = set(map(type, values)) - {_NONE}
+        if kind == "json":
+            return None if any(value is not None and json_value_error(value) for value in values) else types
         if not types <= _ACCEPTS[kind]:
             return None
         if kind == "float" and int in types:
@@ -454,7 +461,7 @@ class ArrowEncoder:
             aware = kind == "timestamp_utc"
             if any(_is_aware(value) != aware for value in values if value is not None):
                 return None
-        return True
+        return types
 
     def _raise_first_problem(self, columns: list[list[Any]]) -> None:
         """Raise ``UnencodableRow`` for the first value (by row) that does not fit its column."""

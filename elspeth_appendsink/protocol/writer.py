@@ -70,7 +70,6 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from itertools import chain
 from typing import Any
 
 from elspeth_appendsink.core.blocks import BlockCutter, needs_rollover
@@ -386,9 +385,11 @@ class AppendWriter:
         if first is None:
             return
         pending = self._prepare(*first)
+        # the group ends the batch when it holds every row from its first one on (conservative:
+        # replayed rows skipped inside it make this false, and the worker is merely not needed)
+        last = first[4] + len(first[0]) == len(rows)
         first = None  # a prepared group's rows are no longer needed: hold blocks, not rows
-        second = next(groups, None)
-        if second is None:  # a single block (the common small write): no thread needed
+        if last:  # a single block (the common small write): no thread needed
             try:
                 self._commit_batch(pending, report)
             except BaseException:
@@ -399,10 +400,11 @@ class AppendWriter:
         inflight: Future[None] | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="elspeth-appendsink") as worker:
             try:
-                rest, second = chain([second], groups), None
-                for group in rest:
-                    inflight, pending = self._submit(worker, inflight, pending, report)
+                # the first block goes out now, while the next ones are encoded
+                inflight, pending = self._submit(worker, inflight, pending, report)
+                for group in groups:
                     pending.extend(self._prepare(*group))
+                    inflight, pending = self._submit(worker, inflight, pending, report)
                 if inflight is not None:
                     inflight.result()
                     inflight = None
