@@ -111,7 +111,8 @@ def _package(fmt: str, rows: Rows, *, blocks: bool, encode: bool = True) -> Call
 
     def run(batch: Rows) -> list[bytes]:
         packed = encoder.encode_packed(batch) if pre is None else pre
-        return [encoder.block([packed.data], batch)] if blocks else [packed.data]
+        # a block from the slice's planned parts, as the writer cuts it
+        return [encoder.block([packed.part(0, len(packed))], batch)] if blocks else [packed.data]
 
     return run
 

@@ -244,11 +244,7 @@ def run_case(
 
 
 def stop_server(server: Azurite) -> None:
-    """Stop our Azurite by pid. It is in memory, so nothing is lost by not waiting for a clean exit."""
-    process = server.process
-    if process is not None and process.poll() is None:
-        process.kill()  # SIGKILL to the pid we started
-        process.wait(10)
+    """Stop our Azurite by its pid with SIGTERM (SIGKILL only if it has not exited in 10 s)."""
     server.stop()
 
 
