@@ -37,8 +37,9 @@ kind, int+float gives ``float``, an all-null column gives ``str``, and anything 
 ``json``. Decimal and other types with no JSON form are refused.
 
 :meth:`ArrowEncoder.encode` returns a canonical per-row encoding. It defines row identity and
-is never written. Writing does not compute it: :meth:`ArrowEncoder.encode_packed` only validates
-the rows and estimates their sizes, and the manifest records no digests for a block
+is never written. Writing does not compute it: :meth:`ArrowEncoder.encode_packed` validates the
+rows, builds their record batch and estimates their sizes (a block is cut from those batches), and
+the manifest records no digests for a block
 (:meth:`ArrowEncoder.derivable`); recovery rebuilds each row's canonical encoding from the
 decoded record batch (:meth:`ArrowEncoder.row_digests`), which gives back exactly what ``encode``
 gives for the row, except for an int in a float column (read back as a float) and an aware

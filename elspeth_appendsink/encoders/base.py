@@ -96,7 +96,7 @@ class Encoder(Protocol):
       (``row_index`` = its index in ``rows``) before anything is sent.
     * ``encode_packed(rows)`` is the form the writer uses, one :class:`Packed` buffer: for CSV
       and JSONL ``encode``'s bytes (produced without per-row objects where possible); for Arrow
-      validated rows with estimated sizes only (placeholder bytes, nothing hashed).
+      validated rows with estimated sizes and their record batch (placeholder bytes, nothing hashed).
     * ``block(encoded, rows)`` returns the bytes of one block holding exactly those rows.
       ``encoded`` is their encodings in order, several rows per item (:meth:`Packed.part`):
       the concatenation for CSV/JSONL; for Arrow one record batch, from the planned batch
@@ -105,7 +105,7 @@ class Encoder(Protocol):
       (after the header, if it carries one): true for CSV and JSONL, false for Arrow.
     * ``canonical(rows, encoded)`` returns the rows' canonical encodings, the bytes content
       identity digests (:mod:`~elspeth_appendsink.core.identity`): ``encoded`` itself for
-      CSV/JSONL; for Arrow, ``encode(rows)`` packed (its ``encode_packed`` only plans sizes).
+      CSV/JSONL; for Arrow, ``encode(rows)`` packed (its ``encode_packed`` holds no per-row bytes).
     * ``derivable(encoded)`` says whether those rows' content digests can be recomputed from a
       block holding them (always for CSV/JSONL; for Arrow, unless a value reads back differently).
     * ``row_digests(entry, block)`` recomputes them at recovery: the packed content digests of
