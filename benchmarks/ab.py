@@ -1,0 +1,85 @@
+"""A/B of whole write paths: strategies interleaved, each run in a fresh forked child, medians.
+
+``python -m benchmarks.ab FORMAT ROWS CALLS [--strategies sink adlfs_user] [--latency 0.02]
+[--repeat 5]`` starts one Azurite and, ``--repeat`` times, runs every strategy once in turn, each in
+a forked child with its own container (the suite's isolation, without its plan). It prints the
+median wall and client CPU seconds per strategy and every run's wall time.
+
+Why it exists: on this project's 2-vCPU VM a micro-benchmark of one encoder step can mislead by
+2-4x (whether earlier outputs are still alive decides how many page faults the next run pays), and
+the same full case moves by about +-20 % between runs. A change to the write path is worth keeping
+when it wins here, interleaved with what it replaces: check out the old commit, run, compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from benchmarks.rows import make_rows
+from benchmarks.runner import azurite_server, run_in_child, stop_server
+from benchmarks.strategies import STRATEGIES, Env
+from benchmarks.transport import Counts
+
+__all__ = ["main"]
+
+
+def _child(
+    connection_string: str, strategy: str, fmt: str, batches: list[list[dict[str, Any]]], latency: float
+) -> dict[str, Any]:
+    from azure.storage.blob import BlobServiceClient
+
+    container = f"ab{uuid.uuid4().hex[:12]}"
+    BlobServiceClient.from_connection_string(connection_string).create_container(container)
+    prepared = STRATEGIES[strategy](Env(connection_string, container, fmt, batches, Counts(), latency))
+    cpu, wall = time.process_time(), time.perf_counter()
+    prepared.run()
+    result = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
+    prepared.close()
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ab", description=__doc__.split("\n")[0])
+    parser.add_argument("format", choices=("csv", "jsonl", "arrow"))
+    parser.add_argument("rows", type=int)
+    parser.add_argument("calls", type=int)
+    parser.add_argument("--strategies", nargs="+", default=["sink", "adlfs_user"], choices=sorted(STRATEGIES))
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds injected before each request")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+    rows = make_rows(args.rows)
+    n, calls = args.rows, args.calls
+    batches = [list(rows[i * n // calls : (i + 1) * n // calls]) for i in range(calls)]
+    runs: dict[str, list[dict[str, Any]]] = {strategy: [] for strategy in args.strategies}
+    server = azurite_server()
+    server.start()
+    try:
+        for _ in range(args.repeat):
+            for strategy in args.strategies:
+                result = run_in_child(
+                    _child, server.connection_string, strategy, args.format, batches, args.latency
+                )
+                if "error" in result:
+                    print(result["error"])
+                    return 1
+                runs[strategy].append(result)
+    finally:
+        stop_server(server)
+    for strategy, results in runs.items():
+        wall = statistics.median(r["wall"] for r in results)
+        cpu = statistics.median(r["cpu"] for r in results)
+        walls = ", ".join(f"{r['wall']:.3f}" for r in results)
+        print(
+            f"{args.format} {n:,} rows x{calls} {args.latency * 1000:.0f} ms  {strategy:10s} "
+            f"median wall {wall:.3f} s, client CPU {cpu:.3f} s  (walls: {walls})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
