@@ -409,11 +409,7 @@ class ArrowEncoder:
         """The rows' values column by column, once every value is known to fit its column."""
         reject_undeclared(rows, self._allowed, self.columns)
         columns = column_values(rows, self.columns)
-        if any(
-            self._first_problem(column, kind, values) is not None
-            for column, kind, values in zip(self.columns, self.kinds, columns, strict=True)
-        ):
-            self._raise_first_problem(columns)
+        self._reject_misfits(columns)
         return columns
 
     def _batch(self, columns: list[list[Any]], checked: bool = False) -> tuple[pa.RecordBatch, bool]:
@@ -428,7 +424,7 @@ class ArrowEncoder:
         for kind, values in zip(self.kinds, columns, strict=True):
             types = None if checked else self._quick_fit(kind, values)
             if not checked and types is None:
-                self._raise_first_problem(columns)
+                self._reject_misfits(columns, expected=True)
             if kind == "float" and lossless:
                 lossless = int not in (types or set(map(type, values)))  # 5 is read back as 5.0
             elif kind == "timestamp_utc" and lossless:
@@ -442,7 +438,7 @@ class ArrowEncoder:
             return pa.RecordBatch.from_arrays(arrays, schema=self.schema), lossless
         except (pa.ArrowException, OverflowError, UnicodeError, TypeError, ValueError) as exc:
             if not checked:
-                self._raise_first_problem(columns)
+                self._reject_misfits(columns, expected=True)
             raise InvariantViolation(f"arrow: pyarrow refused a value that encode() accepted: {exc}") from exc
 
     @staticmethod
@@ -454,18 +450,20 @@ class ArrowEncoder:
             return None if any(value is not None and json_value_error(value) for value in values) else types
         if not types <= _ACCEPTS[kind]:
             return None
-        if kind == "float" and int in types:
-            ints = [value for value in values if type(value) is int]
-            if min(ints) < -_EXACT_FLOAT_INT or max(ints) > _EXACT_FLOAT_INT:
-                return None
-        if kind in ("timestamp", "timestamp_utc"):
-            aware = kind == "timestamp_utc"
-            if any(_is_aware(value) != aware for value in values if value is not None):
+        # the misfits pyarrow would convert without complaint: ints a double cannot hold exactly,
+        # datetimes of the other awareness
+        if (kind == "float" and int in types) or kind in ("timestamp", "timestamp_utc"):
+            present = list(filter(partial(is_not, None), values))
+            if present and _misfit_test(kind, present) is not None:
                 return None
         return types
 
-    def _raise_first_problem(self, columns: list[list[Any]]) -> None:
-        """Raise ``UnencodableRow`` for the first value (by row) that does not fit its column."""
+    def _reject_misfits(self, columns: list[list[Any]], expected: bool = False) -> None:
+        """Raise ``UnencodableRow`` for the first value (by row) that does not fit its column.
+
+        ``expected``: a misfit must exist (a quick check or pyarrow refused the columns), so
+        finding none is an ``InvariantViolation``.
+        """
         problems = [
             found
             for found in (
@@ -474,11 +472,12 @@ class ArrowEncoder:
             )
             if found is not None
         ]
-        if not problems:
+        if problems:
+            index, message = min(problems)
+            hint = "fix the value upstream or declare the field's type"
+            raise UnencodableRow(message, row_index=index, hint=hint)
+        if expected:
             raise InvariantViolation("arrow: pyarrow refused a batch in which every value fits its column")
-        index, message = min(problems)
-        hint = "fix the value upstream or declare the field's type"
-        raise UnencodableRow(message, row_index=index, hint=hint)
 
     @staticmethod
     def _canonical_rows(canonical: list[list[Any]]) -> list[bytes]:
