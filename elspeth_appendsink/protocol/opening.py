@@ -25,6 +25,10 @@ output used to cost seven round trips before its first data byte, now four):
   not read back after the lease (one request less).
 * **then the open record**, with the first intents (:meth:`AppendWriter._open`): a manifest
   without its open record is a start that never happened.
+
+None of these requests needs the rows' bytes, so the writer runs :meth:`Opening.start` in a
+worker thread and encodes the first rows meanwhile, with the encoder it hands in (the one
+``make_encoder`` decides from those rows; kept unless the output is continued).
 """
 
 from __future__ import annotations
@@ -107,13 +111,20 @@ class Opening:
         self._check_existing = check_existing
         self._resume = resume
         self._clock = clock
+        self._fresh: Encoder | None = None
 
     def segment(self, index: int) -> str:
         return segment_name(self.target.blob_path, index)
 
-    def start(self, rows: Sequence[Row]) -> StartPlan:
-        """Fresh start: pointer, claim the output (create, append or continue), manifest."""
+    def start(self, rows: Sequence[Row], encoder: Encoder | None = None) -> StartPlan:
+        """Fresh start: pointer, claim the output (create, append or continue), manifest.
+
+        ``encoder``, when given, is ``make_encoder(rows)`` made already (the writer encodes the
+        first rows with it while this runs): a new output or an ``append`` base takes it instead
+        of making another, and the plan says which one it holds (``continue`` restores its own).
+        """
         t = self.target
+        self._fresh = encoder
         pointer = {
             "blob_path": t.blob_path,
             "manifest": t.manifest,
@@ -131,7 +142,7 @@ class Opening:
                 hint="use `elspeth resume` (the sink's configure_for_resume) or a new run id",
             )
         base, fence = self._claim_output(rows)
-        encoder = base.encoder or self._make_encoder(rows)
+        encoder = base.encoder or self._new_encoder(rows)
         header_written = base.base_length == 0 and base.base_segment == 0
         opening = OpenRecord(
             seq=0,
@@ -175,6 +186,10 @@ class Opening:
             total_bytes=base.total_bytes,
         )
         return StartPlan(cursor, opening, encoder, base.full_hash, header_written, base.replay)
+
+    def _new_encoder(self, rows: Sequence[Row]) -> Encoder:
+        """The encoder a new output (or an ``append`` base) is written with: decided by ``rows``."""
+        return self._fresh if self._fresh is not None else self._make_encoder(rows)
 
     def _create_manifest(self) -> None:
         """This run's manifest, create-only (an empty one of ours, from a crashed start, is kept)."""
@@ -232,7 +247,7 @@ class Opening:
             base_hash.update(chunk)
             if len(head) < 64 * 1024:
                 head += chunk[: 64 * 1024 - len(head)]
-        encoder = self._make_encoder(rows)
+        encoder = self._new_encoder(rows)
         if info.size and self._check_existing is not None:
             self._check_existing(encoder, head)
         return _Base(

@@ -29,7 +29,8 @@ each is sent only after the previous one is durable (the one exception is named)
    :mod:`~elspeth_appendsink.protocol.opening`, which argues each order — → ``open`` record,
    which travels in front of the first batch's intents in one manifest append
    (:meth:`AppendWriter._open`); so a fresh output costs four round trips before its first
-   data byte;
+   data byte, and the first rows are encoded meanwhile (no request moves: the opening needs
+   nothing of the rows' bytes, the first block nothing of the opening but its encoder);
 2. per *batch* of blocks (one or a few, prepared while the previous batch uploads): their
    ``block`` entries (the *intents*: segment, offset, length, sha256, token range, and per row
    its length or identity digest) go to the manifest in **one** append, then each block is
@@ -70,6 +71,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 from elspeth_appendsink.core.blocks import BlockCutter, needs_rollover
@@ -109,6 +111,8 @@ _SLICE = 64
 _SLICE_BYTES = 1 << 20
 _SLICE_ROWS_MAX = 65536
 PIPELINE_BLOCKS = 2  # blocks prepared ahead while a batch is in flight (and the most per batch)
+
+_Slice = tuple[int, Sequence[Row], Packed]  # (index of its first row, its rows, their encoding)
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,11 +255,12 @@ class AppendWriter:
             # exactly as a resume in a new process would.
             self._resume = True
             self._recover()
+        ready: Iterator[_Slice] | None = None  # the first slices, encoded while the output opened
         if self.cursor is None:
             if self._resume:
                 self._recover()
             if self.cursor is None:
-                self._open(rows)
+                ready = self._open(rows)
         cursor = self._require_cursor()
         call, skip = cursor.write_call + 1, 0
         self._call_digests, self._call_rows = [], []
@@ -270,9 +275,9 @@ class AppendWriter:
         if skip:
             report.rows_skipped += skip
             report.skipped_from_runs = (self.target.run_id,)
-            rows = rows[skip:]
+            rows, ready = rows[skip:], None
         try:
-            self._pipeline(rows, report)
+            self._pipeline(rows, report, ready)
         except Exception:
             self._failed_call = call
             if not self._dirty and (self._call_digests or self._call_rows):
@@ -313,9 +318,18 @@ class AppendWriter:
         self._segment_sealed = recovered.segment_sealed
         self._lease.acquire(self.segment(recovered.cursor.segment))
 
-    def _open(self, rows: Sequence[Row]) -> None:
-        """A fresh run: open the output (:meth:`.Opening.start`), then write the plan's open record."""
-        plan = Opening(
+    def _open(self, rows: Sequence[Row]) -> Iterator[_Slice] | None:
+        """A fresh run: open the output (:meth:`.Opening.start`), then write the plan's open record.
+
+        The opening's round trips (four for a new output) need nothing from the rows but the
+        encoder, which ``make_encoder(rows)`` decides without I/O. So the opening runs in a
+        worker thread while this thread encodes the first slices with that encoder
+        (:meth:`_encode_ahead`); no request changes place, only encoding moves earlier. Returns
+        the slices of ``rows`` (those encoded, then the rest lazily) when the plan kept that
+        encoder, else None: the write path then encodes from the start with the plan's encoder
+        (``continue`` restores the one its output was written with).
+        """
+        opening = Opening(
             self.store,
             self.target,
             self._lease,
@@ -325,7 +339,21 @@ class AppendWriter:
             check_existing=self._check_existing,
             resume=self._resume,
             clock=self._clock,
-        ).start(rows)
+        )
+        try:
+            guess = self._make_encoder(rows)
+        except Exception:
+            guess = None  # the opening makes it again, in its own order, and raises there
+        ready: Iterator[_Slice] | None = None
+        if guess is None:
+            plan = opening.start(rows)
+        else:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="elspeth-appendsink-open") as pool:
+                started = pool.submit(opening.start, rows, guess)
+                ready = self._encode_ahead(rows, guess, started)
+                plan = started.result()
+            if plan.encoder is not guess:
+                ready = None
         self.encoder = plan.encoder
         self._hash = plan.full_hash
         self._needs_header = plan.needs_header
@@ -338,6 +366,28 @@ class AppendWriter:
         encoded = encode_record(plan.open_record)
         self.cursor = plan.cursor.after_record(len(encoded), record_hash(encoded))
         self._unsent = encoded
+        return ready
+
+    def _encode_ahead(self, rows: Sequence[Row], encoder: Encoder, started: Future[Any]) -> Iterator[_Slice]:
+        """Encode slices of ``rows`` until ``started`` is done or ``PIPELINE_BLOCKS`` blocks' bytes
+        are ready; return them followed by the rest of the slices (lazily).
+
+        A slice that fails to encode (a bad row) ends the work ahead: the write path encodes it
+        again after the opening and raises there, as it would have without this.
+        """
+        ready: list[_Slice] = []
+        size, start = 0, 0
+        slices = self._slices(rows, encoder=encoder)
+        try:
+            while not started.done() and size < PIPELINE_BLOCKS * self.target.block_size:
+                item = next(slices, None)
+                if item is None:
+                    break
+                ready.append(item)
+                size, start = size + len(item[2].data), start + len(item[1])
+        except Exception:
+            return chain(ready, self._slices(rows, start=start))
+        return chain(ready, slices)
 
     def _match_redelivery(self, rows: Sequence[Row], committed: bytes) -> ReplayDecision:
         """How many leading rows of a re-delivered call are already durable, and whether it is that call.
@@ -372,7 +422,9 @@ class AppendWriter:
         return encoded if self.target.identity.is_keyed else self._require_encoder().canonical(rows, encoded)
 
     # --- the data path: rows → slices → blocks → intents → appends → cursor -----------------------
-    def _pipeline(self, rows: Sequence[Row], report: WriteReport) -> None:
+    def _pipeline(
+        self, rows: Sequence[Row], report: WriteReport, slices: Iterator[_Slice] | None = None
+    ) -> None:
         """Prepare blocks in this thread while a worker commits the previous batch.
 
         The worker runs :meth:`_commit_batch` — the only code that touches storage and the cursor
@@ -380,7 +432,7 @@ class AppendWriter:
         travel together in its next batch (one manifest append for several intents), at most
         ``PIPELINE_BLOCKS`` of them, so memory stays a few blocks whatever the batch size.
         """
-        groups = self._groups(rows, report)
+        groups = self._groups(rows, report, slices)
         first = next(groups, None)
         if first is None:
             return
@@ -432,15 +484,18 @@ class AppendWriter:
             inflight.result()
         return worker.submit(self._commit_batch, pending, report), []
 
-    def _slices(self, rows: Sequence[Row]) -> Iterator[tuple[int, Sequence[Row], Packed]]:
-        """Encode ``rows`` a slice at a time: ``(start, slice, encoded)``.
+    def _slices(
+        self, rows: Sequence[Row], start: int = 0, encoder: Encoder | None = None
+    ) -> Iterator[_Slice]:
+        """Encode ``rows`` from ``start`` on a slice at a time: ``(start, slice, encoded)``.
 
         Slices start at ``_SLICE`` rows and then aim at ``_SLICE_BYTES`` of output, so a
         slice's fixed costs are spread over many rows while the memory it holds stays small
         next to a block, whatever the row size (rows larger than that go one at a time).
+        ``encoder`` defaults to the output's.
         """
-        encoder = self._require_encoder()
-        start, size = 0, _SLICE
+        encoder = encoder if encoder is not None else self._require_encoder()
+        size = _SLICE
         while start < len(rows):
             chunk = rows[start : start + size]
             try:
@@ -467,9 +522,12 @@ class AppendWriter:
         return not encoder.contiguous_rows and not self.target.identity.is_keyed
 
     def _groups(
-        self, rows: Sequence[Row], report: WriteReport
+        self, rows: Sequence[Row], report: WriteReport, slices: Iterator[_Slice] | None = None
     ) -> Iterator[tuple[list[Row], list[Part], bytes, bytes, int]]:
-        """Yield whole-row groups that fill a block (header first): rows, their parts, manifest body."""
+        """Yield whole-row groups that fill a block (header first): rows, their parts, manifest body.
+
+        ``slices`` are ``rows``' slices when some were encoded already (see :meth:`_open`).
+        """
         encoder = self._require_encoder()
         identity = self.target.identity
         lengths = self._lengths_at_rest
@@ -482,7 +540,7 @@ class AppendWriter:
         cur_first = 0  # batch index of the group's first row (exact unless replayed rows were skipped)
         cur_recorded = False  # a "derived" group holds rows whose digests must be recorded after all
         replay = self._replay
-        for start, sliced, packed in self._slices(rows):
+        for start, sliced, packed in slices if slices is not None else self._slices(rows):
             chunk, encoded = sliced, packed
             matching = replay is not None and len(replay) > 0
             recorded = not lengths and not (derived and encoder.derivable(encoded))
