@@ -7,9 +7,9 @@ Bytes written are the bytes Python's ``csv.writer(quoting=QUOTE_MINIMAL, doubleq
 writes. The one exception is a bare ``\\r`` inside a value when the terminator is ``\\n``. Python
 3.11's csv module leaves that value unquoted, which its own reader then rejects; we quote it.
 The tests compare the two byte for byte. The encoder never calls the csv module, so Python
-version changes to it cannot change the bytes. Batches of a few hundred rows or more are built
-by Arrow compute kernels (:mod:`~elspeth_appendsink.encoders.csv_kernels`, about 2x faster
-again); smaller ones, and every column the kernels do not handle, by the Python path here,
+version changes to it cannot change the bytes. Batches of 800 rows or more are built
+by Arrow compute kernels (:mod:`~elspeth_appendsink.encoders.csv_kernels`, about 1.3x faster
+at 5,000 rows); smaller ones, and every column the kernels do not handle, by the Python path here,
 which builds lines column by column (one ``str()`` per value, a ``join`` per row; 1.5-2x
 faster than the csv module, see ``benchmarks/encoders.py``). The Python path is the reference:
 the tests hold the kernels to its bytes, and it alone decides and words every error.
@@ -70,8 +70,10 @@ _PLAIN_OR_NONE = _PLAIN | {_NONE}
 _NUMERIC = frozenset({int, float, bool})
 _NUMERIC_OR_NONE = _NUMERIC | {_NONE}
 _TERMINATORS = ("\r\n", "\n")
-# Below this many rows the Python path is faster than the kernels' fixed cost per call.
-_KERNEL_MIN_ROWS = 256
+# Below this many rows the Python path is faster than the kernels' fixed cost per call (the
+# benchmark rows, warm: Python 30 % faster at 300 rows, 5 % at 700, even at ~900, kernels 15 %
+# faster at 1,200 and 30 % at 5,000).
+_KERNEL_MIN_ROWS = 800
 
 
 def _check_encoding(encoding: str) -> str:

@@ -16,7 +16,7 @@ from elspeth_appendsink.encoders import csv as csv_module
 from elspeth_appendsink.errors import UnencodableRow
 from tests.unit.test_encoders_csv import stdlib_lines
 
-MANY = 300  # above the row count from which the encoder uses the kernels
+MANY = csv_module._KERNEL_MIN_ROWS  # from this row count on, the encoder uses the kernels
 FIELDS = ("i", "f", "b", "s", "t")
 
 text = st.text(alphabet=st.sampled_from(list('ab ,;"\r\n\t|é€\u2028.e1')), max_size=8)
