@@ -102,7 +102,7 @@ from elspeth_appendsink.protocol.opening import Opening
 from elspeth_appendsink.protocol.recovery import Recovery, Replay, create_own_segment
 from elspeth_appendsink.storage import AppendResult, AzureStore
 
-__all__ = ["AppendWriter", "OutputTarget", "WriteReport"]
+__all__ = ["AppendWriter", "OutputTarget", "WriteReport", "blocks_per_batch"]
 
 # Rows are encoded a slice at a time: the first slice is _SLICE rows, later ones aim at
 # _SLICE_BYTES of output (1 to _SLICE_ROWS_MAX rows). That bounds the memory held besides the
@@ -110,9 +110,20 @@ __all__ = ["AppendWriter", "OutputTarget", "WriteReport"]
 _SLICE = 64
 _SLICE_BYTES = 1 << 20
 _SLICE_ROWS_MAX = 65536
-PIPELINE_BLOCKS = 2  # blocks prepared ahead while a batch is in flight (and the most per batch)
+# Blocks prepared ahead while a batch is in flight, and the most per batch (one manifest append
+# for all their intents): as many as fit in PIPELINE_BYTES, two to four. With latency, a batch
+# of four costs five round trips where two batches of two cost six (measured: JSONL 1M rows in
+# one call at 20 ms per request, 5.3 -> 4.9 s); the bytes bound keeps 100 MiB blocks at two.
+PIPELINE_BYTES = 16 * 1024 * 1024
+PIPELINE_BLOCKS = (2, 4)
 
 _Slice = tuple[int, Sequence[Row], Packed]  # (index of its first row, its rows, their encoding)
+
+
+def blocks_per_batch(block_size: int) -> int:
+    """How many blocks are prepared ahead while a batch uploads, and the most one batch carries."""
+    low, high = PIPELINE_BLOCKS
+    return max(low, min(high, PIPELINE_BYTES // block_size))
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,8 +380,8 @@ class AppendWriter:
         return ready
 
     def _encode_ahead(self, rows: Sequence[Row], encoder: Encoder, started: Future[Any]) -> Iterator[_Slice]:
-        """Encode slices of ``rows`` until ``started`` is done or ``PIPELINE_BLOCKS`` blocks' bytes
-        are ready; return them followed by the rest of the slices (lazily).
+        """Encode slices of ``rows`` until ``started`` is done or a batch's worth of blocks (see
+        ``PIPELINE_BYTES``) is ready; return them followed by the rest of the slices (lazily).
 
         A slice that fails to encode (a bad row) ends the work ahead: the write path encodes it
         again after the opening and raises there, as it would have without this.
@@ -379,7 +390,7 @@ class AppendWriter:
         size, start = 0, 0
         slices = self._slices(rows, encoder=encoder)
         try:
-            while not started.done() and size < PIPELINE_BLOCKS * self.target.block_size:
+            while not started.done() and size < self._batch_blocks * self.target.block_size:
                 item = next(slices, None)
                 if item is None:
                     break
@@ -430,7 +441,8 @@ class AppendWriter:
         The worker runs :meth:`_commit_batch` — the only code that touches storage and the cursor
         while a call is in flight — one batch at a time, in order. Blocks prepared while it is busy
         travel together in its next batch (one manifest append for several intents), at most
-        ``PIPELINE_BLOCKS`` of them, so memory stays a few blocks whatever the batch size.
+        ``_batch_blocks`` of them (two to four, see ``PIPELINE_BYTES``), so memory stays a few blocks
+        whatever the batch size.
         """
         groups = self._groups(rows, report, slices)
         first = next(groups, None)
@@ -478,7 +490,7 @@ class AppendWriter:
         report: WriteReport,
     ) -> tuple[Future[None] | None, list[_Prepared]]:
         """Hand ``pending`` to the worker once it is free (or wait when enough blocks are waiting)."""
-        if inflight is not None and not inflight.done() and len(pending) < PIPELINE_BLOCKS:
+        if inflight is not None and not inflight.done() and len(pending) < self._batch_blocks:
             return inflight, pending
         if inflight is not None:
             inflight.result()
@@ -508,6 +520,10 @@ class AppendWriter:
             start += len(chunk)
             per_row = max(1, len(encoded.data) // len(chunk))
             size = min(_SLICE_ROWS_MAX, max(1, _SLICE_BYTES // per_row))
+
+    @property
+    def _batch_blocks(self) -> int:
+        return blocks_per_batch(self.target.block_size)
 
     @property
     def _lengths_at_rest(self) -> bool:
