@@ -74,6 +74,18 @@ def data_append_rule(nth: int, fault: str) -> Callable[[int, str, Any], str | No
     return rule
 
 
+def first_call_blocks(azurite: Azurite, container: str) -> int:
+    """How many blocks the first write call of :func:`batches` makes (in a probe output).
+
+    A crash right after that many data appends finds no intent unfinished, whatever the batches:
+    a call's last block always ends its batch, while where earlier batches end depends on timing.
+    """
+    writer = make_writer(
+        make_store(azurite, container), run_id="probe", blob_path="probe/first.jsonl", **SMALL
+    )
+    return writer.write(batches()[0]).blocks
+
+
 def crash_run(
     azurite: Azurite,
     container: str,
@@ -230,9 +242,7 @@ def forge_foreign_rows(
     return forged
 
 
-def drop_last_call(
-    azurite: Azurite, container: str, *, blob_path: str = BLOB, run_id: str = "run-1"
-) -> int:
+def drop_last_call(azurite: Azurite, container: str, *, blob_path: str = BLOB, run_id: str = "run-1") -> int:
     """Remove the run's last write call without a trace in the container: recreate its manifest
     without the records from that call's first block on (a seal after it goes too), and its
     segment without that block's bytes (unsealed; later segments deleted). Every remaining record

@@ -24,6 +24,7 @@ from tests.tools.outputs import (
     crash_run,
     data_append_rule,
     edit_entry_sha,
+    first_call_blocks,
     flip_byte,
     manifest_records,
     read_blob,
@@ -228,7 +229,8 @@ class TestCrashedRuns:
     def test_crash_after_a_data_append_leaves_it_committed(self, azurite: Azurite, container: str) -> None:
         """The last intent's bytes landed: that is a committed block (the protocol has no commit
         record), so the output verifies with those rows and no resume is owed to storage."""
-        crash_run(azurite, container, FaultyTransport(rule=data_append_rule(3, "crash-after")))
+        last = first_call_blocks(azurite, container)  # the end of a batch
+        crash_run(azurite, container, FaultyTransport(rule=data_append_rule(last, "crash-after")))
         entries = committed_entries(azurite, container)
         report = verify(azurite, container)
         assert report.ok and not report.needs_resume
@@ -308,8 +310,10 @@ class TestInspect:
         assert run.cursor is not None and run.cursor.next_token == run.rows
 
     def test_crash_between_blocks_shows_the_lease_still_held(self, azurite: Azurite, container: str) -> None:
-        """Crash right after a block landed: nothing is unfinished in storage, but the lease is held."""
-        crash_run(azurite, container, FaultyTransport(rule=data_append_rule(4, "crash-after")))
+        """Crash right after a batch's last block landed: nothing is unfinished in storage, but the
+        lease is held."""
+        last = first_call_blocks(azurite, container)  # the end of a batch
+        crash_run(azurite, container, FaultyTransport(rule=data_append_rule(last, "crash-after")))
         report = inspect_output(make_store(azurite, container), BLOB)
         assert not report.needs_resume
         assert [(s.lease_state, s.lease_holder) for s in report.leases] == [("leased", "run-1")]
