@@ -74,7 +74,8 @@ Where the time goes:
   joining the lines). Float formatting by Arrow is ~2x ``repr``; the join is one pass.
 * JSONL: the NaN check costs about as much as ``orjson.dumps`` itself. orjson writes NaN as
   ``null``, so every row whose text contains ``null`` has its values checked. Whole batches of
-  200k rows are slower than slices (orjson keeps >= 4 KiB per returned row until it is joined).
+  200k rows are slower than slices. orjson returns each row in an allocation of >= 4 KiB; the
+  encoder appends the newline itself, which copies the row into a right-sized object.
 * Arrow: writing computes no per-row identity (recovery derives it from the decoded batch) and
   builds each slice's record batch once, while planning; a block is those batches' columns
   concatenated, not a second conversion of the rows. Re-measured 2026-12-03 with the same
