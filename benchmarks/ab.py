@@ -16,6 +16,7 @@ when it wins here, interleaved with what it replaces: check out the old commit, 
 from __future__ import annotations
 
 import argparse
+import gc
 import resource
 import statistics
 import time
@@ -39,16 +40,30 @@ def _child(
     container = f"ab{uuid.uuid4().hex[:12]}"
     BlobServiceClient.from_connection_string(connection_string).create_container(container)
     prepared = STRATEGIES[strategy](Env(connection_string, container, fmt, batches, Counts(), latency))
+    collections = [0, 0, 0]
+    pause = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            pause[0] -= time.perf_counter()
+        else:
+            pause[0] += time.perf_counter()
+            collections[info["generation"]] += 1
+
+    gc.callbacks.append(on_gc)
     before = resource.getrusage(resource.RUSAGE_SELF)
     wall = time.perf_counter()
     prepared.run()
     wall = time.perf_counter() - wall
     after = resource.getrusage(resource.RUSAGE_SELF)
+    gc.callbacks.remove(on_gc)
     result = {
         "wall": wall,
         "cpu": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
         "system": after.ru_stime - before.ru_stime,
         "faults": after.ru_minflt - before.ru_minflt,
+        "gc": collections,
+        "gc_s": pause[0],
     }
     prepared.close()
     return result
@@ -87,10 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         faults = statistics.median(r["faults"] for r in results)
         system = statistics.median(r["system"] for r in results)
         walls = ", ".join(f"{r['wall']:.3f}" for r in results)
+        gc_s = statistics.median(r["gc_s"] for r in results)
+        gen2 = statistics.median(r["gc"][2] for r in results)
         print(
             f"{args.format} {n:,} rows x{calls} {args.latency * 1000:.0f} ms  {strategy:10s} "
             f"median wall {wall:.3f} s, client CPU {cpu:.3f} s ({system:.3f} s system), "
-            f"{faults:,.0f} page faults  (walls: {walls})"
+            f"{faults:,.0f} page faults, GC {gc_s:.3f} s ({gen2:.0f} full)  (walls: {walls})"
         )
     return 0
 
