@@ -70,7 +70,8 @@ def _child(connection_string: str, rows: Sequence[dict[str, Any]], fmt: str, cal
         sections.append((f"worker threads ({len(workers)})", merged))
     for name, stats in sections:
         stats.strip_dirs()
-        out.write(f"\n######## {name}: {stats.total_tt:.2f} s of profiled time ########\n")
+        total = stats.total_tt  # type: ignore[attr-defined]  # set by pstats, not in typeshed
+        out.write(f"\n######## {name}: {total:.2f} s of profiled time ########\n")
         out.write("== by own time (tottime) ==\n")
         stats.sort_stats("tottime").print_stats(20)
         out.write("== by cumulative time ==\n")

@@ -76,7 +76,7 @@ class RssProbe:
             for line in handle:
                 if line.startswith(key):
                     return int(line.split()[1]) * 1024
-        return psutil.Process().memory_info().rss
+        return int(psutil.Process().memory_info().rss)
 
     def start(self) -> None:
         gc.collect()

@@ -69,7 +69,7 @@ def _child(connection_string: str, fmt: str, rows: int, calls: int, latency: flo
     data = make_rows(rows)
     size = -(-rows // calls)
     batches = [data[i : i + size] for i in range(0, rows, size)]
-    from benchmarks.strategies import SCHEMA
+    from benchmarks.rows import SCHEMA
 
     sink = AzureAppendBlobSink(
         {

@@ -58,7 +58,7 @@ while recovery reads them (:meth:`Encoder.row_digests`, given the entry and its 
 and a call that fails in this process keeps references to the rows it committed to digest them
 only then.
 
-Why one piece (~750 lines, :class:`AppendWriter` ~580): the data path is a single reading order
+Why one piece (~820 lines, :class:`AppendWriter` ~640): the data path is a single reading order
 from ``write`` to the guarded append, and its steps share the cursor, the write call's committed
 rows and the "outcome uncertain" flag that must change together at each append; what could be
 cut out — opening, recovery, lease keeping, the scan — is.
