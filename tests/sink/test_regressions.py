@@ -13,7 +13,7 @@ import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlparse
 
 import pytest
 from azure.storage.blob import (
@@ -43,6 +43,11 @@ def batch(call: int, n: int = 7) -> list[dict[str, Any]]:
 
 def storage_calls(ctx: RecordingContext) -> list[RecordedCall]:
     return [c for c in ctx.calls if c.request_data.get("operation") not in _FACTS]
+
+
+def blob_of(url: str) -> str:
+    """The blob name in an Azurite request URL (``/<account>/<container>/<blob>``)."""
+    return unquote(urlparse(url).path).split("/", 3)[3]
 
 
 def jsonl_rows(data: bytes) -> list[dict[str, Any]]:
@@ -180,6 +185,34 @@ class TestAudit:
             sink.write(batch(0), RecordingContext(run_id="run-1", fail_records=True))
         sink.close()
         assert "could not be recorded" in str(info.value)
+
+    def test_a_failed_record_stops_the_write_before_the_next_request(
+        self, azurite: Azurite, container: str, make_options: Options
+    ) -> None:
+        """The record of a fresh run's first request (its run pointer) fails: write raises
+        AuditIntegrityError before sending anything more, and a resume then writes the rows
+        exactly once."""
+        transport = FaultyTransport()
+        sink = AzureAppendBlobSink(make_options(), transport=transport)
+        ctx = RecordingContext(run_id="run-1")
+        offered: list[dict[str, Any]] = []
+
+        def record_call(_type: Any, _status: Any, request: dict[str, Any], *args: Any, **kw: Any) -> None:
+            offered.append(request)
+            raise RuntimeError("audit store unavailable")
+
+        ctx.record_call = record_call  # type: ignore[method-assign]
+        with pytest.raises(AuditIntegrityError) as info:
+            sink.write(batch(0), ctx)
+        sink.close()
+        assert "could not be recorded" in str(info.value)
+        assert transport.count == 1
+        assert [r["blob"] for r in offered] == [blob_of(s.url) for s in transport.log]
+        resumed = AzureAppendBlobSink(make_options())
+        resumed.configure_for_resume()
+        resumed.write(batch(0), RecordingContext(run_id="run-1"))
+        resumed.close()
+        assert jsonl_rows(read_output(azurite, container, "out/data.jsonl")) == batch(0)
 
     def test_failed_request_is_recorded_as_an_error(self, make_options: Options) -> None:
         """A request that fails after its retries is recorded with ERROR status and its Azure code."""
