@@ -201,7 +201,7 @@ class TestAudit:
             offered.append(request)
             raise RuntimeError("audit store unavailable")
 
-        ctx.record_call = record_call  # type: ignore[method-assign]
+        ctx.record_call = record_call  # type: ignore[method-assign,assignment]
         with pytest.raises(AuditIntegrityError) as info:
             sink.write(batch(0), ctx)
         sink.close()
