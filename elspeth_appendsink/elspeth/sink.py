@@ -236,6 +236,7 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
             lease=cfg.lease,
             lease_duration=cfg.lease_duration,
             identity=IdentityScheme(cfg.row_key),
+            path_is_stable=not cfg.path_template.uses_timestamp,
         )
         self._writer = AppendWriter(
             store,

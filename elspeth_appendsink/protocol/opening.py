@@ -8,12 +8,18 @@ so far, the rows already durable that ``continue`` must recognise, and the ``ope
 write path (:meth:`~elspeth_appendsink.protocol.writer.AppendWriter.write`) sends that record in
 front of its first intents and goes on from the cursor.
 
-Why each step waits for the one before (measured by ``python -m benchmarks.timeline``: a fresh
-output used to cost seven round trips before its first data byte, now four):
+Why each step waits for the one before, or need not (measured by ``python -m benchmarks.timeline``:
+a fresh output used to cost seven round trips before its first data byte, now three, four when
+the path holds a timestamp):
 
-* **pointer, then segment 0**: a resume finds the blob path a run resolved (the template may hold
-  a timestamp) only through the pointer, so no blob of the run may exist before it; otherwise a
-  crash between the two leaves a segment no resume can find.
+* **pointer and segment 0, together — unless the path holds a timestamp**: a resume of a
+  ``{{ timestamp }}`` path cannot render it again and finds it only through the pointer, so
+  there no blob of the run may exist before the pointer (a crash between the two would leave a
+  segment no resume can find), and segment 0 waits for it. Every other path
+  (``OutputTarget.path_is_stable``) a resume renders again: a crash after segment 0 but before
+  the pointer then looks like a run that never started, and its fresh start finds the empty
+  segment 0 this run created and takes it, as after a lost response. A refused pointer (the run
+  already started) is reported before any error of the claim, as in order.
 * **segment 0, then lease**: a blob that does not exist cannot be leased.
 * **segment 0, then manifest**: the manifest lives under the output's path; created first, a run
   refused the output (``blob_exists``) would leave an empty manifest of its own among another
@@ -132,45 +138,46 @@ class Opening:
             "created_at": self._clock().isoformat(),
         }
         payload = json.dumps(pointer, sort_keys=True).encode()
-        pointer_name = run_pointer_name(t.template_digest, t.run_id)
-        created = self.store.put_if_missing(pointer_name, payload)
-        # An existing pointer with exactly our bytes (our timestamp) is our own upload whose response
-        # was lost and whose SDK retry then found it: not an earlier start of this run.
-        if not created and not self._resume and self.store.get(pointer_name) != payload:
-            raise RecoveryError(
-                f"run {t.run_id} already started writing this output; it must be resumed, not started again",
-                hint="use `elspeth resume` (the sink's configure_for_resume) or a new run id",
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="elspeth-appendsink-open") as pool:
+            if t.path_is_stable:
+                # a resume renders this same path, so it needs no pointer to find segment 0: the
+                # two go out together (see the module docstring)
+                pointed = pool.submit(self._point, payload)
+                try:
+                    base, fence = self._claim_output(rows)
+                finally:
+                    pointed.result()  # a refused pointer is the error to report, as in order
+            else:
+                self._point(payload)
+                base, fence = self._claim_output(rows)
+            encoder = base.encoder or self._new_encoder(rows)
+            header_written = base.base_length == 0 and base.base_segment == 0
+            opening = OpenRecord(
+                seq=0,
+                prev=base.prev,
+                run_id=t.run_id,
+                container=t.container,
+                blob_path=t.blob_path,
+                encoder=encoder.describe(),
+                identity=t.identity.describe(),
+                block_size=t.block_size,
+                segment_max_blocks=t.segment_max_blocks,
+                segment_max_bytes=t.segment_max_bytes,
+                if_exists=t.if_exists,
+                base_segment=base.base_segment,
+                base_length=base.base_length,
+                base_sha256=base.base_sha256,
+                continues=base.continues,
+                header_written=header_written,
+                created_at=self._clock().isoformat(),
+                sink_version=__version__,
             )
-        base, fence = self._claim_output(rows)
-        encoder = base.encoder or self._new_encoder(rows)
-        header_written = base.base_length == 0 and base.base_segment == 0
-        opening = OpenRecord(
-            seq=0,
-            prev=base.prev,
-            run_id=t.run_id,
-            container=t.container,
-            blob_path=t.blob_path,
-            encoder=encoder.describe(),
-            identity=t.identity.describe(),
-            block_size=t.block_size,
-            segment_max_blocks=t.segment_max_blocks,
-            segment_max_bytes=t.segment_max_bytes,
-            if_exists=t.if_exists,
-            base_segment=base.base_segment,
-            base_length=base.base_length,
-            base_sha256=base.base_sha256,
-            continues=base.continues,
-            header_written=header_written,
-            created_at=self._clock().isoformat(),
-            sink_version=__version__,
-        )
-        if fence is None:
-            self._create_manifest()
-        else:
-            # A segment 0 we just created: fencing it and creating our manifest do not depend on
-            # each other (the manifest is this run's alone, and nothing is written to either until
-            # both are done), so they go out together: one round trip instead of two.
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="elspeth-appendsink-open") as pool:
+            if fence is None:
+                self._create_manifest()
+            else:
+                # A segment 0 we just created: fencing it and creating our manifest do not depend
+                # on each other (the manifest is this run's alone, and nothing is written to either
+                # until both are done), so they go out together: one round trip instead of two.
                 fenced = pool.submit(self.lease.acquire, fence, ours=True)
                 self._create_manifest()
                 fenced.result()
@@ -186,6 +193,19 @@ class Opening:
             total_bytes=base.total_bytes,
         )
         return StartPlan(cursor, opening, encoder, base.full_hash, header_written, base.replay)
+
+    def _point(self, payload: bytes) -> None:
+        """The run pointer, create-only; refuse a run that already started writing this output."""
+        t = self.target
+        name = run_pointer_name(t.template_digest, t.run_id)
+        created = self.store.put_if_missing(name, payload)
+        # An existing pointer with exactly our bytes (our timestamp) is our own upload whose response
+        # was lost and whose SDK retry then found it: not an earlier start of this run.
+        if not created and not self._resume and self.store.get(name) != payload:
+            raise RecoveryError(
+                f"run {t.run_id} already started writing this output; it must be resumed, not started again",
+                hint="use `elspeth resume` (the sink's configure_for_resume) or a new run id",
+            )
 
     def _new_encoder(self, rows: Sequence[Row]) -> Encoder:
         """The encoder a new output (or an ``append`` base) is written with: decided by ``rows``."""

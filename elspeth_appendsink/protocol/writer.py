@@ -22,15 +22,16 @@ one output. Objects in the container::
                                        template may hold a timestamp that a resume cannot re-render)
 
 **Ordering** (the property recovery relies on). Every step is one guarded storage request, and
-each is sent only after the previous one is durable (the one exception is named):
+each is sent only after the previous one is durable (the exceptions are named):
 
-1. pointer (create-only) → segment 0 (create-only; metadata names the creating run) → lease on
-   it *and* manifest (create-only), sent together — all in
-   :mod:`~elspeth_appendsink.protocol.opening`, which argues each order — → ``open`` record,
-   which travels in front of the first batch's intents in one manifest append
-   (:meth:`AppendWriter._open`); so a fresh output costs four round trips before its first
-   data byte, and the first rows are encoded meanwhile (no request moves: the opening needs
-   nothing of the rows' bytes, the first block nothing of the opening but its encoder);
+1. pointer (create-only) and segment 0 (create-only; metadata names the creating run), sent
+   together unless the path holds a timestamp (then in that order) → lease on it *and*
+   manifest (create-only), sent together — all in :mod:`~elspeth_appendsink.protocol.opening`,
+   which argues each order — → ``open`` record, which travels in front of the first batch's
+   intents in one manifest append (:meth:`AppendWriter._open`); so a fresh output costs three
+   round trips before its first data byte, and the first rows are encoded meanwhile (no
+   request moves: the opening needs nothing of the rows' bytes, the first block nothing of the
+   opening but its encoder);
 2. per *batch* of blocks (one or a few, prepared while the previous batch uploads): their
    ``block`` entries (the *intents*: segment, offset, length, sha256, token range, and per row
    its length or identity digest) go to the manifest in **one** append, then each block is
@@ -142,6 +143,9 @@ class OutputTarget:
     lease: bool = True
     lease_duration: int = 60
     identity: IdentityScheme = field(default_factory=lambda: IdentityScheme(None))
+    # a resume renders the same blob_path (its template holds no timestamp): the run pointer
+    # and segment 0 may then be created together (see opening.py)
+    path_is_stable: bool = True
 
     @property
     def manifest(self) -> str:

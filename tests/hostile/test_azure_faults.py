@@ -130,8 +130,9 @@ def test_wrong_account_key_is_a_clear_403_and_the_fixed_key_resumes(
     assert_no_secret(
         error, json.dumps([c.__dict__ for c in ctx.calls], default=str), secrets=[WRONG_ACCOUNT_KEY]
     )
-    assert transport.count == 1  # a 4xx is an answer: never retried
-    assert [e["error_code"] for e in errors_recorded(ctx)] == ["AuthorizationFailure"]
+    # the run pointer and segment 0 go out together, once each: a 4xx is an answer, never retried
+    assert sorted(transport.operations()) == ["create", "upload"]
+    assert [e["error_code"] for e in errors_recorded(ctx)] == ["AuthorizationFailure"] * 2
     assert snapshot(azurite, container) == {}
     resume(make_options(), "run-1", 0, 1)
     tally_exact(expected(0, 1), output_rows(azurite, container, "out/data.jsonl"))
@@ -215,7 +216,9 @@ def test_connection_refused_at_start_then_resume_when_the_endpoint_is_back(
     error = info.value
     assert error.retryable and error.status is None and error.error_code is None
     assert error.blob is not None and error.blob.startswith(POINTER) and f"blob={error.blob}" in str(error)
-    assert transport.count == ATTEMPTS and all(s.status is None for s in transport.log)
+    # the run pointer and segment 0 go out together, each until the retry budget is spent
+    assert sorted(transport.operations()) == ["create"] * ATTEMPTS + ["upload"] * ATTEMPTS
+    assert all(s.status is None for s in transport.log)
     assert_no_secret(error)
     TALLY["faults injected"] += 1
     proxy = _Proxy(port, (azurite.host, azurite.port))

@@ -126,15 +126,22 @@ class TestCrashAndResume:
     @pytest.mark.parametrize("mode", ["crash-before", "crash-after", "lose"])
     @pytest.mark.parametrize(
         "at",
-        [("lease", 1), ("create", 2), ("append", 1)],
-        ids=["lease-beside-manifest", "manifest-beside-lease", "open-record-with-first-intents"],
+        [("upload", 1), ("create", 1), ("lease", 1), ("create", 2), ("append", 1)],
+        ids=[
+            "pointer-beside-segment",
+            "segment-beside-pointer",
+            "lease-beside-manifest",
+            "manifest-beside-lease",
+            "open-record-with-first-intents",
+        ],
     )
     def test_a_fault_at_a_start_up_request_sent_together_resumes_exactly(
         self, azurite: Azurite, container: str, at: tuple[str, int], mode: str
     ) -> None:
-        """The start-up requests that go out together (lease and manifest creation) or travel
-        together (the open record with the first intents): a crash or lost response at each
-        leaves an output a resume (or, for a lost response, the same writer) finishes exactly."""
+        """The start-up requests that go out together (run pointer and segment 0, lease and
+        manifest creation) or travel together (the open record with the first intents): a crash
+        or lost response at each leaves an output a resume (or, for a lost response, the same
+        writer) finishes exactly."""
         data = batches()
         rows = [r for b in data for r in b]
         path, run_id = f"start-{at[0]}{at[1]}-{mode}/d.jsonl", f"run-start-{at[0]}-{mode}"

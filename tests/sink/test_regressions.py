@@ -26,7 +26,7 @@ from azure.storage.blob import (
 from elspeth_appendsink.elspeth.host import AuditIntegrityError, CallStatus
 from elspeth_appendsink.elspeth.sink import AzureAppendBlobSink
 from elspeth_appendsink.errors import BlobExistsError, StorageUnavailableError
-from elspeth_appendsink.testing import FaultyTransport, RecordedCall, RecordingContext
+from elspeth_appendsink.testing import FaultyTransport, RecordedCall, RecordingContext, SimulatedCrash
 from elspeth_appendsink.testing.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
 from tests.helpers import read_output
 from tests.sink.conftest import Options
@@ -140,6 +140,30 @@ class TestExistingBlob:
         assert (after.etag, after.size, after.metadata) == (before.etag, before.size, before.metadata)
 
 
+class TestStartUpOrder:
+    """Segment 0 goes out beside the run pointer, unless only the pointer can find it again."""
+
+    @pytest.mark.parametrize(
+        ("blob_path", "sent"),
+        [("ts/{{ timestamp }}.jsonl", ["upload"]), ("ts/{{ run_id }}.jsonl", ["create", "upload"])],
+        ids=["timestamp-waits", "run-id-together"],
+    )
+    def test_a_crash_as_the_pointer_goes_out(
+        self, azurite: Azurite, container: str, make_options: Options, blob_path: str, sent: list[str]
+    ) -> None:
+        """A resume renders a ``{{ timestamp }}`` path anew and finds the first one only through
+        the run pointer: there segment 0 is not created before the pointer is, so a crash as the
+        pointer goes out leaves no blob of the run. A path a resume renders again sends both."""
+        transport = FaultyTransport(on={("upload", 1): "crash-before"})
+        sink = AzureAppendBlobSink(make_options(blob_path=blob_path), transport=transport)
+        with pytest.raises(SimulatedCrash):
+            sink.write(batch(0), RecordingContext(run_id="run-1"))
+        assert sorted(seen.operation for seen in transport.log) == sent
+        service = BlobServiceClient.from_connection_string(azurite.connection_string)
+        names = [b.name for b in service.get_container_client(container).list_blobs(name_starts_with="ts/")]
+        assert names == ([] if sent == ["upload"] else ["ts/run-1.jsonl"])
+
+
 class TestAudit:
     """Invariant 7: every request inside write() is recorded, and the trail is trustworthy."""
 
@@ -189,9 +213,10 @@ class TestAudit:
     def test_a_failed_record_stops_the_write_before_the_next_request(
         self, azurite: Azurite, container: str, make_options: Options
     ) -> None:
-        """The record of a fresh run's first request (its run pointer) fails: write raises
-        AuditIntegrityError before sending anything more, and a resume then writes the rows
-        exactly once."""
+        """Every record fails, from a fresh run's first requests on (its run pointer and
+        segment 0, which go out together): write raises AuditIntegrityError before sending
+        anything more, each request sent was offered to the trail, and a resume then writes
+        the rows exactly once."""
         transport = FaultyTransport()
         sink = AzureAppendBlobSink(make_options(), transport=transport)
         ctx = RecordingContext(run_id="run-1")
@@ -206,8 +231,8 @@ class TestAudit:
             sink.write(batch(0), ctx)
         sink.close()
         assert "could not be recorded" in str(info.value)
-        assert transport.count == 1
-        assert [r["blob"] for r in offered] == [blob_of(s.url) for s in transport.log]
+        assert sorted(s.operation for s in transport.log) == ["create", "upload"]
+        assert sorted(r["blob"] for r in offered) == sorted(blob_of(s.url) for s in transport.log)
         resumed = AzureAppendBlobSink(make_options())
         resumed.configure_for_resume()
         resumed.write(batch(0), RecordingContext(run_id="run-1"))
