@@ -74,7 +74,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from elspeth_appendsink.encoders.base import Packed, Part, Row
-from elspeth_appendsink.encoders.csv import column_values, reject_undeclared
+from elspeth_appendsink.encoders.csv import column_values, declared_values
 from elspeth_appendsink.encoders.jsonl import (
     check_fingerprint,
     json_fingerprint,
@@ -310,8 +310,7 @@ class ArrowEncoder:
         """
         if not rows:
             return _Planned(b"", [0])
-        reject_undeclared(rows, self._allowed, self.columns)
-        columns = column_values(rows, self.columns)
+        columns = declared_values(rows, self._allowed, self.columns)
         batch, lossless = self._batch(columns)
         surplus = 0
         sizes = np.zeros(len(rows), dtype=np.int64)
@@ -407,8 +406,7 @@ class ArrowEncoder:
 
     def _checked_columns(self, rows: Sequence[Row]) -> list[list[Any]]:
         """The rows' values column by column, once every value is known to fit its column."""
-        reject_undeclared(rows, self._allowed, self.columns)
-        columns = column_values(rows, self.columns)
+        columns = declared_values(rows, self._allowed, self.columns)
         self._reject_misfits(columns)
         return columns
 

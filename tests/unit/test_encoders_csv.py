@@ -119,6 +119,17 @@ class TestColumns:
             encoder.encode([{"a": 1}, {"late": 2}])
         assert caught.value.row_index == 1
 
+    @pytest.mark.parametrize("count", [3, 1000], ids=["python-path", "kernel-path"])
+    def test_a_field_swapped_for_a_new_one_is_schema_drift(self, count: int) -> None:
+        """A row with as many keys as there are columns but one of them new (a column missing)
+        is found although every other row is complete, naming the new field and its row."""
+        encoder = create_encoder("csv", schema=OBSERVED, first_rows=[{"a": 1, "b": 2}])
+        rows: list[dict[str, Any]] = [{"a": i, "b": i} for i in range(count)]
+        rows[count - 2] = {"a": 0, "late": 1}
+        with pytest.raises(SchemaDriftError, match="'late'") as caught:
+            encoder.encode_packed(rows)
+        assert caught.value.row_index == count - 2
+
     def test_display_headers_rename_only_the_header_line(self) -> None:
         """headers rename the CSV header cells; data rows and describe()'s columns keep field names."""
         encoder = create_encoder(
