@@ -168,8 +168,8 @@ def declared_values(rows: Sequence[Row], allowed: frozenset[str], columns: Seque
 
     A row with exactly ``len(columns)`` keys that holds every column (distinct names) holds no
     other field, so when every row does, the ``itemgetter`` maps prove what the key union would
-    (about 7 % of an Arrow slice's encoding at 10 fields); a missing key sends the batch through
-    :func:`reject_undeclared`, which names its first undeclared field.
+    (the union costs about 5 ms per 100k rows of 10 fields); a missing key sends the batch
+    through :func:`reject_undeclared`, which names its first undeclared field.
     """
     if len(allowed) == len(columns) and set(map(len, rows)) == {len(columns)}:
         try:

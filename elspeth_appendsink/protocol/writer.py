@@ -29,9 +29,9 @@ each is sent only after the previous one is durable (the exceptions are named):
    manifest (create-only), sent together — all in :mod:`~elspeth_appendsink.protocol.opening`,
    which argues each order — → ``open`` record, which travels in front of the first batch's
    intents in one manifest append (:meth:`AppendWriter._open`); so a fresh output costs three
-   round trips before its first data byte, and the first rows are encoded meanwhile (no
-   request moves: the opening needs nothing of the rows' bytes, the first block nothing of the
-   opening but its encoder);
+   round trips before its first data byte, and the first rows are encoded meanwhile (the
+   opening needs nothing of the rows' bytes, the first block nothing of the opening but its
+   encoder);
 2. per *batch* of blocks (one or a few, prepared while the previous batch uploads): their
    ``block`` entries (the *intents*: segment, offset, length, sha256, token range, and per row
    its length or identity digest) go to the manifest in **one** append, then each block is
