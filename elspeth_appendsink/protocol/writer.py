@@ -98,6 +98,7 @@ from elspeth_appendsink.errors import (
     RowTooLarge,
     SegmentFullError,
 )
+from elspeth_appendsink.protocol.digest import RunningDigest
 from elspeth_appendsink.protocol.lease import LeaseKeeper, lease_id_for
 from elspeth_appendsink.protocol.opening import Opening
 from elspeth_appendsink.protocol.recovery import Recovery, Replay, create_own_segment
@@ -216,7 +217,7 @@ class AppendWriter:
         self._clock = clock
         self.cursor: Cursor | None = None
         self.encoder: Encoder | None = None
-        self._hash = hashlib.sha256()
+        self._digest = RunningDigest()  # content_hash: the output's running sha256
         self._dirty = False
         self._replay: Replay | None = None
         self._needs_header = False
@@ -242,7 +243,7 @@ class AppendWriter:
     # --- public -------------------------------------------------------------------------------
     @property
     def content_hash(self) -> str:
-        return self._hash.hexdigest()
+        return self._digest.hexdigest()
 
     @property
     def size(self) -> int:
@@ -324,7 +325,7 @@ class AppendWriter:
             return
         self._failed_call = None
         self.encoder = recovered.encoder
-        self._hash = recovered.full_hash
+        self._digest.state = recovered.full_hash
         self._needs_header = recovered.needs_header
         self.cursor = recovered.cursor
         self._replay = recovered.replay
@@ -370,7 +371,7 @@ class AppendWriter:
             if plan.encoder is not guess:
                 ready = None
         self.encoder = plan.encoder
-        self._hash = plan.full_hash
+        self._digest.state = plan.full_hash
         self._needs_header = plan.needs_header
         if plan.replay is not None:
             self._replay = plan.replay
@@ -681,6 +682,8 @@ class AppendWriter:
                     break
                 fit, count, length = fit + 1, count + 1, length + len(block.data)
             batch, queue = queue[: max(fit, 1)], queue[max(fit, 1) :]
+            # the running digest past these blocks is computed meanwhile, adopted as each lands
+            ahead = self._digest.ahead([block.data for block in batch])
             entries: list[BlockEntry] = []
             payload: list[bytes] = []
             seq, head, offset, token = c.next_seq, c.head, c.offset, c.next_token
@@ -728,7 +731,7 @@ class AppendWriter:
                 self.cursor = self._require_cursor().after_block(
                     len(block.data), len(block.rows), result.committed_blocks
                 )
-                self._hash.update(block.data)
+                self._digest.adopt(ahead, index)
                 if block.kind != "digests" or self._call_rows:  # (rows stay in order)
                     self._call_rows.extend(block.rows)
                 else:
@@ -815,6 +818,7 @@ class AppendWriter:
             self._lease.release(self.segment(self.cursor.segment))  # it expires by itself anyway
         self._lease.stop()
         self._lease.held = None
+        self._digest.close()
 
     # --- helpers -------------------------------------------------------------------------------
     def _require_cursor(self) -> Cursor:

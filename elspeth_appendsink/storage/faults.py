@@ -11,7 +11,7 @@ n-th request of that operation. Faults:
   as if the response was lost on the way back;
 * ``"reset"`` — raise ``ServiceRequestError`` without sending (connection reset);
 * ``"status:503"`` (any status) — answer with that status and ``x-ms-error-code`` without
-  sending (throttling storms);
+  sending (throttling storms); ``"status:409:BlockCountExceedsLimit"`` names the error code;
 * ``"crash-before"`` / ``"crash-after"`` — raise :class:`SimulatedCrash`, a ``BaseException``
   the SDK does not catch, before or after the request reaches the service: every protocol step
   is a storage request, so crashing at every ``n`` covers every crash point.
@@ -120,9 +120,10 @@ class FaultyTransport(RequestsTransport):  # type: ignore[misc]
         if fault == "reset":
             raise ServiceRequestError(f"injected: connection reset before request {n} ({op})")
         if fault is not None and fault.startswith("status:"):
-            status = int(fault.split(":", 1)[1])
+            _, status_text, *code = fault.split(":", 2)
+            status = int(status_text)
             seen.status = status
-            return _fake_response(request, status, stream=bool(kwargs.get("stream")))
+            return _fake_response(request, status, stream=bool(kwargs.get("stream")), code=code[0] if code else None)
         response = super().send(request, **kwargs)
         seen.status = response.status_code
         if fault == "lose":
@@ -135,7 +136,7 @@ class FaultyTransport(RequestsTransport):  # type: ignore[misc]
         return [s.operation for s in self.log]
 
 
-def _fake_response(request: Any, status: int, *, stream: bool = False) -> Any:
+def _fake_response(request: Any, status: int, *, stream: bool = False, code: str | None = None) -> Any:
     """An error answer of the kind the real transport returns for ``request`` (legacy or rest)."""
     import requests
     from azure.core.pipeline._tools import handle_non_stream_rest_response, is_rest
@@ -144,7 +145,7 @@ def _fake_response(request: Any, status: int, *, stream: bool = False) -> Any:
     raw = requests.Response()
     raw.status_code = status
     raw.reason = "Injected"
-    code = _ERROR_CODES.get(status, "InjectedFault")
+    code = code or _ERROR_CODES.get(status, "InjectedFault")
     body = (
         f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code>'
         f"<Message>injected {status}</Message></Error>"

@@ -334,3 +334,44 @@ class TestRetryInSameProcess:
         writer.write(data[1])
         writer.write(data[2])
         assert_exact(azurite, container, "out/data.jsonl", [r for b in data for r in b], writer)
+
+
+class TestSegmentRefusesMoreBlocks:
+    def test_a_batch_refused_midway_moves_to_the_next_segment_and_the_digest_skips_nothing(
+        self, azurite: Azurite, container: str
+    ) -> None:
+        """The service refuses a block (``BlockCountExceedsLimit``) in the middle of a batch large
+        enough to be hashed off the writer's thread: the rest of the batch is voided and written to
+        the next segment, and ``content_hash`` is still the sha256 of exactly the output's bytes."""
+        from azure.storage.blob import BlobServiceClient
+
+        from elspeth_appendsink.core.manifest import RolloverRecord, VoidRecord, decode_records
+
+        data_appends = {"n": 0}
+
+        def rule(n: int, op: str, request: Any) -> str | None:
+            if op == "append" and "manifest" not in request.url:
+                data_appends["n"] += 1
+                if data_appends["n"] == 3:
+                    return "status:409:BlockCountExceedsLimit"
+            return None
+
+        rows = [{"id": i, "v": "x" * 1000} for i in range(1200)]  # about 1.2 MB: ten blocks
+        writer = make_writer(make_store(azurite, container, FaultyTransport(rule=rule)), block_size=128 * 1024)
+        writer.write(rows[:700])
+        writer.write(rows[700:])
+        assert writer.cursor is not None and writer.cursor.segment == 1
+        assert_exact(azurite, container, "out/data.jsonl", rows, writer)
+        manifest = (
+            BlobServiceClient.from_connection_string(azurite.connection_string)
+            .get_blob_client(container, "out/data.jsonl.manifest/run-1")
+            .download_blob()
+            .readall()
+        )
+        records = [decoded.record for decoded in decode_records(manifest)]
+        assert sum(isinstance(r, VoidRecord) for r in records) == 1
+        assert [r.reason for r in records if isinstance(r, RolloverRecord)] == ["service refused more blocks"]
+        # a resume re-derives the same digest from storage and carries on
+        resumed = make_writer(make_store(azurite, container), block_size=128 * 1024, resume=True)
+        resumed.prepare()
+        assert resumed.content_hash == writer.content_hash
