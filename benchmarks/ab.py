@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.rows import make_rows
-from benchmarks.runner import azurite_server, run_in_child, stop_server
+from benchmarks.runner import azurite_server, exit_on_sigterm, run_in_child, stop_server
 from benchmarks.strategies import STRATEGIES, Env
 from benchmarks.transport import Counts
 
@@ -78,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds injected before each request")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     rows = make_rows(args.rows)
     n, calls = args.rows, args.calls
     batches = [list(rows[i * n // calls : (i + 1) * n // calls]) for i in range(calls)]

@@ -58,6 +58,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.runner import exit_on_sigterm
+
 ROOT = Path(__file__).resolve().parents[1]
 CHILD_SITE = Path(__file__).resolve().parent / "elspeth_child"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -444,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         "--render", type=Path, metavar="JSON", help="only re-write OUT.md (and print it) from a results JSON"
     )
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     if args.render is not None:
         saved = json.loads(args.render.read_text(encoding="utf-8"))
         text = render(summarise([RunResult(**r) for r in saved["runs"]]), saved["meta"])

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.rows import make_rows
-from benchmarks.runner import azurite_server, run_in_child, stop_server
+from benchmarks.runner import azurite_server, exit_on_sigterm, run_in_child, stop_server
 
 __all__ = ["profile_sink"]
 
@@ -161,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--resume", type=int, metavar="ENTRIES", help="profile the resume path instead")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     if args.resume:
         profile_resume(args.resume, args.out)
         return 0

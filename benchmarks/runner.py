@@ -18,6 +18,7 @@ import gc
 import multiprocessing
 import os
 import resource
+import signal
 import threading
 import time
 import traceback
@@ -107,6 +108,17 @@ class RssProbe:
 
     def helpers(self) -> tuple[Callable[[], None], Callable[[], float]]:
         return self.start, self.peak_delta_mb
+
+
+def exit_on_sigterm() -> None:
+    """Let SIGTERM unwind the benchmark like Ctrl-C, so the ``finally`` / ``with`` that stop the
+    Azurite it started still run (Python's default SIGTERM ends the process on the spot and
+    leaves the emulator running, orphaned)."""
+
+    def _exit(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
 
 
 def azurite_server() -> Azurite:

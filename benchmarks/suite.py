@@ -20,7 +20,15 @@ from typing import Any
 
 from benchmarks import report
 from benchmarks.rows import SCHEMA, make_rows
-from benchmarks.runner import Case, azurite_server, load_average, run_case, run_in_child, stop_server
+from benchmarks.runner import (
+    Case,
+    azurite_server,
+    exit_on_sigterm,
+    load_average,
+    run_case,
+    run_in_child,
+    stop_server,
+)
 
 __all__ = ["FULL", "QUICK", "Plan", "main", "run_suite"]
 
@@ -272,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--render", action="store_true", help="only re-render latest.md and latest.png from latest.json"
     )
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     if args.out is None:
         args.out = RESULTS / "quick" if args.quick else RESULTS
         if args.quick:  # quick results are for the person running them, not for the repository

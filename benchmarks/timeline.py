@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.rows import make_rows
-from benchmarks.runner import azurite_server, run_in_child, stop_server
+from benchmarks.runner import azurite_server, exit_on_sigterm, run_in_child, stop_server
 
 __all__ = ["main"]
 
@@ -153,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.02, help="seconds injected before each request")
     parser.add_argument("--out", type=Path, default=RESULTS / "timeline.md")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     shown = " ".join(sys.argv[1:] if argv is None else argv)
     lines = ["# Request timeline of the sink", "", f"`python -m benchmarks.timeline {shown}`", ""]
     for calls in args.calls:

@@ -123,7 +123,8 @@ class FaultyTransport(RequestsTransport):  # type: ignore[misc]
             _, status_text, *code = fault.split(":", 2)
             status = int(status_text)
             seen.status = status
-            return _fake_response(request, status, stream=bool(kwargs.get("stream")), code=code[0] if code else None)
+            stream = bool(kwargs.get("stream"))
+            return _fake_response(request, status, stream=stream, code=code[0] if code else None)
         response = super().send(request, **kwargs)
         seen.status = response.status_code
         if fault == "lose":

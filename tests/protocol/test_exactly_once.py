@@ -357,7 +357,8 @@ class TestSegmentRefusesMoreBlocks:
             return None
 
         rows = [{"id": i, "v": "x" * 1000} for i in range(1200)]  # about 1.2 MB: ten blocks
-        writer = make_writer(make_store(azurite, container, FaultyTransport(rule=rule)), block_size=128 * 1024)
+        store = make_store(azurite, container, FaultyTransport(rule=rule))
+        writer = make_writer(store, block_size=128 * 1024)
         writer.write(rows[:700])
         writer.write(rows[700:])
         assert writer.cursor is not None and writer.cursor.segment == 1
