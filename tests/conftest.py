@@ -157,9 +157,7 @@ def _no_secret_leaks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """An exception that escapes a test must not carry a secret in its text (or its causes').
 
     A wrapper that turns the report into a failure (also of an xfail test), with the traceback

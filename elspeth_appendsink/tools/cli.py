@@ -255,9 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="URL",
                 help="also check the output against ELSPETH's recorded artifacts (sqlite:/// url)",
             )
-            sub.add_argument(
-                "--run-id", "--run", metavar="RUN", help="with --landscape: check only this run"
-            )
+            sub.add_argument("--run-id", "--run", metavar="RUN", help="with --landscape: check only this run")
         if name in ("inspect", "unlock"):
             sub.add_argument(
                 "--run-id",

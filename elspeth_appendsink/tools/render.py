@@ -21,6 +21,7 @@ __all__ = ["PROG", "Out", "ProgressBar", "isatty", "print_anchor", "print_inspec
 
 PROG = "elspeth-appendsink"
 
+
 class ProgressBar:
     """A one-line progress bar on a terminal stream; silent on anything that is not a TTY.
 

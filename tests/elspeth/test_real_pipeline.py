@@ -825,8 +825,10 @@ def test_launcher_refuses_to_mark_a_run_whose_lease_a_live_process_renews(
     run_id = kill_mid_write(pipeline, relay, "jsonl")
     blob = f"high/{run_id}/rows.jsonl"
     before = blob_bytes(service, container, blob)
-    lease = service.get_container_client(container).get_blob_client(blob).acquire_lease(
-        lease_duration=60, lease_id=lease_id_for(run_id)
+    lease = (
+        service.get_container_client(container)
+        .get_blob_client(blob)
+        .acquire_lease(lease_duration=60, lease_id=lease_id_for(run_id))
     )  # the dead writer's lease id: acquiring it again is what that writer, were it alive, would do
     command = ("resume", run_id, "-s", str(pipeline.settings), "-x", "--mark-failed-if-dead")
     refusals = 0

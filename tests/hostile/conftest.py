@@ -57,6 +57,7 @@ _TALLY_ORDER = (
     "rows duplicated",
 )
 
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Print the figures this run produced (only when hostile tests ran)."""
     if not TALLY:

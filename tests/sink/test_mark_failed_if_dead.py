@@ -22,7 +22,6 @@ from tests.tools.test_runs import BLOB, SCHEMA, _landscape, _statuses, _write
 pytestmark = pytest.mark.azurite
 
 
-
 def _later() -> datetime:
     """A moment past any lease_duration of the writes below (taken when the test runs)."""
     return datetime.now(UTC) + timedelta(seconds=120)

@@ -79,8 +79,16 @@ def _landscape(path: Path, container: str, runs: dict[str, tuple[str, Recorded]]
             for k, (content_hash, size) in enumerate(recorded):
                 db.execute(
                     "INSERT INTO artifacts VALUES (?, ?, ?, ?, 'file', ?, ?, ?, NULL, ?)",
-                    (f"{run_id}-a{k}", run_id, f"{run_id}-s{k}", NODE, uri, content_hash, size,
-                     f"2026-12-0{n + 1}T00:00:{k:02d}"),
+                    (
+                        f"{run_id}-a{k}",
+                        run_id,
+                        f"{run_id}-s{k}",
+                        NODE,
+                        uri,
+                        content_hash,
+                        size,
+                        f"2026-12-0{n + 1}T00:00:{k:02d}",
+                    ),
                 )
     return f"sqlite:///{path}"
 
@@ -286,9 +294,7 @@ class TestErrors:
         code, _, err = _verify(azurite, container, "--landscape", f"sqlite:///{not_landscape}")
         assert code == EXIT_USAGE and "is not an ELSPETH landscape" in err
 
-    def test_an_unknown_run_is_a_usage_error(
-        self, azurite: Azurite, container: str, tmp_path: Path
-    ) -> None:
+    def test_an_unknown_run_is_a_usage_error(self, azurite: Azurite, container: str, tmp_path: Path) -> None:
         recorded = _run(azurite, container, **BIG)
         url = _landscape(
             tmp_path / "audit.db", container, {"run-1": ("completed", recorded), "run-2": ("completed", [])}

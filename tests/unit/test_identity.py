@@ -107,9 +107,9 @@ class TestIdentityScheme:
         """A block's bytes and its rows' lengths give back the digests computed while writing,
         whatever header precedes the rows (what recovery relies on when the manifest holds lengths)."""
         packed = Packed.join(encoded)
-        assert content_digests(header + packed.data, list(map(len, encoded))) == IdentityScheme(
-            None
-        ).digests([{}] * len(encoded), packed)
+        assert content_digests(header + packed.data, list(map(len, encoded))) == IdentityScheme(None).digests(
+            [{}] * len(encoded), packed
+        )
 
     def test_key_values_are_told_apart_by_type(self) -> None:
         """Key 1 and key "1" are different rows (canonical JSON keeps the type)."""
