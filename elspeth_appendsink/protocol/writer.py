@@ -714,6 +714,7 @@ class AppendWriter:
             for index, (entry, block) in enumerate(zip(entries, batch, strict=True)):
                 try:
                     result = self._append_data(entry, block.data)
+                    self._digest.adopt(ahead, index)  # (should hashing fail, recovery rebuilds it)
                 except SegmentFullError:
                     # An answer, not a lost response: nothing of this block landed. Void it and the
                     # rest of the batch, roll over, and place them in the next segment.
@@ -731,7 +732,6 @@ class AppendWriter:
                 self.cursor = self._require_cursor().after_block(
                     len(block.data), len(block.rows), result.committed_blocks
                 )
-                self._digest.adopt(ahead, index)
                 if block.kind != "digests" or self._call_rows:  # (rows stay in order)
                     self._call_rows.extend(block.rows)
                 else:
