@@ -227,3 +227,45 @@ class TestErrors:
         with pytest.raises(UnencodableRow, match="must be strings") as caught:
             encoder_for(rows[:1]).encode(rows)
         assert caught.value.row_index == 1
+
+
+class TestNanScan:
+    @given(
+        st.lists(
+            st.text(alphabet='nul"x\\', max_size=24).map(lambda body: ("{" + body + "}\n").encode()),
+            max_size=40,
+        )
+    )
+    def test_rows_holding_null_are_found_at_every_alignment(self, lines: list[bytes]) -> None:
+        """The vectorised scan names exactly the lines a per-line search does, wherever "null"
+        starts (any of the four byte alignments of the slice)."""
+        from elspeth_appendsink.encoders.base import Packed
+        from elspeth_appendsink.encoders.jsonl import _rows_holding_null
+
+        expected = [index for index, line in enumerate(lines) if b"null" in line]
+        assert _rows_holding_null(Packed.join(lines)) == expected
+
+    @given(
+        st.lists(
+            st.fixed_dictionaries(
+                {"a": st.none() | st.integers(-5, 5) | st.floats(allow_nan=False, allow_infinity=False)},
+                optional={"b": st.text(alphabet="nul ", max_size=8) | st.none()},
+            ),
+            min_size=1,
+            max_size=30,
+        ),
+        st.data(),
+    )
+    def test_a_non_finite_float_anywhere_is_reported_at_its_row(
+        self, rows: list[dict[str, Any]], data: st.DataObject
+    ) -> None:
+        """Among rows holding nulls and text full of "null"-like letters, a NaN or infinity placed
+        in any row is reported at that row (orjson alone would write it as null)."""
+        at = data.draw(st.integers(0, len(rows) - 1))
+        bad = [dict(row) for row in rows]
+        bad[at]["a"] = data.draw(st.sampled_from([float("nan"), float("inf"), float("-inf")]))
+        encoder = encoder_for([{"a": 1, "b": "x"}])
+        encoder.encode(rows)  # the finite batch is fine
+        with pytest.raises(UnencodableRow) as caught:
+            encoder.encode(bad)
+        assert caught.value.row_index == at
