@@ -178,7 +178,7 @@ def declared_values(rows: Sequence[Row], allowed: frozenset[str], columns: Seque
     complete = set(map(len, rows)) == {len(columns)}
     if complete and len(allowed) == len(columns):
         try:
-            return [list(map(itemgetter(column), rows)) for column in columns]
+            return column_values(rows, columns, complete=True)
         except KeyError:
             complete = False  # some row misses a column, so it holds another field: named below
     reject_undeclared(rows, allowed, columns)

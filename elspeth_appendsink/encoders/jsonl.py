@@ -244,8 +244,8 @@ class JsonlEncoder(ContiguousRows):
             # string. When the rows' own None values account for every one, none is a float.
             nones = sum(map(is_, chain.from_iterable(map(dict.values, held)), repeat(None)))
             if nones != nulls and _may_hold_nonfinite(held):
-                for index in suspects:
-                    if _has_nonfinite(source[index]):
+                for index, row in zip(suspects, held, strict=True):
+                    if _has_nonfinite(row):
                         self._raise_first_error(source, start=index)
         return packed
 
