@@ -135,3 +135,15 @@ class DigestMultiset:
         self._consumed[value] = used + 1
         self.taken += 1
         return True
+
+    def give_back(self, packed: bytes) -> None:
+        """Undo one successful :meth:`take` per digest of ``packed`` (8 bytes each)."""
+        consumed = self._consumed
+        for i in range(0, len(packed), 8):
+            value = int.from_bytes(packed[i : i + 8], "big")
+            used = consumed[value] - 1
+            if used:
+                consumed[value] = used
+            else:
+                del consumed[value]
+            self.taken -= 1

@@ -176,9 +176,11 @@ class _Prepared:
     """One block ready to commit: its bytes, its rows, and their manifest body.
 
     ``body`` is the rows' packed lengths or packed identity digests, or empty (``kind``, the
-    manifest's body kind: "lengths", "digests" or "derived"). The row
-    objects themselves are kept (references only) so that, should the write call fail later,
-    the digests of what it committed can be computed then rather than for every block now.
+    manifest's body kind: "lengths", "digests" or "derived"). ``first`` is the index of its
+    first row in the write call's rows when its rows are ``rows[first:first + len(rows)]``
+    (None when replayed rows were skipped between them): should the call fail later, the
+    digests of what it committed are computed then, from those rows, rather than for every
+    block now.
     """
 
     data: bytes
@@ -186,6 +188,7 @@ class _Prepared:
     body: bytes
     kind: str
     with_header: bool
+    first: int | None = None
 
 
 class AppendWriter:
@@ -226,9 +229,13 @@ class AppendWriter:
             store, target.run_id, enabled=target.lease, duration=target.lease_duration, events=self.events
         )
         # What the current write call committed, in order: packed digests known already (from a
-        # recovery, or blocks carrying digests), then rows whose blocks carry lengths.
+        # recovery, or blocks carrying digests), then the rows of blocks that carry none, each
+        # block's as a range of the call's rows (``_call_input``) when they are consecutive
+        # there, which they are unless replayed rows were skipped (then as the rows themselves):
+        # a call of any length keeps a few objects per block, not a reference per row.
         self._call_digests: list[bytes] = []
-        self._call_rows: list[Row] = []
+        self._call_rows: list[range | Sequence[Row]] = []
+        self._call_input: Sequence[Row] = ()
         self._failed_call: int | None = None  # in this process, the call that failed (if any)
         self._segment_sealed = False  # the recovered cursor sits in a segment sealed on completion
         # After a recovery (or a failed call): the write call that may be re-delivered and the
@@ -292,13 +299,19 @@ class AppendWriter:
             report.rows_skipped += skip
             report.skipped_from_runs = (self.target.run_id,)
             rows, ready = rows[skip:], None
+        self._call_input = rows
+        if self._replay is not None:
+            self._replay.begin_call()
         try:
             self._pipeline(rows, report, ready)
         except Exception:
             self._failed_call = call
+            if not self._dirty and self._replay is not None:
+                # rows this call skipped as durable will be handed again, with the rest
+                self._replay.give_back()
             if not self._dirty and (self._call_digests or self._call_rows):
                 # The position is certain (e.g. a bad row stopped the call after some blocks).
-                committed = b"".join(self._call_digests) + self._digests_of(self._call_rows)
+                committed = b"".join(self._call_digests) + self._digests_of(self._committed_rows())
                 self._call_digests, self._call_rows = [], []
                 if self._replay is None:
                     # a retry of this call must skip exactly the rows it already committed
@@ -306,6 +319,8 @@ class AppendWriter:
                 else:  # continuing earlier runs: identities are matched as a multiset
                     self._replay.more.append(DigestMultiset.from_packed([committed]))
             raise
+        finally:
+            self._call_input, self._call_rows = (), []
         if self._unsent:  # every row was already durable: the open record still goes out with this call
             self._append_manifest(b"")
         if self._replay is not None and self._replay.digests.taken + sum(s.taken for s in self._replay.more):
@@ -422,6 +437,15 @@ class AppendWriter:
             pending, self.recorded_rows = self._run_rows - self.recorded_rows, None
         head = self._digests_of(rows[: len(committed) // DIGEST_SIZE])
         return decide_replay(committed, head, len(rows), DIGEST_SIZE, pending)
+
+    def _committed_rows(self) -> list[Row]:
+        """The rows :attr:`_call_rows` names, in order."""
+        call = self._call_input
+        return list(
+            chain.from_iterable(
+                call[kept.start : kept.stop] if isinstance(kept, range) else kept for kept in self._call_rows
+            )
+        )
 
     def _digests_of(self, rows: Sequence[Row]) -> bytes:
         """The rows' packed identity digests."""
@@ -544,8 +568,10 @@ class AppendWriter:
 
     def _groups(
         self, rows: Sequence[Row], report: WriteReport, slices: Iterator[_Slice] | None = None
-    ) -> Iterator[tuple[list[Row], list[Part], bytes, bytes, int]]:
-        """Yield whole-row groups that fill a block (header first): rows, their parts, manifest body.
+    ) -> Iterator[tuple[list[Row], list[Part], bytes, bytes, int, bool]]:
+        """Yield whole-row groups that fill a block (header first): rows, their parts, manifest
+        body, header, the index of the group's first row in ``rows``, and whether the group's
+        rows are consecutive there (no replayed row was skipped between them).
 
         ``slices`` are ``rows``' slices when some were encoded already (see :meth:`_open`).
         """
@@ -558,7 +584,9 @@ class AppendWriter:
         cur_rows: list[Row] = []
         cur_parts: list[Part] = []
         cur_body: list[bytes] = []
-        cur_first = 0  # batch index of the group's first row (exact unless replayed rows were skipped)
+        cur_first = 0  # index in rows of the group's first row
+        cur_next = 0  # index in rows just past the group's last row, while they are consecutive
+        cur_consecutive = True
         cur_recorded = False  # a "derived" group holds rows whose digests must be recorded after all
         replay = self._replay
         for start, sliced, packed in slices if slices is not None else self._slices(rows):
@@ -597,8 +625,12 @@ class AppendWriter:
             i = 0
             for j, full in cuts:
                 if j > i:
+                    low = origin[i] if origin is not None else start + i
+                    high = origin[j - 1] + 1 if origin is not None else start + j
                     if not cur_rows:
-                        cur_first = origin[i] if origin is not None else start + i
+                        cur_first, cur_next, cur_consecutive = low, low, True
+                    cur_consecutive = cur_consecutive and low == cur_next and high - low == j - i
+                    cur_next = high
                     cur_rows.extend(chunk[i:j])
                     cur_parts.append(encoded.part(i, j))
                     if lengths:
@@ -607,11 +639,11 @@ class AppendWriter:
                         cur_body.append(digests[i * DIGEST_SIZE : j * DIGEST_SIZE])
                     i = j
                 if full:
-                    yield cur_rows, cur_parts, b"".join(cur_body), header, cur_first
+                    yield cur_rows, cur_parts, b"".join(cur_body), header, cur_first, cur_consecutive
                     header, cur_rows, cur_parts, cur_body = b"", [], [], []
                     cur_recorded = recorded and j < len(chunk)
         if cur_rows:
-            yield cur_rows, cur_parts, b"".join(cur_body), header, cur_first
+            yield cur_rows, cur_parts, b"".join(cur_body), header, cur_first, cur_consecutive
 
     def _prepare(
         self,
@@ -620,11 +652,13 @@ class AppendWriter:
         body: bytes,
         header: bytes,
         first: int = 0,
+        consecutive: bool = False,
     ) -> list[_Prepared]:
         """The bytes of one planned block (split further if the format's real size is over the limit).
 
         ``parts`` are the rows' encodings in order, several rows per item (parts of a slice);
-        ``body`` their lengths or digests for the manifest.
+        ``body`` their lengths or digests for the manifest; ``first`` the index of the first
+        row in the call's rows, and ``consecutive`` whether they are the call's rows from there.
         """
         encoder = self._require_encoder()
         data = header + (encoder.block(parts, rows) if rows else b"")
@@ -633,7 +667,7 @@ class AppendWriter:
                 if header and rows:  # header and the row do not fit together: send them apart
                     return [
                         *self._prepare([], [], b"", header),
-                        *self._prepare(rows, parts, body, b"", first),
+                        *self._prepare(rows, parts, body, b"", first, consecutive),
                     ]
                 raise RowTooLarge(
                     f"a block of one row encodes to {len(data)} bytes, over the block limit of "
@@ -645,14 +679,14 @@ class AppendWriter:
             half, each = len(rows) // 2, encoder.encode(rows)
             cut = half * (4 if self._lengths_at_rest else DIGEST_SIZE)
             return [
-                *self._prepare(rows[:half], each[:half], body[:cut], header, first),
-                *self._prepare(rows[half:], each[half:], body[cut:], b"", first + half),
+                *self._prepare(rows[:half], each[:half], body[:cut], header, first, consecutive),
+                *self._prepare(rows[half:], each[half:], body[cut:], b"", first + half, consecutive),
             ]
         if header:
             self._needs_header = False
         derived = self._derived_at_rest and bool(rows) and not body  # (a recorded group has digests)
         kind = "lengths" if self._lengths_at_rest else "derived" if derived else "digests"
-        return [_Prepared(data, rows, body, kind, bool(header))]
+        return [_Prepared(data, rows, body, kind, bool(header), first if consecutive else None)]
 
     def _commit_batch(self, blocks: list[_Prepared], report: WriteReport) -> None:
         """Intents for the blocks in one manifest append, then each block at its offset, in order."""
@@ -733,7 +767,10 @@ class AppendWriter:
                     len(block.data), len(block.rows), result.committed_blocks
                 )
                 if block.kind != "digests" or self._call_rows:  # (rows stay in order)
-                    self._call_rows.extend(block.rows)
+                    kept = block.first
+                    self._call_rows.append(
+                        block.rows if kept is None else range(kept, kept + len(block.rows))
+                    )
                 else:
                     self._call_digests.append(block.body)
                 report.rows_appended += len(block.rows)

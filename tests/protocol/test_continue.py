@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from elspeth_appendsink.errors import BlobExistsError, BlobTypeError, LeaseHeldError
+from elspeth_appendsink.encoders import JsonlEncoder
+from elspeth_appendsink.errors import BlobExistsError, BlobTypeError, LeaseHeldError, UnencodableRow
 from elspeth_appendsink.testing import FaultyTransport, SimulatedCrash
 from elspeth_appendsink.testing.azurite import Azurite
 from tests.helpers import CsvStub, check_manifests, expected_jsonl, make_store, make_writer, read_output
@@ -57,6 +58,29 @@ class TestContinue:
             import hashlib
 
             assert second.content_hash == hashlib.sha256(output).hexdigest() and second.size == len(output)
+
+    def test_a_call_stopped_by_a_bad_row_among_replayed_rows_keeps_exactly_its_committed_rows(
+        self, azurite: Azurite, container: str
+    ) -> None:
+        """Continuing an output that holds every third row: the second run's blocks hold rows with
+        replayed ones skipped between them. A bad row stops its call after some blocks landed; the
+        retried call skips exactly the durable rows, of both runs, and appends the rest once."""
+        encoder = JsonlEncoder(["id", "v"], mode="observed")
+        # ~2 kB rows: slices of a few hundred rows, so blocks land before the bad row is encoded
+        data = [{"id": i, "v": f"{i:05d}" + "x" * 2000} for i in range(1500)]
+        options = {"encoder": encoder, "if_exists": "continue", "block_size": 65536}
+        first = make_writer(make_store(azurite, container), run_id="first", **options)
+        first.write(data[::3])
+        first.close()
+        second = make_writer(make_store(azurite, container), run_id="second", **options)
+        with pytest.raises(UnencodableRow):
+            second.write([*data[:1400], {"id": -1, "v": float("nan")}])
+        landed = read_output(azurite, container, "out/data.jsonl").count(b"\n")
+        assert landed > len(data[::3])  # some blocks of the stopped call are durable
+        report = second.write(data)
+        assert report.rows_skipped == landed
+        expected = data[::3] + [row for i, row in enumerate(data) if i % 3]
+        assert read_output(azurite, container, "out/data.jsonl") == b"".join(encoder.encode(expected))
 
     def test_rerun_of_a_completed_output_changes_no_byte(self, azurite: Azurite, container: str) -> None:
         """Running the same rows again in continue mode appends nothing."""

@@ -59,6 +59,19 @@ class TestDigestMultiset:
         assert len(packed) == len(plain) == len(flat)
         assert [packed.take(d) for d in replayed] == [plain.take(d) for d in replayed]
 
+    @given(st.lists(digests, max_size=30), st.lists(digests, max_size=40), st.lists(digests, max_size=40))
+    def test_giving_back_a_calls_matches_restores_what_it_took(
+        self, committed: list[bytes], before: list[bytes], failed: list[bytes]
+    ) -> None:
+        """After a call's matches are given back, the multiset answers as if that call never ran."""
+        multiset, reference = DigestMultiset(committed), DigestMultiset(committed)
+        for digest in before:
+            assert multiset.take(digest) is reference.take(digest)
+        matched = b"".join(d for d in failed if multiset.take(d))
+        multiset.give_back(matched)
+        assert len(multiset) == len(reference) and multiset.taken == reference.taken
+        assert [multiset.take(d) for d in failed] == [reference.take(d) for d in failed]
+
     def test_an_empty_multiset_absorbs_nothing(self) -> None:
         """With nothing committed, every replayed row is new."""
         multiset = DigestMultiset()
