@@ -94,13 +94,16 @@ class DigestMultiset:
 
     Built once from committed digests (sorted ``array('Q')``: 8 bytes per row), then
     :meth:`take` removes one occurrence if present. ``taken`` counts successful matches.
+    The matches since the last :meth:`mark` are kept (8 bytes each, never more than the
+    multiset holds) so that :meth:`undo_since_mark` can put them back.
     """
 
-    __slots__ = ("_consumed", "_values", "taken")
+    __slots__ = ("_consumed", "_since_mark", "_values", "taken")
 
     def __init__(self, digests: Iterable[bytes] = ()) -> None:
         self._values = array("Q", sorted(int.from_bytes(d, "big") for d in digests))
         self._consumed: dict[int, int] = {}
+        self._since_mark = array("Q")
         self.taken = 0
 
     @classmethod
@@ -119,8 +122,9 @@ class DigestMultiset:
 
     @property
     def nbytes(self) -> int:
-        """Approximate memory held: the digest array plus the consumed-count dict."""
-        return self._values.itemsize * len(self._values) + 100 * len(self._consumed)
+        """Approximate memory held: the digest array, the consumed-count dict, the matches since the mark."""
+        values, since = self._values, self._since_mark
+        return values.itemsize * (len(values) + len(since)) + 100 * len(self._consumed)
 
     def take(self, digest: bytes) -> bool:
         """Remove one occurrence of ``digest``; False if none is left."""
@@ -133,17 +137,22 @@ class DigestMultiset:
         if used >= available:
             return False
         self._consumed[value] = used + 1
+        self._since_mark.append(value)
         self.taken += 1
         return True
 
-    def give_back(self, packed: bytes) -> None:
-        """Undo one successful :meth:`take` per digest of ``packed`` (8 bytes each)."""
+    def mark(self) -> None:
+        """Let the matches so far stand: :meth:`undo_since_mark` undoes only later ones."""
+        self._since_mark = array("Q")
+
+    def undo_since_mark(self) -> None:
+        """Put back every match made since the last :meth:`mark` (or since the start)."""
         consumed = self._consumed
-        for i in range(0, len(packed), 8):
-            value = int.from_bytes(packed[i : i + 8], "big")
+        for value in self._since_mark:
             used = consumed[value] - 1
             if used:
                 consumed[value] = used
             else:
                 del consumed[value]
-            self.taken -= 1
+        self.taken -= len(self._since_mark)
+        self._since_mark = array("Q")

@@ -66,34 +66,30 @@ __all__ = ["Continued", "Recovered", "Recovery", "Replay", "Verified", "create_o
 class Replay:
     """Rows already durable that the caller may hand us again, and where they came from.
 
-    A write call's matches are kept (8 bytes a row skipped) until :meth:`begin_call` starts the
-    next one, so that a call which fails can :meth:`give_back` what it matched: the engine hands
-    the failed call's rows again, and the durable ones among them must be matched again.
+    Each scope keeps the current write call's matches (from :meth:`begin_call` on), so that a
+    call which fails can :meth:`give_back` what it matched: the engine hands the failed call's
+    rows again, and the durable ones among them must be matched again.
     """
 
     digests: DigestMultiset
     source: str  # "resume" | "continue" | "retry"
     runs: tuple[str, ...]
     more: list[DigestMultiset] = field(default_factory=list)
-    _matched: dict[int, bytearray] = field(default_factory=dict)  # by scope: 0 digests, i more[i - 1]
 
     def take(self, digest: bytes) -> bool:
-        for index, scope in enumerate((self.digests, *self.more)):
-            if scope.take(digest):
-                self._matched.setdefault(index, bytearray()).extend(digest)
-                return True
-        return False
+        if self.digests.take(digest):
+            return True
+        return any(scope.take(digest) for scope in self.more)
 
     def begin_call(self) -> None:
-        """Forget the previous call's matches: they stand."""
-        self._matched = {}
+        """The previous call's matches stand."""
+        for scope in (self.digests, *self.more):
+            scope.mark()
 
     def give_back(self) -> None:
         """Undo every match of the current call (it failed; its rows will be handed again)."""
-        scopes = (self.digests, *self.more)
-        for index, packed in self._matched.items():
-            scopes[index].give_back(bytes(packed))
-        self._matched = {}
+        for scope in (self.digests, *self.more):
+            scope.undo_since_mark()
 
     def __len__(self) -> int:
         return len(self.digests) + sum(len(scope) for scope in self.more)

@@ -312,7 +312,7 @@ class AppendWriter:
             if not self._dirty and (self._call_digests or self._call_rows):
                 # The position is certain (e.g. a bad row stopped the call after some blocks).
                 committed = b"".join(self._call_digests) + self._digests_of(self._committed_rows())
-                self._call_digests, self._call_rows = [], []
+                self._call_digests = []
                 if self._replay is None:
                     # a retry of this call must skip exactly the rows it already committed
                     self._redelivered = (call, committed)

@@ -63,12 +63,14 @@ class TestDigestMultiset:
     def test_giving_back_a_calls_matches_restores_what_it_took(
         self, committed: list[bytes], before: list[bytes], failed: list[bytes]
     ) -> None:
-        """After a call's matches are given back, the multiset answers as if that call never ran."""
+        """After a call's matches are undone, the multiset answers as if that call never ran."""
         multiset, reference = DigestMultiset(committed), DigestMultiset(committed)
         for digest in before:
             assert multiset.take(digest) is reference.take(digest)
-        matched = b"".join(d for d in failed if multiset.take(d))
-        multiset.give_back(matched)
+        multiset.mark()
+        for digest in failed:
+            multiset.take(digest)
+        multiset.undo_since_mark()
         assert len(multiset) == len(reference) and multiset.taken == reference.taken
         assert [multiset.take(d) for d in failed] == [reference.take(d) for d in failed]
 
