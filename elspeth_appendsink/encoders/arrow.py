@@ -49,11 +49,10 @@ in column order (orjson, missing → null, json cells as their text, bytes as ba
 infinities as ``{"float": "nan"|"inf"|"-inf"}`` so that they never collide with null). Like
 JSONL, :meth:`ArrowEncoder.describe` records orjson's spelling fingerprint, and :func:`restore`
 refuses an orjson that spells differently. The planned sizes (:meth:`ArrowEncoder.encode_packed`:
-fixed-width cells, 4-byte offsets and characters of variable-width ones, a column's non-ASCII
-surplus shared by its rows, one validity byte per cell) approximate a row's share of a record
-batch. They are **not** an upper bound: a batch message adds a few hundred bytes of metadata
-and 8-byte padding per buffer. A writer that plans blocks against a hard limit must check
-``len(block(...))``.
+fixed-width cells, 4-byte offsets and UTF-8 bytes of variable-width ones, one validity byte
+per cell) approximate a row's share of a record batch. They are **not** an upper bound: a batch
+message adds a few hundred bytes of metadata and 8-byte padding per buffer. A writer that plans
+blocks against a hard limit must check ``len(block(...))``.
 """
 
 from __future__ import annotations
@@ -71,7 +70,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from elspeth_appendsink.encoders.base import Packed, Part, Row
 from elspeth_appendsink.encoders.csv import column_values, declared_values
@@ -143,24 +141,13 @@ class _Planned(Packed):
         return self.batch.slice(start, stop - start)
 
 
-def _cell_sizes(kind: str, array: pa.Array) -> tuple[np.ndarray, int]:
-    """Each cell's length (characters for text, 0 for null) and the column's bytes beyond them.
-
-    Text spends more than one UTF-8 byte on a non-ASCII character; rather than plan every
-    cell's bytes, the column's surplus is measured once and shared evenly by its rows. Byte
-    lengths come from the array's offsets; characters are counted only when the column's text
-    is not all ASCII.
-    """
-    _, offsets_buffer, data_buffer = array.buffers()
+def _cell_bytes(array: pa.Array) -> np.ndarray:
+    """Each cell's bytes in a variable-width array (UTF-8 for text, 0 for null): the steps of
+    its offsets buffer, one subtraction per cell whatever the text holds (counting characters
+    instead would take a kernel pass per column)."""
+    _, offsets_buffer, _ = array.buffers()
     offsets = np.frombuffer(offsets_buffer, np.int32, count=len(array) + 1, offset=4 * array.offset)
-    lengths = np.diff(offsets).astype(np.int64)  # a null cell spans no bytes
-    if kind == "binary" or data_buffer is None:
-        return lengths, 0
-    text = np.frombuffer(data_buffer, np.uint8, count=int(offsets[-1] - offsets[0]), offset=int(offsets[0]))
-    if not len(text) or int(text.max()) < 0x80:
-        return lengths, 0
-    characters = np.asarray(pc.fill_null(pc.utf8_length(array), 0), dtype=np.int64)
-    return characters, int(lengths.sum() - characters.sum())
+    return np.diff(offsets).astype(np.int64)  # a null cell spans no bytes
 
 
 def _is_aware(value: datetime) -> bool:
@@ -313,14 +300,10 @@ class ArrowEncoder:
             return _Planned(b"", [0])
         columns = declared_values(rows, self._allowed, self.columns)
         batch, lossless = self._batch(columns)
-        surplus = 0
-        sizes = np.zeros(len(rows), dtype=np.int64)
+        sizes = np.full(len(rows), self._fixed_width, dtype=np.int64)
         for kind, array in zip(self.kinds, batch.columns, strict=True):
             if kind in _VARIABLE:
-                lengths, more = _cell_sizes(kind, array)
-                sizes += lengths
-                surplus += more
-        sizes += self._fixed_width + -(-surplus // len(rows))
+                sizes += _cell_bytes(array)
         offsets = [0, *np.cumsum(sizes).tolist()]
         return _Planned(bytes(offsets[-1]), offsets, lossless, batch)
 

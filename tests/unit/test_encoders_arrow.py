@@ -441,26 +441,27 @@ class TestIdentitiesFromBlocks:
 
     @given(rows=every_kind_rows)
     def test_planned_sizes_are_the_documented_estimate(self, rows: list[dict[str, Any]]) -> None:
-        """Fixed-width cells and a validity byte per column, characters (bytes for binary) per
-        variable-width cell, each text column's non-ASCII surplus shared evenly: blocks are cut
-        where they were cut before the plan was computed from record batches."""
+        """Fixed-width cells and a validity byte per column, and the UTF-8 (or binary) bytes of
+        each variable-width cell: a row's own bytes in the batch, whatever its text holds."""
         from elspeth_appendsink.encoders.jsonl import json_value
 
-        def cells(column: str, kind: str) -> list[Any]:
-            values = [row.get(column) for row in rows]
-            if kind != "json":
-                return values
-            return [None if v is None else json_value(v).decode() for v in values]
+        def cell_bytes(value: Any, kind: str) -> int:
+            if value is None:
+                return 0
+            if kind == "json":
+                return len(json_value(value))
+            return len(value) if kind == "binary" else len(value.encode("utf-8"))
 
         width = {"int": 8, "float": 8, "bool": 1, "date": 4, "timestamp": 8, "timestamp_utc": 8}
         fixed = len(ALL_KINDS.kinds) + sum(width.get(kind, 4) for kind in ALL_KINDS.kinds)
-        sizes, surplus = [0] * len(rows), 0
-        for column, kind in zip(ALL_KINDS.columns, ALL_KINDS.kinds, strict=True):
-            if kind in ("str", "binary", "json"):
-                values = cells(column, kind)
-                sizes = [size + (0 if v is None else len(v)) for size, v in zip(sizes, values, strict=True)]
-                text = "".join(filter(None, values)) if kind != "binary" else ""
-                surplus += len(text.encode("utf-8")) - len(text)
-        each = fixed + -(-surplus // len(rows))
+        expected = [
+            fixed
+            + sum(
+                cell_bytes(row.get(column), kind)
+                for column, kind in zip(ALL_KINDS.columns, ALL_KINDS.kinds, strict=True)
+                if kind in ("str", "binary", "json")
+            )
+            for row in rows
+        ]
         planned = ALL_KINDS.encode_packed(rows)
-        assert [b - a for a, b in pairwise(planned.offsets)] == [size + each for size in sizes]
+        assert [b - a for a, b in pairwise(planned.offsets)] == expected
