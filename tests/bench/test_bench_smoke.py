@@ -82,3 +82,21 @@ def test_user_style_serialiser_round_trips(fmt: str) -> None:
         table = pa.ipc.open_stream(io.BytesIO(data)).read_all()
     assert table.num_rows == 30
     assert table.column("id").to_pylist() == [row["id"] for row in rows]
+
+
+@pytest.mark.timeout(120)
+def test_promises_table_names_every_step_of_every_format(tmp_path: Path) -> None:
+    """``benchmarks.promises`` runs on a few rows and writes one line per step and format."""
+    from benchmarks.promises import main
+
+    out = tmp_path / "promises.md"
+    assert main(["--rows", "3000", "--repeat", "1", "--out", str(out)]) == 0
+    table = out.read_text()
+    for fmt in ("csv", "jsonl", "arrow"):
+        for step in ("user", "sink encoder", "**sink encoder - user**", "of which: declared-fields check"):
+            assert f"| {fmt} | {step} |" in table, (fmt, step)
+        assert f"| {fmt} | sha256 x2 (intents + content_hash), besides the encoder |" in table
+    assert "| jsonl | of which: NaN/Infinity check |" in table
+    assert (
+        "| csv | of which: exact-type check |" in table and "| arrow | of which: exact-type check |" in table
+    )
