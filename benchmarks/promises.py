@@ -93,25 +93,24 @@ def steps(fmt: str, rows: Rows) -> list[tuple[str, Step]]:
         held = [batch[index] for index in suspects]
         return sum(map(is_, chain.from_iterable(map(dict.values, held)), repeat(None)))
 
+    running = hashlib.sha256()
+
     def hash_twice(block: bytes) -> bytes:
         hashlib.sha256(block).digest()  # the block's intent
         running.update(block)  # the output's content_hash
         return b""
 
-    running = hashlib.sha256()
     out: list[tuple[str, Step]] = [
         ("user", _per_slice(lambda batch: user(batch, False), SLICE[fmt])),
         ("sink encoder", _per_slice(sink, SLICE[fmt])),
     ]
-    if fmt == "jsonl":  # the key union; CSV and Arrow prove it with the column extraction they need
-        out.append(("declared-fields check", _over(slices, lambda b: reject_undeclared(b, allowed, columns))))
-    else:
-        out.append(("declared-fields check", _over(slices, lambda b: set(map(len, b)) == {len(columns)})))
-    if fmt == "jsonl":
+    if fmt == "jsonl":  # the batch's key union, then the NaN check on encoded slices
         packs = [(batch, encoder.encode_packed(batch)) for batch in slices]
+        out.append(("declared-fields check", _over(slices, lambda b: reject_undeclared(b, allowed, columns))))
         out.append(("NaN/Infinity check", _over(packs, nan_check)))
-    else:
+    else:  # each row's key count (the column extraction proves the rest), then the value types
         extracted = [declared_values(batch, allowed, columns) for batch in slices]
+        out.append(("declared-fields check", _over(slices, lambda b: set(map(len, b)) == {len(columns)})))
         out.append(("exact-type check", _over(extracted, exact_types)))
     out.append(("sha256 x2 (intents + content_hash)", _over([sink(batch) for batch in slices], hash_twice)))
     return out
