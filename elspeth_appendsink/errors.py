@@ -4,6 +4,7 @@ The tree::
 
     AppendSinkError                      something a user or operator must act on
     ├── ConfigError (ValueError)         bad options; names the option; raised at construction
+    │   └── SettingsChangedError         an option differs from what the output's first run recorded
     ├── RowError (ValueError)            a row cannot be written; raised before its block is sent
     │   ├── RowTooLarge                  one encoded row exceeds the block limit
     │   ├── UnencodableRow               a value the format cannot represent
@@ -27,6 +28,7 @@ leak through ``str(error)``; structured fields are kept on the instance for the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from elspeth_appendsink.core.redact import redact
@@ -45,6 +47,7 @@ __all__ = [
     "RowTooLarge",
     "SchemaDriftError",
     "SegmentFullError",
+    "SettingsChangedError",
     "StorageError",
     "StorageUnavailableError",
     "UndescribedBytesError",
@@ -71,6 +74,36 @@ class ConfigError(AppendSinkError, ValueError):
     def __init__(self, option: str, message: str, *, hint: str = "") -> None:
         self.option = option
         super().__init__(f"option '{option}': {message}", hint=hint)
+
+
+class SettingsChangedError(ConfigError):
+    """A later run of an output configures what its first run decided otherwise.
+
+    Raised when the output is opened (resume, ``continue``, ``append`` onto this sink's own
+    output), before any request that writes. ``differences`` lists each option with its
+    recorded and configured value (see :mod:`elspeth_appendsink.core.decisions`).
+    """
+
+    hint = (
+        "an output's identity and row format are fixed by its first run: configure the recorded "
+        "values again, or write to a new blob_path"
+    )
+
+    def __init__(self, option: str, differences: Sequence[Any], *, run_id: str, output: str) -> None:
+        self.differences = tuple(differences)
+        self.run_id = run_id
+        self.output = output
+        listed = "; ".join(
+            f"{d.option}: recorded {_shown(d.recorded)}, configured {_shown(d.configured)}"
+            for d in differences
+        )
+        super().__init__(
+            option, f"output {output} was written with other settings (run {run_id}) -- {listed}"
+        )
+
+
+def _shown(value: Any) -> str:
+    return "not set" if value is None else repr(value)
 
 
 class RowError(AppendSinkError, ValueError):

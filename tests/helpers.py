@@ -88,7 +88,7 @@ def make_writer(
         run_id=run_id,
         format="jsonl",
         template_digest=DIGEST,
-        identity=IdentityScheme(target.pop("row_key", None)),
+        identity=IdentityScheme(target.pop("identity_fields", None)),
         **target,
     )
     return AppendWriter(store, t, make_encoder=lambda rows: enc, restore_encoder=lambda d: enc, resume=resume)

@@ -2,7 +2,7 @@
 
 ELSPETH gives a sink no token ids, so a row is recognised by its identity:
 
-* ``row_key`` configured — the canonical JSON of the key fields' values (a business key such as
+* ``identity_fields`` configured — the canonical JSON of the key fields' values (a business key such as
   ``id``: the reliable choice, stable whatever else changes in the row);
 * otherwise — the row's encoded output bytes (the encoders are deterministic, so the same row
   always encodes to the same bytes; two rows with the same bytes are indistinguishable in the
@@ -44,7 +44,7 @@ def content_digests(block: bytes, lengths: Sequence[int]) -> bytes:
     """The content identities of the rows that end ``block``, ``lengths`` bytes each, packed.
 
     The same digests :meth:`IdentityScheme.digests` gave those rows when they were encoded
-    (without ``row_key``); anything before the rows (a CSV header line) is skipped.
+    (without ``identity_fields``); anything before the rows (a CSV header line) is skipped.
     """
     return _each(block, accumulate(lengths, initial=len(block) - sum(lengths)))
 

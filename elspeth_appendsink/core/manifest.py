@@ -8,13 +8,13 @@ framed so that a reader can walk the blob without any index::
 ``header`` is canonical JSON (sorted keys, compact); ``body`` is binary, for block entries one
 fixed-size value per row: the row's 4-byte length (header ``"body": "lengths"``) or its 8-byte
 identity digest. Lengths are used where a block is its rows' bytes back to back and a row's
-identity is those bytes (CSV and JSONL without ``row_key``): the digests then follow from the
+identity is those bytes (CSV and JSONL without ``identity_fields``): the digests then follow from the
 segment's bytes and need not be computed while writing, and the manifest stays ~2 % of the data
 at 200-byte rows. An Arrow block with content identity usually carries no body at all (header
 ``"body": "derived"``): its rows' identities are rebuilt at recovery from the decoded record
 batch (:meth:`~elspeth_appendsink.encoders.arrow.ArrowEncoder.row_digests`). Arrow blocks whose
 values the batch does not keep exactly (an int in a float column, an aware datetime not at UTC)
-and ``row_key`` identities carry digests (~4 %).
+and ``identity_fields`` identities carry digests (~4 %).
 
 Every header carries ``prev``, the sha256 of the previous record's full bytes, so editing,
 dropping or reordering any record breaks the chain (the first record links to the last record of

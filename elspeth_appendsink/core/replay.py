@@ -16,7 +16,7 @@ Two rules, and the decision says which one decided:
   the bytes), the rows are matched in order against the committed rows: all of them, or a
   re-delivered call that is wholly a tail of them. This is ambiguous when the next call's rows
   equal the interrupted call's (tail of) rows byte for byte, and identity is the row's bytes
-  (no ``row_key``): they are then taken for durable ones.
+  (no ``identity_fields``): they are then taken for durable ones.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ auth (exactly one method)   ``connection_string`` | ``sas_token`` + ``account_ur
                             ``tenant_id`` + ``client_id`` + ``client_secret`` + ``account_url``
 where                       ``container``, ``blob_path`` (Jinja2: ``run_id``, ``timestamp``)
 what                        ``format`` (csv|jsonl|arrow), ``csv_options``, ``headers``, ``schema``
-existing output             ``if_exists`` (fail|append|continue), ``row_key``
+existing output             ``if_exists`` (fail|append|continue), ``identity_fields``
 blocks and segments         ``block_size``, ``segment_max_blocks``, ``segment_max_bytes``,
                             ``seal_on_complete``
 fencing and transport       ``lease``, ``lease_duration``, ``validate_content``, ``retry``,
@@ -24,7 +24,7 @@ inside a connection string) are held as :class:`pydantic.SecretStr`, registered 
 an error, ``repr``, ``str`` or :meth:`SinkConfig.public_summary`.
 
 Why one piece (~650 lines, :class:`SinkConfig` ~390): it is one pydantic model — every field's
-validator and the cross-field checks (``if_exists`` with ``row_key``, segment caps with
+validator and the cross-field checks (``if_exists`` with ``identity_fields``, segment caps with
 ``block_size``, format with ``csv_options``/``schema``) must see the same frozen instance;
 authentication (:mod:`~elspeth_appendsink.elspeth.auth`) and the schema
 (:mod:`~elspeth_appendsink.elspeth.schema`) are already cut out.
@@ -33,8 +33,9 @@ authentication (:mod:`~elspeth_appendsink.elspeth.auth`) and the schema
 from __future__ import annotations
 
 import codecs
+import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal, Self, cast
@@ -268,7 +269,7 @@ class SinkConfig(BaseModel):
     row_schema: RowSchema = Field(alias="schema")
     # existing output and row identity
     if_exists: ExistingBlobPolicy = "fail"
-    row_key: tuple[str, ...] | None = None
+    identity_fields: tuple[str, ...] | None = None
     # blocks and segments
     block_size: int = DEFAULT_BLOCK_SIZE
     segment_max_blocks: int = Field(default=DEFAULT_SEGMENT_MAX_BLOCKS, ge=1, le=MAX_SEGMENT_BLOCKS)
@@ -297,6 +298,14 @@ class SinkConfig(BaseModel):
         """
         if not isinstance(options, Mapping):
             raise ConfigError("options", f"sink options must be a mapping, got {type(options).__name__}")
+        if "row_key" in options:
+            raise ConfigError(
+                "row_key",
+                "was renamed 'identity_fields' (ELSPETH treats every option ending in '_key' as a "
+                "secret and refuses or fingerprints it)",
+                hint="write identity_fields with the same field names; outputs written with row_key "
+                "keep their identity and are continued and resumed as before",
+            )
         options = resolve_env_secrets(options)
         for name in SECRET_OPTIONS:
             value = options.get(name)
@@ -444,20 +453,21 @@ class SinkConfig(BaseModel):
     def _known_policy(cls, value: Any) -> Any:
         return _choice(value, "if_exists", _IF_EXISTS)
 
-    @field_validator("row_key", mode="before")
+    @field_validator("identity_fields", mode="before")
     @classmethod
     def _key_fields(cls, value: Any) -> Any:
         if value is None:
             return None
+        option = "identity_fields"
         names = [value] if isinstance(value, str) else value
         if not isinstance(names, list | tuple) or not names:
-            raise ConfigError("row_key", "must be a field name or a non-empty list of field names")
+            raise ConfigError(option, "must be a field name or a non-empty list of field names")
         for name in names:
             if not isinstance(name, str) or not name.strip():
-                raise ConfigError("row_key", f"field names must be non-empty strings, got {name!r}")
+                raise ConfigError(option, f"field names must be non-empty strings, got {name!r}")
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ConfigError("row_key", f"lists a field more than once: {', '.join(duplicates)}")
+            raise ConfigError(option, f"lists a field more than once: {', '.join(duplicates)}")
         return tuple(names)
 
     @field_validator("block_size", "segment_max_bytes", mode="before")
@@ -530,12 +540,12 @@ class SinkConfig(BaseModel):
                 "so every run writes a different blob",
                 hint="use a blob_path without run_id/timestamp, or if_exists: fail",
             )
-        if self.row_key is not None and not self.row_schema.is_observed:
+        if self.identity_fields is not None and not self.row_schema.is_observed:
             declared = set(self.row_schema.field_names)
-            for name in self.row_key:
+            for name in self.identity_fields:
                 if name not in declared:
                     raise ConfigError(
-                        "row_key",
+                        "identity_fields",
                         f"field {name!r} is not declared in the schema",
                         hint=f"declared fields: {', '.join(self.row_schema.field_names)}",
                     )
@@ -602,7 +612,7 @@ class SinkConfig(BaseModel):
             "headers": self.headers if isinstance(self.headers, str) else dict(self.headers),
             "schema": self.schema_options,
             "if_exists": self.if_exists,
-            "row_key": list(self.row_key) if self.row_key is not None else None,
+            "identity_fields": list(self.identity_fields) if self.identity_fields is not None else None,
             "block_size": self.block_size,
             "segment_max_blocks": self.segment_max_blocks,
             "segment_max_bytes": self.segment_max_bytes,
@@ -652,14 +662,24 @@ def _config_error(exc: ValidationError) -> ConfigError:
         if not inner:
             return ConfigError(
                 option,
-                f"unknown option {option!r}",
+                f"unknown option {option!r}{_did_you_mean(option, SinkConfig.OPTION_NAMES)}",
                 hint=f"allowed options: {', '.join(SinkConfig.OPTION_NAMES)}",
             )
         groups: dict[str, type[BaseModel]] = {"csv_options": CsvOptions, "retry": RetryOptions}
         group = groups.get(option)
-        allowed = ", ".join(group.model_fields) if group is not None else ""
-        return ConfigError(option, f"unknown key {inner!r} in {option}", hint=f"allowed keys: {allowed}")
+        keys = tuple(group.model_fields) if group is not None else ()
+        return ConfigError(
+            option,
+            f"unknown key {inner!r} in {option}{_did_you_mean(inner, keys)}",
+            hint=f"allowed keys: {', '.join(keys)}",
+        )
     if kind == "missing":
         return ConfigError(option, "required option is missing" if not inner else f"{inner} is required")
     message = str(cause) if isinstance(cause, ValueError) else error["msg"]
     return ConfigError(option, f"{inner}: {message}" if inner else message)
+
+
+def _did_you_mean(name: str, known: Sequence[str]) -> str:
+    """`` -- did you mean 'x'?`` for the closest known name, or nothing when none is close."""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" -- did you mean {close[0]!r}?" if close else ""

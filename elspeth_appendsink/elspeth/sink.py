@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from elspeth_appendsink import __version__
+from elspeth_appendsink.core.decisions import Requested, check_recorded
 from elspeth_appendsink.core.identity import IdentityScheme
 from elspeth_appendsink.core.redact import redact_value
 from elspeth_appendsink.elspeth.host import EMPTY_SHA256 as _EMPTY
@@ -48,8 +49,9 @@ from elspeth_appendsink.elspeth.options import SinkConfig
 from elspeth_appendsink.elspeth.outcomes import recorded_outcomes
 from elspeth_appendsink.encoders import CsvOptions, create_encoder, restore_encoder
 from elspeth_appendsink.encoders.base import Encoder, Row
-from elspeth_appendsink.errors import AppendSinkError, SchemaDriftError
+from elspeth_appendsink.errors import AppendSinkError, SchemaDriftError, SettingsChangedError
 from elspeth_appendsink.logs import get_logger
+from elspeth_appendsink.protocol.recovery import last_opening
 from elspeth_appendsink.protocol.writer import AppendWriter, OutputTarget
 from elspeth_appendsink.storage import (
     PROVIDER,
@@ -132,6 +134,21 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
             return OutputValidationResult.success()
         if not info.is_append_blob:
             return OutputValidationResult.failure(f"{path} exists but is not an append blob")
+        recorded = last_opening(store, path)
+        if recorded is not None:
+            # this sink's own output: the rule the writer applies when it opens it
+            try:
+                check_recorded(
+                    recorded.encoder,
+                    recorded.identity,
+                    identity_fields=self._cfg.identity_fields or (),
+                    requested=self._requested(),
+                    run_id=recorded.run_id,
+                    output=f"{self._cfg.container}/{path}",
+                )
+            except SettingsChangedError as exc:
+                return OutputValidationResult.failure(str(exc))
+            return OutputValidationResult.success()
         head = store.read(path, 0, min(info.size, 64 * 1024))
         return self._validate_head(head)
 
@@ -235,7 +252,8 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
             if_exists=cfg.if_exists,
             lease=cfg.lease,
             lease_duration=cfg.lease_duration,
-            identity=IdentityScheme(cfg.row_key),
+            identity=IdentityScheme(cfg.identity_fields),
+            requested=self._requested(),
             path_is_stable=not cfg.path_template.uses_timestamp,
         )
         self._writer = AppendWriter(
@@ -247,6 +265,20 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
             check_existing=self._check_existing,
         )
         return self._writer
+
+    def _requested(self) -> Requested:
+        """What these options ask of an existing output's recorded decisions (core.decisions)."""
+        cfg = self._cfg
+        display: dict[str, str] | None = self._display_headers() or {}
+        if cfg.headers == "original" and not self._field_resolution:
+            display = None  # the display names are not known before ELSPETH resolves them
+        return Requested(
+            format=cfg.format,
+            schema_mode=cfg.row_schema.mode,
+            declared_fields=tuple(cfg.row_schema.field_names),
+            csv=cfg.csv_options.model_dump() if cfg.format == "csv" else None,
+            display_headers=display,
+        )
 
     def _display_headers(self) -> dict[str, str] | None:
         headers = self._cfg.headers

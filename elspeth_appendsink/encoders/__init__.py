@@ -86,7 +86,7 @@ Where the time goes:
 * Identity digests cost 0.75 s/1M rows. Writing no longer computes them for CSV, JSONL or Arrow
   outputs (CSV/JSONL manifests store row lengths, Arrow blocks are ``derived``, see
   :mod:`~elspeth_appendsink.core.manifest`), except Arrow blocks holding values that read back
-  differently, and ``row_key`` identities.
+  differently, and ``identity_fields`` identities.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from elspeth_appendsink import __version__
 from elspeth_appendsink.core.cursor import Cursor
-from elspeth_appendsink.core.manifest import GENESIS, OpenRecord
+from elspeth_appendsink.core.manifest import GENESIS, DecodedRecord, OpenRecord
 from elspeth_appendsink.core.paths import run_pointer_name, segment_name
 from elspeth_appendsink.core.reconcile import expected_lengths
 from elspeth_appendsink.encoders.base import Encoder, Row
@@ -234,26 +234,55 @@ class Opening:
         try:
             self.store.create_append_blob(seg0, {META_CREATOR: t.run_id, META_WRITER: t.run_id})
             return _Base(), seg0
-        except BlobExistsError:
+        except BlobExistsError as exists:
             info = self.store.properties(seg0)
             if info is None:
                 raise
             if info.metadata.get(META_CREATOR) == t.run_id and info.size == 0:
                 pass  # ours, from a start that crashed before describing anything
             elif t.if_exists == "fail":
-                raise
+                raise _exists(exists, info) from None
             elif not info.is_append_blob:
                 raise BlobTypeError(
                     f"{seg0} exists but is not an append blob; it will not be touched", blob=seg0
                 ) from None
-            elif t.if_exists == "append":
-                return self._claim_for_append(seg0, info, rows), None
             else:
-                base = self._claim_for_continue(seg0, info)
+                base = self._claim_existing(seg0, info, rows)
                 if base is not None:
                     return base, None
         self.lease.acquire(seg0)
         return _Base(), None
+
+    def _claim_existing(self, seg0: str, info: BlobInfo, rows: Sequence[Row]) -> _Base | None:
+        """``append`` or ``continue`` onto an existing segment 0 (None: take it as new).
+
+        An output this sink's manifests describe is continued as a chain of runs: the new run
+        adopts the recorded decisions (or is refused, :mod:`~elspeth_appendsink.core.decisions`)
+        and, for ``continue`` only, skips the rows already durable. A blob no manifest describes
+        is appended to as a foreign base (``append``), or taken as new when this sink created it
+        empty; one this sink wrote whose manifests are gone is refused.
+        """
+        t = self.target
+        recovery = Recovery(self.store, t, self.lease, self.events)
+        described = recovery.described()
+        if described:
+            return self._claim_for_continue(recovery, described)
+        if info.size == 0 and META_CREATOR in info.metadata:
+            return None  # created by this sink, nothing ever described: start on it
+        if META_CREATOR in info.metadata:
+            raise RecoveryError(
+                f"{seg0} was written by this sink (run {info.metadata[META_CREATOR]}), but no manifest "
+                f"describes its {info.size} bytes: the manifests were lost or deleted, so it is neither "
+                "continued nor appended to",
+                hint="restore the manifest blobs, or write to a new blob_path",
+            )
+        if t.if_exists == "append":
+            return self._claim_for_append(seg0, info, rows)
+        raise BlobTypeError(
+            f"{seg0} exists but no manifest of this sink describes it; it will not be continued",
+            blob=seg0,
+            hint="use if_exists: append to add to a blob written by something else",
+        )
 
     def _claim_for_append(self, seg0: str, info: BlobInfo, rows: Sequence[Row]) -> _Base:
         """``if_exists: append``: the existing bytes become the run's pre-existing base."""
@@ -279,13 +308,9 @@ class Opening:
             blocks=info.committed_blocks or 0,
         )
 
-    def _claim_for_continue(self, seg0: str, info: BlobInfo) -> _Base | None:
-        """``if_exists: continue``: reconcile the earlier runs; None if there is nothing to continue."""
-        continued = Recovery(self.store, self.target, self.lease, self.events).output(
-            seg0, info, self._restore_encoder
-        )
-        if continued is None:
-            return None
+    def _claim_for_continue(self, recovery: Recovery, described: dict[str, list[DecodedRecord]]) -> _Base:
+        """Reconcile the earlier runs of this sink's output; the new run goes on after them."""
+        continued = recovery.output(described, self._restore_encoder)
         layouts = continued.layouts
         last = layouts[-1]
         base_segment = last.segment
@@ -304,5 +329,24 @@ class Opening:
             full_hash=continued.verified.full_hash,
             total_bytes=continued.verified.size,
             blocks=0 if current is None else current.committed_blocks or 0,
-            replay=continued.replay,
+            replay=continued.replay if self.target.if_exists == "continue" else None,
         )
+
+
+def _exists(refused: BlobExistsError, info: BlobInfo) -> BlobExistsError:
+    """The ``if_exists: fail`` refusal, with a hint that fits who wrote the blob."""
+    writer = info.metadata.get(META_CREATOR) or info.metadata.get(META_WRITER)
+    if writer is None:
+        hint = "set if_exists: append to add to a blob written by something else, or use a new blob_path"
+    else:
+        hint = (
+            f"this sink wrote it (run {writer}): resume that run, or set if_exists: continue to complete "
+            "or extend it; or use a new blob_path"
+        )
+    return BlobExistsError(
+        f"{refused.blob} already exists",
+        blob=refused.blob,
+        status=refused.status,
+        error_code=refused.error_code,
+        hint=hint,
+    )

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from elspeth_appendsink.core.cursor import Cursor
+from elspeth_appendsink.core.decisions import check_recorded
 from elspeth_appendsink.core.identity import DIGEST_SIZE, DigestMultiset
 from elspeth_appendsink.core.manifest import (
     BlockEntry,
@@ -38,7 +39,6 @@ from elspeth_appendsink.core.reconcile import RunLayout, classify_pending, expec
 from elspeth_appendsink.encoders.base import Encoder
 from elspeth_appendsink.errors import (
     BlobExistsError,
-    BlobTypeError,
     InvariantViolation,
     ManifestCorruptError,
     RecoveryError,
@@ -52,14 +52,14 @@ from elspeth_appendsink.protocol.scan import (
     row_digests_from_lengths,
     scan_segments,
 )
-from elspeth_appendsink.storage import AzureStore, BlobInfo
+from elspeth_appendsink.storage import AzureStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from elspeth_appendsink.protocol.writer import OutputTarget
 
-__all__ = ["Continued", "Recovered", "Recovery", "Replay", "Verified", "create_own_segment"]
+__all__ = ["Continued", "Recovered", "Recovery", "Replay", "Verified", "create_own_segment", "last_opening"]
 
 
 @dataclass(slots=True)
@@ -140,6 +140,18 @@ class Continued:
     verified: Verified
 
 
+def last_opening(store: AzureStore, blob_path: str) -> OpenRecord | None:
+    """The ``open`` record of the latest run of the output at ``blob_path`` (None: no manifest
+    holds one). The latest run is the one continuing the most earlier runs."""
+    latest: OpenRecord | None = None
+    for name in store.list_names(manifest_prefix(blob_path)):
+        records = read_manifest(store, name)
+        first = records[0].record if records else None
+        if isinstance(first, OpenRecord) and (latest is None or len(first.continues) > len(latest.continues)):
+            latest = first
+    return latest
+
+
 def create_own_segment(store: AzureStore, name: str, creator: str, writer: str) -> None:
     """Create segment ``name`` for run ``creator``; one it created empty already is accepted (idempotent)."""
     try:
@@ -190,6 +202,7 @@ class Recovery:
             # the template held a timestamp: the run's real path is the one it resolved back then
             self.target = t = replace(t, blob_path=pointer["blob_path"])
         if self.store.properties(t.manifest) is None:
+            self._refuse_lost_manifest()
             return None
         records = self._read_manifest(t.manifest)
         if not records:
@@ -204,7 +217,9 @@ class Recovery:
                     hint="re-run the pipeline with if_exists: continue instead",
                 )
         earlier = self.earlier_layouts(records[0].record)
-        layout = self.settle_tail(walk(records, t.manifest))
+        opened = walk(records, t.manifest)
+        self.check_settings(opened.open)
+        layout = self.settle_tail(opened)
         # Rows the engine may re-deliver: in a plain run, the rows the last write call that began
         # committed (in this process we know which call failed; after a restart, the last one with
         # any intent, landed or voided), matched in order by the next call. A run that continued
@@ -212,7 +227,10 @@ class Recovery:
         scope_call = max(layout.last_write_call, layout.last_call_begun)
         if failed_call is not None:
             scope_call = failed_call
-        if earlier:
+        # A run that appended to this sink's own output matches only its own rows: the earlier
+        # runs' rows are not re-deliveries of it, however equal.
+        continued = earlier and layout.open.if_exists == "continue"
+        if continued:
             in_scope = {id(e) for lay in [*earlier, layout] for e in lay.committed}
         else:
             in_scope = {id(e) for e in layout.committed if e.write_call == scope_call}
@@ -235,7 +253,7 @@ class Recovery:
         )
         replay: Replay | None = None
         redelivered: tuple[int, bytes] | None = None
-        if earlier:
+        if continued:
             scope = [verified.entry_digests(e) for lay in [*earlier, layout] for e in lay.committed]
             runs = (*(lay.open.run_id for lay in earlier), t.run_id)
             replay = Replay(DigestMultiset.from_packed(scope), "resume", runs)
@@ -267,6 +285,36 @@ class Recovery:
             segment_sealed=layout.segment in layout.sealed,
             run_rows=sum(len(e.tokens) for e in layout.committed),
         )
+
+    def check_settings(self, recorded: OpenRecord) -> None:
+        """Refuse this run if it configures otherwise what ``recorded`` decided (before any write)."""
+        t = self.target
+        check_recorded(
+            recorded.encoder,
+            recorded.identity,
+            identity_fields=t.identity.fields,
+            requested=t.requested,
+            run_id=recorded.run_id,
+            output=f"{t.container}/{t.blob_path}",
+        )
+
+    def _refuse_lost_manifest(self) -> None:
+        """This run's pointer exists but its manifest does not: refuse if the run had written data.
+
+        A run that created segment 0 and put bytes in it always has a manifest (it is created
+        before the first byte); without it those bytes can no longer be proven, so the run is
+        not taken for one that never started.
+        """
+        t = self.target
+        seg0 = self.segment(0)
+        info = self.store.properties(seg0)
+        if info is not None and info.size and info.metadata.get(META_CREATOR) == t.run_id:
+            raise RecoveryError(
+                f"the manifest of run {t.run_id} ({t.manifest}) is missing -- lost or deleted: the "
+                f"{info.size} bytes that run wrote to {seg0} can no longer be proven, so it is not resumed",
+                hint="restore the manifest blob, or write the rows to a new blob_path; "
+                "`elspeth-appendsink verify` lists the bytes no manifest describes",
+            )
 
     def earlier_layouts(self, opening: Record) -> list[RunLayout]:
         if not isinstance(opening, OpenRecord):
@@ -333,25 +381,26 @@ class Recovery:
             self.events.append({"event": "recovery.rollover_finished", "segment": old})
         return layout
 
-    def output(
-        self, seg0: str, info: BlobInfo, restore_encoder: Callable[[dict[str, Any]], Encoder]
-    ) -> Continued | None:
-        """``if_exists: continue``: reconcile every earlier run of this output, oldest first
-        (None: segment 0 was created by this sink and nothing was ever described)."""
-        names = self.store.list_names(manifest_prefix(self.target.blob_path))
+    def described(self) -> dict[str, list[DecodedRecord]]:
+        """Every manifest of this output that holds records, by name (read, not settled)."""
         decoded = {}
-        for name in names:
+        for name in self.store.list_names(manifest_prefix(self.target.blob_path)):
             records = self._read_manifest(name)
             if records:
                 decoded[name] = records
-        if not decoded:
-            if info.size == 0 and META_CREATOR in info.metadata:
-                return None  # created by this sink, nothing ever described: start on it
-            raise BlobTypeError(
-                f"{seg0} exists but no manifest of this sink describes it; it will not be continued",
-                blob=seg0,
-                hint="use if_exists: append to add to a blob written by something else",
-            )
+        return decoded
+
+    def output(
+        self,
+        decoded: dict[str, list[DecodedRecord]],
+        restore_encoder: Callable[[dict[str, Any]], Encoder],
+    ) -> Continued:
+        """``continue`` (or ``append`` onto this sink's own output): reconcile every earlier run of
+        this output, oldest first, from its manifests (:meth:`described`, not empty).
+
+        The configured settings are checked against the last run's recorded decisions before
+        anything is written (the lease, the earlier runs' unfinished tails).
+        """
         layouts = []
         for name, records in decoded.items():
             layouts.append((walk(records, name), name))
@@ -366,6 +415,7 @@ class Recovery:
                 )
         # The earlier runs are over (their leases are gone, or acquire below fails): finish their tails.
         last = ordered[-1]
+        self.check_settings(last.open)
         fence = last.pending_rollover.segment if last.pending_rollover is not None else last.segment
         self.lease.acquire(self.segment(fence))
         ordered = [self.settle_tail(layout) for layout in ordered]

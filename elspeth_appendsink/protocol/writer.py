@@ -77,6 +77,7 @@ from typing import Any
 
 from elspeth_appendsink.core.blocks import BlockCutter, needs_rollover
 from elspeth_appendsink.core.cursor import Cursor
+from elspeth_appendsink.core.decisions import Requested
 from elspeth_appendsink.core.identity import DIGEST_SIZE, DigestMultiset, IdentityScheme
 from elspeth_appendsink.core.manifest import (
     BlockEntry,
@@ -144,6 +145,9 @@ class OutputTarget:
     lease: bool = True
     lease_duration: int = 60
     identity: IdentityScheme = field(default_factory=lambda: IdentityScheme(None))
+    # what the configuration asks of an existing output's recorded decisions (None: only the
+    # identity is compared; see core.decisions)
+    requested: Requested | None = None
     # a resume renders the same blob_path (its template holds no timestamp): the run pointer
     # and segment 0 may then be created together (see opening.py)
     path_is_stable: bool = True

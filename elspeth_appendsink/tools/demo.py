@@ -108,7 +108,7 @@ def run_demo(workdir: Path) -> int:
                     "note: str?",
                 ],
             },
-            "row_key": "id",
+            "identity_fields": "id",
             "block_size": "32KiB",
             "segment_max_blocks": 6,
         }

@@ -847,7 +847,7 @@ def test_launcher_refuses_to_mark_a_run_whose_lease_a_live_process_renews(
 # ----------------------------------------------------------------------------------------------
 # tests: re-run (if_exists: continue) when ELSPETH cannot resume
 
-CONTINUE_OPTIONS = "      if_exists: continue\n      row_key: id\n"
+CONTINUE_OPTIONS = "      if_exists: continue\n      identity_fields: id\n"
 
 
 def rerun_pipeline(pipeline: Pipeline, container: str, env: str) -> str:
@@ -1004,7 +1004,7 @@ def manifest_blocks(service: BlobServiceClient, container: str, name: str) -> li
 def test_landscape_decides_a_next_call_equal_to_the_committed_tail(
     pipeline: Pipeline, service: BlobServiceClient, container: str, relay: KillingRelay
 ) -> None:
-    """No row_key; call N = rows 1, 2, 3 lands and ELSPETH records its outcomes; call N+1 = rows
+    """No identity_fields; call N = rows 1, 2, 3 lands and ELSPETH records its outcomes; call N+1 = rows
     2, 3 (byte-equal to N's tail) is killed before its first intent reaches the manifest. After
     ``runs --mark-failed`` and a resume through the launcher, rows 2 and 3 are in the output
     twice (once per group) and row 1 once; the audit fact says the landscape decided, and that

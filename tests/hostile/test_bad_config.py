@@ -163,10 +163,12 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("block-size-101mib-text", options(block_size="101MiB"), "block_size", "limit of 100 MiB"),
     ("block-size-not-a-size", options(block_size="lots"), "block_size", "a byte count"),
     ("block-size-boolean", options(block_size=True), "block_size", "a byte count"),
-    # schema and row_key
-    ("row-key-not-in-schema", options(row_key="email"), "row_key", "'email' is not declared"),
-    ("row-key-one-of-two-missing", options(row_key=["id", "nope"]), "row_key", "'nope' is not declared"),
-    ("row-key-empty-list", options(row_key=[]), "row_key", "non-empty list"),
+    # schema and identity_fields
+    ("identity-fields-not-in-schema", options(identity_fields="email"), "identity_fields", "'email' is not declared"),
+    ("identity-fields-one-of-two-missing", options(identity_fields=["id", "nope"]), "identity_fields", "'nope' is not declared"),
+    ("identity-fields-empty-list", options(identity_fields=[]), "identity_fields", "non-empty list"),
+    ("row-key-renamed", options(row_key="id"), "row_key", "renamed 'identity_fields'"),
+    ("unknown-option-suggests", options(containr="x"), "containr", "did you mean 'container'"),
     ("schema-missing", options(schema=DROP), "schema", "required option is missing"),
     ("schema-bad-type", options(schema={"mode": "fixed", "fields": ["id: uuid"]}), "schema", "Unknown type"),
     # unknown options
@@ -223,7 +225,7 @@ def test_every_rule_of_the_issue_is_covered() -> None:
     named = {option for _case, _opts, option, _rule in CASES}
     assert named >= {
         "auth", "client_secret", "container", "blob_path", "format", "csv_options", "block_size",
-        "row_key", "blob_name",
+        "identity_fields", "blob_name",
     }  # fmt: skip
     assert len(CASES) >= 45
 

@@ -58,8 +58,8 @@ class TestDerivedEntries:
         assert all(e.derived and not e.digests and not e.lengths for e in entries if len(e.tokens))
         assert output_rows(azurite, container) == batch(0) + batch(1) + batch(2)
 
-    def test_row_key_entries_still_carry_digests(self, azurite: Azurite, container: str) -> None:
-        w = writer(azurite, container, row_key=["id"])
+    def test_identity_fields_entries_still_carry_digests(self, azurite: Azurite, container: str) -> None:
+        w = writer(azurite, container, identity_fields=["id"])
         w.write(batch(0))
         entries = check_manifests(azurite, container, PATH)
         assert entries and all(len(e.digests) == 8 * len(e.tokens) and not e.derived for e in entries)

@@ -1,5 +1,5 @@
 """The manifest's cost at the default block size and ~200-byte rows: within 2.5 % of the data when
-entries carry row lengths (content identity), within 5 % when they carry digests (``row_key``),
+entries carry row lengths (content identity), within 5 % when they carry digests (``identity_fields``),
 and a few hundred bytes per block for Arrow (no per-row body)."""
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ def batch(call: int) -> list[dict[str, Any]]:
 
 class TestManifestSize:
     @pytest.mark.parametrize(
-        ("row_key", "limit"), [(None, 0.025), (["id"], 0.05)], ids=["lengths", "digests"]
+        ("identity_fields", "limit"), [(None, 0.025), (["id"], 0.05)], ids=["lengths", "digests"]
     )
     def test_manifest_is_a_few_percent_of_the_data(
-        self, azurite: Azurite, container: str, row_key: list[str] | None, limit: float
+        self, azurite: Azurite, container: str, identity_fields: list[str] | None, limit: float
     ) -> None:
         """Default 4 MiB blocks, ~200-byte rows, ~30 MB written: manifest bytes ≤ 2.5 % of data bytes
         with 4-byte row lengths, ≤ 5 % with 8-byte digests."""
@@ -57,7 +57,7 @@ class TestManifestSize:
         encoder = create_encoder("jsonl", schema=Schema(), first_rows=first)
         store = make_store(azurite, container)
         writer = make_writer(
-            store, blob_path="size/out.jsonl", run_id="size-run", encoder=encoder, row_key=row_key
+            store, blob_path="size/out.jsonl", run_id="size-run", encoder=encoder, identity_fields=identity_fields
         )
         rows = 0
         for call in range(CALLS):
@@ -76,7 +76,7 @@ class TestManifestSize:
         assert 25_000_000 <= len(data) == writer.size
         entries = check_manifests(azurite, container, "size/out.jsonl")
         assert len(entries) >= 7  # blocks of up to 4 MiB
-        assert all(bool(entry.lengths) == (row_key is None) for entry in entries)
+        assert all(bool(entry.lengths) == (identity_fields is None) for entry in entries)
         assert ratio <= limit
 
     def test_arrow_manifest_records_no_row_digests(self, azurite: Azurite, container: str) -> None:

@@ -95,7 +95,7 @@ class Script:
     segment_max_blocks: int
     segment_max_bytes: int | None
     csv: bool
-    row_key: list[str] | None
+    identity_fields: list[str] | None
     epochs: list[Epoch]
     seal: bool
 
@@ -157,7 +157,7 @@ def scripts(draw: st.DrawFn) -> Script:
         segment_max_blocks=draw(st.integers(2, 6)),
         segment_max_bytes=draw(st.one_of(st.none(), st.integers(150, 1500))),
         csv=draw(st.booleans()),
-        row_key=draw(st.sampled_from([None, ["c", "i"]])),
+        identity_fields=draw(st.sampled_from([None, ["c", "i"]])),
         epochs=draw(st.lists(epochs, min_size=1, max_size=4)),
         seal=draw(st.booleans()),
     )
@@ -175,7 +175,7 @@ def run(azurite: Azurite, container: str, script: Script) -> tuple[str, AppendWr
         "block_size": script.block_size,
         "segment_max_blocks": script.segment_max_blocks,
         "segment_max_bytes": script.segment_max_bytes,
-        "row_key": script.row_key,
+        "identity_fields": script.identity_fields,
     }
     calls = [list(batch) for batch in script.batches]  # what the engine (still) has to deliver
     call = 0  # the first write call whose outcomes the engine has not recorded

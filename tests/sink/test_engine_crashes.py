@@ -50,9 +50,9 @@ PER_GROUP = 6
 SCHEMA: dict[str, Any] = {"mode": "fixed", "fields": ["id: int", "name: str", "kind: str"]}
 #: Per format: sizes giving ≥ 2 blocks per group and 2 segments, and the row identity in use.
 FORMATS: dict[str, dict[str, Any]] = {
-    "csv": {"block_size": "100B", "segment_max_blocks": 4, "row_key": "id"},
+    "csv": {"block_size": "100B", "segment_max_blocks": 4, "identity_fields": "id"},
     "jsonl": {"block_size": "160B", "segment_max_blocks": 4},  # content identity
-    "arrow": {"block_size": "512B", "segment_max_blocks": 4, "row_key": "id"},
+    "arrow": {"block_size": "512B", "segment_max_blocks": 4, "identity_fields": "id"},
 }
 
 
@@ -355,7 +355,7 @@ EQUAL_ROWS = (
 def test_equal_rows_in_two_groups_survive_a_crash(new_case: CaseFactory, point: StepHook) -> None:
     """Content identity and the same row content in two groups: resume writes the second one."""
     case = new_case("jsonl", "equal-rows")
-    case.options.pop("row_key", None)
+    case.options.pop("identity_fields", None)
     case.rows = EQUAL_ROWS
     assert case(hook=point) == []
 

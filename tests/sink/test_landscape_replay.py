@@ -1,6 +1,6 @@
 """Resume decides the re-delivered rows from ELSPETH's recorded outcomes (issue #12 item 5).
 
-Without ``row_key`` a row's identity is its bytes. Call N committed ``[a, b, c]`` and ELSPETH
+Without ``identity_fields`` a row's identity is its bytes. Call N committed ``[a, b, c]`` and ELSPETH
 recorded all three outcomes; call N+1 = ``[b, c]`` (byte-equal to N's tail) died before its
 first intent reached the manifest. Storage then looks exactly as if the process had died right
 after call N; only the landscape knows the difference. These tests run the sink the way ELSPETH
@@ -176,7 +176,7 @@ def test_a_landscape_that_disagrees_with_the_manifest_leaves_the_decision_to_the
 
 def junction_rows() -> tuple[EngineRow, ...]:
     """completed = rows 0..5; quarantined = copies of rows 4, 5 (the completed group's tail);
-    routed = rows 6..8. Content identity (no row_key): the copies have the same bytes."""
+    routed = rows 6..8. Content identity (no identity_fields): the copies have the same bytes."""
     data = [{"id": i, "name": f"name-{i}", "kind": "same"} for i in range(9)]
     rows = [EngineRow(f"c{i}", "out", data[i], "completed") for i in range(6)]
     rows += [EngineRow(f"q{i}", "out", data[i], "quarantined", "9f2c4e1a0b3d5c7e") for i in (4, 5)]

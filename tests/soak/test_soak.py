@@ -3,7 +3,7 @@
 Each *episode* is one run of the in-repo engine (:class:`~elspeth_appendsink.harness.Engine`,
 ELSPETH's executor and resume as a sink sees them) over one ``azure_append_blob`` sink against
 Azurite, with a random format (csv, jsonl, arrow), random block and segment limits (so blocks
-split and segments roll over and are sealed), random row identity (``row_key`` or content) and
+split and segments roll over and are sealed), random row identity (``identity_fields`` or content) and
 random rows (unicode, delimiters, quotes, line breaks, floats, nulls) in three outcome groups.
 Every attempt of the run — the first and each resume — gets a fresh sink whose transport injects
 random faults (lost responses, connection resets, 503/500 storms, some longer than the retry
@@ -203,7 +203,7 @@ class Episode:
             "validate_content": rng.random() < 0.3,
         }
         if rng.random() < 0.5:
-            self.options["row_key"] = "id"
+            self.options["identity_fields"] = "id"
         self.rows = random_rows(rng, rng.randint(10, 160))
         self.delivered = [dict(r.data) for g in plan_groups(self.rows, ["out"]) for r in g.rows]
 

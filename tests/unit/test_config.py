@@ -89,7 +89,7 @@ class TestFromOptions:
         assert config.segment_max_blocks == 49_000 and config.segment_max_bytes is None
         assert config.lease is True and config.lease_duration == 60
         assert config.seal_on_complete is False and config.validate_content is False
-        assert config.row_key is None and config.api_version is None
+        assert config.identity_fields is None and config.api_version is None
         assert config.retry.total == 5 and config.retry.read_timeout == 60
 
     def test_config_is_frozen(self) -> None:
@@ -103,7 +103,7 @@ class TestFromOptions:
         error = config_error(options(overwrite=True))
         assert error.option == "overwrite"
         assert "unknown option 'overwrite'" in str(error)
-        for name in ("blob_path", "schema", "if_exists", "row_key", "block_size", "retry"):
+        for name in ("blob_path", "schema", "if_exists", "identity_fields", "block_size", "retry"):
             assert name in error.hint
         assert "row_schema" not in error.hint
 
@@ -124,7 +124,7 @@ class TestFromOptions:
 
     def test_input_mapping_is_not_kept(self) -> None:
         """Mutating the options after construction does not change the config."""
-        opts = options(schema={"mode": "fixed", "fields": ["id: int"]}, row_key=["id"])
+        opts = options(schema={"mode": "fixed", "fields": ["id: int"]}, identity_fields=["id"])
         config = SinkConfig.from_options(opts)
         opts["schema"]["fields"].append("x: int")
         assert config.row_schema.field_names == ("id",)
@@ -285,7 +285,7 @@ INVALID_EXTRAS: list[dict[str, Any]] = [
     {"csv_options": {"delimiter": ";;"}},
     {"schema": {"mode": "strict"}},
     {"account_url": "http://storage.example.com"},
-    {"row_key": []},
+    {"identity_fields": []},
     {"lease": "sometimes"},
 ]
 
@@ -522,23 +522,23 @@ class TestIfExistsAndRowKey:
             == "continue"
         )
 
-    @pytest.mark.parametrize(("row_key", "expected"), [("id", ("id",)), (["id", "name"], ("id", "name"))])
-    def test_row_key_forms(self, row_key: Any, expected: tuple[str, ...]) -> None:
+    @pytest.mark.parametrize(("identity_fields", "expected"), [("id", ("id",)), (["id", "name"], ("id", "name"))])
+    def test_identity_fields_forms(self, identity_fields: Any, expected: tuple[str, ...]) -> None:
         """A single name or a list of names becomes a tuple."""
-        config = SinkConfig.from_options(options(schema=FIXED_SCHEMA, row_key=row_key))
-        assert config.row_key == expected
+        config = SinkConfig.from_options(options(schema=FIXED_SCHEMA, identity_fields=identity_fields))
+        assert config.identity_fields == expected
 
-    def test_row_key_must_be_declared_in_explicit_schemas(self) -> None:
+    def test_identity_fields_must_be_declared_in_explicit_schemas(self) -> None:
         """With a fixed/flexible schema, every key field must be declared."""
-        error = config_error(options(schema=FIXED_SCHEMA, row_key=["id", "uuid"]))
-        assert error.option == "row_key" and "'uuid'" in str(error) and "id, name, score" in error.hint
+        error = config_error(options(schema=FIXED_SCHEMA, identity_fields=["id", "uuid"]))
+        assert error.option == "identity_fields" and "'uuid'" in str(error) and "id, name, score" in error.hint
 
     def test_observed_schema_accepts_any_key(self) -> None:
         """With an observed schema, key fields cannot be checked in advance."""
-        assert SinkConfig.from_options(options(row_key="anything")).row_key == ("anything",)
+        assert SinkConfig.from_options(options(identity_fields="anything")).identity_fields == ("anything",)
 
     @pytest.mark.parametrize(
-        ("row_key", "rule"),
+        ("identity_fields", "rule"),
         [
             ([], "non-empty list"),
             (["id", "id"], "more than once: id"),
@@ -546,10 +546,10 @@ class TestIfExistsAndRowKey:
             (5, "field name"),
         ],
     )
-    def test_invalid_row_key(self, row_key: Any, rule: str) -> None:
-        """row_key is one or more distinct, non-empty names."""
-        error = config_error(options(row_key=row_key))
-        assert error.option == "row_key" and rule in str(error)
+    def test_invalid_identity_fields(self, identity_fields: Any, rule: str) -> None:
+        """identity_fields is one or more distinct, non-empty names."""
+        error = config_error(options(identity_fields=identity_fields))
+        assert error.option == "identity_fields" and rule in str(error)
 
 
 class TestSizes:
@@ -692,13 +692,13 @@ class TestPublicSummary:
     def test_summary_is_json_and_names_every_option(self) -> None:
         """The summary serialises to JSON and has an entry for each option."""
         config = SinkConfig.from_options(
-            options(SAS_AUTH, schema=FIXED_SCHEMA, row_key="id", headers={"id": "ID"}, retry={"total": 2})
+            options(SAS_AUTH, schema=FIXED_SCHEMA, identity_fields="id", headers={"id": "ID"}, retry={"total": 2})
         )
         summary = json.loads(json.dumps(config.public_summary()))
         for name in SinkConfig.OPTION_NAMES:
             assert name in summary or name.endswith("_env")  # *_env only say where a secret came from
         assert summary["sas_token"] == "***" and summary["account_url"] == ACCOUNT_URL
-        assert summary["schema"] == FIXED_SCHEMA and summary["row_key"] == ["id"]
+        assert summary["schema"] == FIXED_SCHEMA and summary["identity_fields"] == ["id"]
         assert summary["headers"] == {"id": "ID"} and summary["retry"]["total"] == 2
         assert summary["template_digest"] == config.template_digest
 

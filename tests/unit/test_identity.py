@@ -108,7 +108,7 @@ class TestIdentityScheme:
     def test_key_identity_depends_only_on_the_key_fields(
         self, batch: list[dict[str, object]], encoded: list[bytes]
     ) -> None:
-        """With ``row_key``, rows with equal key values share an identity whatever else differs."""
+        """With ``identity_fields``, rows with equal key values share an identity whatever else differs."""
         scheme = IdentityScheme(["id"])
         found = _split(scheme.digests(batch, Packed.join(encoded[: len(batch)])))
         for i in range(len(batch)):
