@@ -51,6 +51,7 @@ from elspeth_appendsink.encoders import CsvOptions, create_encoder, restore_enco
 from elspeth_appendsink.encoders.base import Encoder, Row
 from elspeth_appendsink.errors import AppendSinkError, SchemaDriftError, SettingsChangedError
 from elspeth_appendsink.logs import get_logger
+from elspeth_appendsink.protocol.opening import ExistingBlob
 from elspeth_appendsink.protocol.recovery import last_opening
 from elspeth_appendsink.protocol.writer import AppendWriter, OutputTarget
 from elspeth_appendsink.storage import (
@@ -314,12 +315,29 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
             )
         return restore_encoder(described)
 
-    def _check_existing(self, encoder: Encoder, head: bytes) -> None:
-        """``if_exists: append``: the existing bytes must start the way this encoder would."""
-        result = self._validate_head(head, encoder)
+    def _check_existing(self, encoder: Encoder, existing: ExistingBlob) -> None:
+        """``if_exists: append`` onto a foreign blob: it must start the way this encoder would and,
+        for text, end between rows (a line break, outside any quoted CSV field), or the first
+        appended row would be fused into its last line."""
+        result = self._validate_head(existing.head, encoder)
         if not result.valid:
             raise SchemaDriftError(
                 str(result.error_message), hint="the existing blob was written with other columns"
+            )
+        if self._cfg.format == "arrow":
+            return
+        encoding = self._cfg.csv_options.encoding if self._cfg.format == "csv" else "utf-8"
+        if not existing.tail.endswith("\n".encode(encoding)):
+            raise SchemaDriftError(
+                "the existing blob does not end with a line break: the first appended row would be "
+                f"fused into its last line (it ends with {existing.tail[-20:]!r})",
+                hint="end the blob with a line break, or write to a new blob_path",
+            )
+        if self._cfg.format == "csv" and '"'.encode(encoding) == b'"' and existing.quotes % 2:
+            raise SchemaDriftError(
+                "the existing blob ends inside a quoted CSV field (it holds an odd number of '\"'): "
+                "every appended row would be read as part of that field",
+                hint="close the quoted field, or write to a new blob_path",
             )
 
     def _validate_head(self, head: bytes, encoder: Encoder | None = None) -> OutputValidationResult:

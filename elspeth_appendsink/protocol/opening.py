@@ -61,7 +61,7 @@ from elspeth_appendsink.storage import AzureStore, BlobInfo
 if TYPE_CHECKING:
     from elspeth_appendsink.protocol.writer import OutputTarget
 
-__all__ = ["Opening", "StartPlan"]
+__all__ = ["ExistingBlob", "Opening", "StartPlan"]
 
 
 @dataclass(slots=True)
@@ -74,6 +74,20 @@ class StartPlan:
     full_hash: Any  # the running sha256 of the whole output so far
     needs_header: bool
     replay: Replay | None  # ``continue``: every row of the earlier runs
+
+
+#: bytes of a foreign blob's start and end that an ``append`` run checks
+_SAMPLE = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ExistingBlob:
+    """What an ``append`` run read of a blob no manifest describes, before adding to it: its
+    first and last bytes (up to 64 KiB each) and how many ``"`` bytes it holds in all."""
+
+    head: bytes
+    tail: bytes
+    quotes: int
 
 
 @dataclass
@@ -104,7 +118,7 @@ class Opening:
         *,
         make_encoder: Callable[[Sequence[Row]], Encoder],
         restore_encoder: Callable[[dict[str, Any]], Encoder],
-        check_existing: Callable[[Encoder, bytes], None] | None,
+        check_existing: Callable[[Encoder, ExistingBlob], None] | None,
         resume: bool,
         clock: Callable[[], datetime],
     ) -> None:
@@ -291,14 +305,16 @@ class Opening:
         self.lease.acquire(seg0)
         info = self.store.properties(seg0) or info
         base_hash = hashlib.sha256()
-        head = b""
+        head, tail, quotes = b"", b"", 0
         for chunk in self.store.stream(seg0, length=info.size):
             base_hash.update(chunk)
-            if len(head) < 64 * 1024:
-                head += chunk[: 64 * 1024 - len(head)]
+            quotes += chunk.count(b'"')
+            tail = (tail + chunk)[-_SAMPLE:]
+            if len(head) < _SAMPLE:
+                head += chunk[: _SAMPLE - len(head)]
         encoder = self._new_encoder(rows)
         if info.size and self._check_existing is not None:
-            self._check_existing(encoder, head)
+            self._check_existing(encoder, ExistingBlob(head, tail, quotes))
         return _Base(
             base_length=info.size,
             base_sha256=base_hash.hexdigest(),
@@ -335,14 +351,16 @@ class Opening:
 
 def _exists(refused: BlobExistsError, info: BlobInfo) -> BlobExistsError:
     """The ``if_exists: fail`` refusal, with a hint that fits who wrote the blob."""
-    writer = info.metadata.get(META_CREATOR) or info.metadata.get(META_WRITER)
-    if writer is None:
+    creator, writer = info.metadata.get(META_CREATOR), info.metadata.get(META_WRITER)
+    if creator is None and writer is None:
         hint = "set if_exists: append to add to a blob written by something else, or use a new blob_path"
     else:
-        hint = (
-            f"this sink wrote it (run {writer}): resume that run, or set if_exists: continue to complete "
-            "or extend it; or use a new blob_path"
+        who = (
+            f"this sink created it (run {creator})"
+            if creator
+            else f"this sink has written to it (run {writer})"
         )
+        hint = f"{who}: resume that run, or set if_exists: continue to complete or extend it"
     return BlobExistsError(
         f"{refused.blob} already exists",
         blob=refused.blob,

@@ -18,6 +18,7 @@ computed from the segment bytes while the scan reads them.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
@@ -39,6 +40,7 @@ from elspeth_appendsink.core.reconcile import RunLayout, classify_pending, expec
 from elspeth_appendsink.encoders.base import Encoder
 from elspeth_appendsink.errors import (
     BlobExistsError,
+    BlobTypeError,
     InvariantViolation,
     ManifestCorruptError,
     RecoveryError,
@@ -140,6 +142,24 @@ class Continued:
     verified: Verified
 
 
+def settled_by_next(layout: RunLayout, following: OpenRecord) -> RunLayout:
+    """``layout`` of a run that a later run continued, its last batch settled by where that run
+    started: the later run proved those intents landed when it opened (it voids in the earlier
+    manifest any that did not), so the segment's length, grown since, no longer tells."""
+    pending = layout.pending
+    if not pending:
+        return layout
+    ends = [pending[0].offset, *(entry.end for entry in pending)]
+    if following.base_segment != pending[0].segment or following.base_length not in ends:
+        raise ManifestCorruptError(
+            f"run {following.run_id} starts at segment {following.base_segment} offset "
+            f"{following.base_length}, not where run {layout.open.run_id}'s last intents end ({ends}): "
+            "the chain of runs for this output is broken"
+        )
+    layout.adopt_pending(ends.index(following.base_length))
+    return layout
+
+
 def last_opening(store: AzureStore, blob_path: str) -> OpenRecord | None:
     """The ``open`` record of the latest run of the output at ``blob_path`` (None: no manifest
     holds one). The latest run is the one continuing the most earlier runs."""
@@ -219,6 +239,7 @@ class Recovery:
         earlier = self.earlier_layouts(records[0].record)
         opened = walk(records, t.manifest)
         self.check_settings(opened.open)
+        self.check_segments([*earlier, opened])
         layout = self.settle_tail(opened)
         # Rows the engine may re-deliver: in a plain run, the rows the last write call that began
         # committed (in this process we know which call failed; after a restart, the last one with
@@ -298,6 +319,20 @@ class Recovery:
             output=f"{t.container}/{t.blob_path}",
         )
 
+    def check_segments(self, layouts: Sequence[RunLayout]) -> None:
+        """Refuse an output one of whose segments is no longer an append blob (replaced by
+        another kind of blob): found before anything is written, not at the first append."""
+        for index in sorted(expected_lengths(layouts)):
+            name = self.segment(index)
+            info = self.store.properties(name)
+            if info is not None and not info.is_append_blob:
+                raise BlobTypeError(
+                    f"segment {name} of this output is no longer an append blob; nothing will be "
+                    "written to the output",
+                    blob=name,
+                    hint="it was replaced by another kind of blob: restore it, or write to a new blob_path",
+                )
+
     def _refuse_lost_manifest(self) -> None:
         """This run's pointer exists but its manifest does not: refuse if the run had written data.
 
@@ -317,13 +352,15 @@ class Recovery:
             )
 
     def earlier_layouts(self, opening: Record) -> list[RunLayout]:
+        """The runs ``opening`` continues, oldest first, each settled by the start of the next."""
         if not isinstance(opening, OpenRecord):
             raise ManifestCorruptError(f"{self.target.manifest} does not start with an open record")
         layouts = []
         for run_id in opening.continues:
             name = manifest_name(self.target.blob_path, run_id)
             layouts.append(walk(self._read_manifest(name), name))
-        return layouts
+        following = [lay.open for lay in layouts[1:]] + [opening]
+        return [settled_by_next(lay, nxt) for lay, nxt in zip(layouts, following, strict=False)]
 
     def settle_tail(self, layout: RunLayout) -> RunLayout:
         """Finish or void the unfinished last step of ``layout`` (writes to that run's manifest)."""
@@ -416,9 +453,11 @@ class Recovery:
         # The earlier runs are over (their leases are gone, or acquire below fails): finish their tails.
         last = ordered[-1]
         self.check_settings(last.open)
+        self.check_segments(ordered)
         fence = last.pending_rollover.segment if last.pending_rollover is not None else last.segment
         self.lease.acquire(self.segment(fence))
-        ordered = [self.settle_tail(layout) for layout in ordered]
+        earlier = [settled_by_next(lay, nxt.open) for lay, nxt in itertools.pairwise(ordered)]
+        ordered = [*earlier, self.settle_tail(ordered[-1])]
         for index in range(1, len(ordered)):
             if ordered[index].open.prev != ordered[index - 1].head:
                 raise ManifestCorruptError(

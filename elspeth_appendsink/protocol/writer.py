@@ -101,7 +101,7 @@ from elspeth_appendsink.errors import (
 )
 from elspeth_appendsink.protocol.digest import RunningDigest
 from elspeth_appendsink.protocol.lease import LeaseKeeper, lease_id_for
-from elspeth_appendsink.protocol.opening import Opening
+from elspeth_appendsink.protocol.opening import ExistingBlob, Opening
 from elspeth_appendsink.protocol.recovery import Recovery, Replay, create_own_segment
 from elspeth_appendsink.storage import AppendResult, AzureStore
 
@@ -212,7 +212,7 @@ class AppendWriter:
         make_encoder: Callable[[Sequence[Row]], Encoder],
         restore_encoder: Callable[[dict[str, Any]], Encoder],
         resume: bool = False,
-        check_existing: Callable[[Encoder, bytes], None] | None = None,
+        check_existing: Callable[[Encoder, ExistingBlob], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
