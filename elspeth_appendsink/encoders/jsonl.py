@@ -44,9 +44,9 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time
-from itertools import chain, compress, repeat
+from itertools import accumulate, chain, compress, pairwise, repeat
 from operator import add, is_
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import orjson
@@ -71,7 +71,12 @@ __all__ = [
 ]
 
 _VALUE_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+if TYPE_CHECKING:
+    from elspeth_appendsink.core.manifest import BlockEntry
+
 _MODES = ("fixed", "flexible", "observed")
+#: the description version new outputs are written with (2: key-order-free content identity)
+_VERSION = 2
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _NULL_WORD = int.from_bytes(b"null", "little")
 _PROBE = [0.1, 1e-05, 1e-07, 1e16, 1e22, 1.5e300, 5e-324, -0.0, 123456789.125, 2.0**70, 1 / 3,
@@ -183,18 +188,29 @@ def json_value_error(value: Any) -> str | None:
 class JsonlEncoder(ContiguousRows):
     """JSON Lines, one object per row. See the module docstring for the exact bytes.
 
+    A row's content identity (without ``identity_fields``) is its line with the object's keys
+    sorted (version 2), so the same row handed with its keys in another order is recognised;
+    outputs begun by version 1 keep its rule, the line's bytes as written.
+
     Args:
         columns: the decided columns (recorded; enforced only in ``fixed`` mode).
         mode: the schema mode the columns were decided under.
         headers: optional field -> display name; renames keys on output.
+        version: the recorded description's version (1: identity is the line as written).
     """
 
     name = "jsonl"
-    __slots__ = ("_allowed", "_rename", "columns", "headers", "mode")
+    __slots__ = ("_allowed", "_rename", "columns", "headers", "mode", "version")
 
     def __init__(
-        self, columns: Sequence[str], *, mode: str, headers: Mapping[str, str] | None = None
+        self,
+        columns: Sequence[str],
+        *,
+        mode: str,
+        headers: Mapping[str, str] | None = None,
+        version: int = _VERSION,
     ) -> None:
+        self.version = version
         if mode not in _MODES:
             raise ConfigError("schema.mode", f"must be one of {', '.join(_MODES)}, got {mode!r}")
         self.columns = tuple(columns)
@@ -249,11 +265,28 @@ class JsonlEncoder(ContiguousRows):
                         self._raise_first_error(source, start=index)
         return packed
 
+    def canonical(self, rows: Sequence[Row], encoded: Packed) -> Packed:
+        """The rows' identity encodings: each line with its object's keys sorted (version 2)."""
+        if self.version == 1:
+            return encoded
+        return Packed.join([_sorted_line(line) for line in encoded.rows()])
+
+    def row_digests(self, entry: BlockEntry, block: bytes) -> bytes:
+        """The packed content digests of the rows ending ``block`` (lengths from ``entry``)."""
+        from elspeth_appendsink.core.identity import content_digests  # core imports encoders.base
+
+        lengths = entry.row_lengths()
+        if self.version == 1:
+            return content_digests(block, lengths)
+        start = len(block) - sum(lengths)
+        lines = [block[a:b] for a, b in pairwise(accumulate(lengths, initial=start))]
+        return content_digests(*_packed_sorted(lines))
+
     def describe(self) -> dict[str, Any]:
         """The frozen decisions, JSON-safe; :func:`restore` rebuilds the identical encoder."""
         return {
             "format": self.name,
-            "version": 1,
+            "version": self.version,
             "mode": self.mode,
             "columns": list(self.columns),
             "headers": dict(self.headers),
@@ -298,12 +331,26 @@ class JsonlEncoder(ContiguousRows):
             raise InvariantViolation("jsonl: orjson refused a batch but no single value failed")
 
 
+def _sorted_line(line: bytes) -> bytes:
+    """``line`` (one JSON object and ``\\n``) with its keys sorted, nested objects' too."""
+    return orjson.dumps(orjson.loads(line), option=orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def _packed_sorted(lines: Sequence[bytes]) -> tuple[bytes, list[int]]:
+    """The sorted forms of ``lines`` back to back, and their lengths (for ``content_digests``)."""
+    canonical = [_sorted_line(line) for line in lines]
+    return b"".join(canonical), [len(line) for line in canonical]
+
+
 def restore(described: Mapping[str, Any]) -> JsonlEncoder:
     """Rebuild the encoder :meth:`JsonlEncoder.describe` described (same bytes for the same rows)."""
     try:
-        if described["format"] != JsonlEncoder.name or described["version"] != 1:
-            raise ManifestCorruptError(f"not a version-1 jsonl encoder description: {described!r}")
+        version = described["version"]
+        if described["format"] != JsonlEncoder.name or version not in (1, _VERSION):
+            raise ManifestCorruptError(f"not a jsonl encoder description this version reads: {described!r}")
         check_fingerprint(described)
-        return JsonlEncoder(described["columns"], mode=described["mode"], headers=described["headers"])
+        return JsonlEncoder(
+            described["columns"], mode=described["mode"], headers=described["headers"], version=version
+        )
     except (KeyError, TypeError, ConfigError) as exc:
         raise ManifestCorruptError(f"jsonl encoder description is unusable: {exc}") from None

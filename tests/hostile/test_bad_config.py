@@ -164,8 +164,18 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("block-size-not-a-size", options(block_size="lots"), "block_size", "a byte count"),
     ("block-size-boolean", options(block_size=True), "block_size", "a byte count"),
     # schema and identity_fields
-    ("identity-fields-not-in-schema", options(identity_fields="email"), "identity_fields", "'email' is not declared"),
-    ("identity-fields-one-of-two-missing", options(identity_fields=["id", "nope"]), "identity_fields", "'nope' is not declared"),
+    (
+        "identity-fields-not-in-schema",
+        options(identity_fields="email"),
+        "identity_fields",
+        "'email' is not declared",
+    ),
+    (
+        "identity-fields-one-of-two-missing",
+        options(identity_fields=["id", "nope"]),
+        "identity_fields",
+        "'nope' is not declared",
+    ),
     ("identity-fields-empty-list", options(identity_fields=[]), "identity_fields", "non-empty list"),
     ("row-key-renamed", options(row_key="id"), "row_key", "renamed 'identity_fields'"),
     ("unknown-option-suggests", options(containr="x"), "containr", "did you mean 'container'"),

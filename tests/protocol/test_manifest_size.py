@@ -57,7 +57,11 @@ class TestManifestSize:
         encoder = create_encoder("jsonl", schema=Schema(), first_rows=first)
         store = make_store(azurite, container)
         writer = make_writer(
-            store, blob_path="size/out.jsonl", run_id="size-run", encoder=encoder, identity_fields=identity_fields
+            store,
+            blob_path="size/out.jsonl",
+            run_id="size-run",
+            encoder=encoder,
+            identity_fields=identity_fields,
         )
         rows = 0
         for call in range(CALLS):

@@ -522,7 +522,9 @@ class TestIfExistsAndRowKey:
             == "continue"
         )
 
-    @pytest.mark.parametrize(("identity_fields", "expected"), [("id", ("id",)), (["id", "name"], ("id", "name"))])
+    @pytest.mark.parametrize(
+        ("identity_fields", "expected"), [("id", ("id",)), (["id", "name"], ("id", "name"))]
+    )
     def test_identity_fields_forms(self, identity_fields: Any, expected: tuple[str, ...]) -> None:
         """A single name or a list of names becomes a tuple."""
         config = SinkConfig.from_options(options(schema=FIXED_SCHEMA, identity_fields=identity_fields))
@@ -531,7 +533,9 @@ class TestIfExistsAndRowKey:
     def test_identity_fields_must_be_declared_in_explicit_schemas(self) -> None:
         """With a fixed/flexible schema, every key field must be declared."""
         error = config_error(options(schema=FIXED_SCHEMA, identity_fields=["id", "uuid"]))
-        assert error.option == "identity_fields" and "'uuid'" in str(error) and "id, name, score" in error.hint
+        assert (
+            error.option == "identity_fields" and "'uuid'" in str(error) and "id, name, score" in error.hint
+        )
 
     def test_observed_schema_accepts_any_key(self) -> None:
         """With an observed schema, key fields cannot be checked in advance."""
@@ -692,7 +696,9 @@ class TestPublicSummary:
     def test_summary_is_json_and_names_every_option(self) -> None:
         """The summary serialises to JSON and has an entry for each option."""
         config = SinkConfig.from_options(
-            options(SAS_AUTH, schema=FIXED_SCHEMA, identity_fields="id", headers={"id": "ID"}, retry={"total": 2})
+            options(
+                SAS_AUTH, schema=FIXED_SCHEMA, identity_fields="id", headers={"id": "ID"}, retry={"total": 2}
+            )
         )
         summary = json.loads(json.dumps(config.public_summary()))
         for name in SinkConfig.OPTION_NAMES:
