@@ -26,6 +26,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from elspeth_appendsink.elspeth import renamed
+
 __all__ = ["ElspethNotAvailable", "main", "register"]
 
 _INSTALL_HINT = (
@@ -120,13 +122,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns ELSPETH's exit status (0 completed; 1 failed or invalid; 3 interrupted; 4 audit or
     framework error), so ``sys.exit(main())`` behaves like the ``elspeth`` command.
     """
+    args = list(sys.argv[1:] if argv is None else argv)
+    settings = renamed.settings_path(args)
+    problems = renamed.renamed_options(settings) if settings is not None else []
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return 1
     try:
         register()
         app = _cli_app()
     except ElspethNotAvailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    args = list(sys.argv[1:] if argv is None else argv)
     if "resume" in args:
         from elspeth_appendsink.elspeth import recover, resume_fix
 

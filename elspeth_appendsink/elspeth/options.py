@@ -298,7 +298,7 @@ class SinkConfig(BaseModel):
         """
         if not isinstance(options, Mapping):
             raise ConfigError("options", f"sink options must be a mapping, got {type(options).__name__}")
-        if "row_key" in options:
+        if "row_key" in options or "row_key_fingerprint" in options:
             raise ConfigError(
                 "row_key",
                 "was renamed 'identity_fields' (ELSPETH treats every option ending in '_key' as a "
