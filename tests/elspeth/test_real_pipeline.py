@@ -1109,3 +1109,48 @@ def test_verify_landscape_finds_tampering_plain_verify_cannot(
     assert "Anchor   NOT ANCHORED" in output and f"  run      {run_id}" in output, output
     assert call in output and where in output, output
     assert ACCOUNT_KEY not in output
+
+
+# ----------------------------------------------------------------------------------------------
+# tests: the identity option and ELSPETH's secret-name rule
+
+
+def identity_pipeline(pipeline: Pipeline, container: str, option: str) -> None:
+    """One sink with no secret-named option at all (the connection string comes from the
+    environment by name) and the identity option given as one field name."""
+    pipeline.write_settings(
+        [SinkSpec("out", container, "out/{{ run_id }}/rows.csv", "csv", "AZ_DIRECT")], gate=False
+    )
+    text = pipeline.settings.read_text(encoding="utf-8")
+    text = text.replace(
+        "connection_string: ${AZ_DIRECT}", f"connection_string_env: AZ_DIRECT\n      {option}: id"
+    )
+    pipeline.settings.write_text(text, encoding="utf-8")
+    pipeline.env.pop("ELSPETH_FINGERPRINT_KEY", None)
+
+
+def test_the_identity_option_runs_without_a_fingerprint_key(
+    pipeline: Pipeline, service: BlobServiceClient, container: str
+) -> None:
+    """``row_key: id`` made ELSPETH refuse to run (SecretFingerprintError) without
+    ELSPETH_FINGERPRINT_KEY, and store a fingerprint instead of the field name with it."""
+    identity_pipeline(pipeline, container, "identity_fields")
+    code, output = pipeline.run("run", "-s", str(pipeline.settings), "-x")
+    assert code == 0, output[-4000:]
+    ((run_id,),) = pipeline.query("SELECT run_id FROM runs")
+    data = blob_bytes(service, container, f"out/{run_id}/rows.csv")
+    assert_exactly_once(parse_output(data, "csv"), input_rows())
+    configs = [
+        json.loads(c) for (c,) in pipeline.query("SELECT config_json FROM nodes WHERE run_id=?", run_id)
+    ]
+    stored = [c for c in configs if c.get("container") == container]
+    assert stored and stored[0]["identity_fields"] == "id" and "identity_fields_fingerprint" not in stored[0]
+
+
+def test_a_settings_file_still_naming_row_key_is_told_the_new_name(
+    pipeline: Pipeline, container: str
+) -> None:
+    identity_pipeline(pipeline, container, "row_key")
+    code, output = pipeline.run("run", "-s", str(pipeline.settings), "-x")
+    assert code == 1
+    assert "option 'row_key' was renamed 'identity_fields'" in output and "Traceback" not in output
