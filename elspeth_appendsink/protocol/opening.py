@@ -1,8 +1,10 @@
 """Opening an output for a fresh run: the steps before the first block, producing a :class:`StartPlan`.
 
 In protocol order: run pointer → segment 0 (or, as ``if_exists`` allows, a claim of the existing
-output: ``append`` takes its bytes as the run's pre-existing base, ``continue`` reconciles every
-earlier run through :class:`~elspeth_appendsink.protocol.recovery.Recovery`) → lease and manifest.
+output: on an output this sink's manifests describe, ``continue`` and ``append`` reconcile every
+earlier run through :class:`~elspeth_appendsink.protocol.recovery.Recovery` and go on after them,
+``continue`` also skipping the rows already durable; ``append`` onto a blob no manifest describes
+takes its bytes as the run's pre-existing base) → lease and manifest.
 The plan says where the run starts (cursor), with which encoder, the running hash of the output
 so far, the rows already durable that ``continue`` must recognise, and the ``open`` record; the
 write path (:meth:`~elspeth_appendsink.protocol.writer.AppendWriter.write`) sends that record in
