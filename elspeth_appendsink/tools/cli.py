@@ -16,8 +16,8 @@ Azure): it parses arguments, resolves credentials, prints for people (default) o
 == ==============================================================================
 
 Every secret (connection string, account key, SAS token, client secret) is registered with
-:func:`~elspeth_appendsink.redact.register_secret` as soon as it is read, and everything printed
-passes through :func:`~elspeth_appendsink.redact.redact`.
+:func:`~elspeth_appendsink.core.redact.register_secret` as soon as it is read, and everything printed
+passes through :func:`~elspeth_appendsink.core.redact.redact`.
 
 Why one piece (~670 lines): the argument parser, credential resolution and the five commands
 share one set of options, exit codes and error mapping; what the commands print for people is
