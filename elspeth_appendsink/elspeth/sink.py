@@ -71,7 +71,7 @@ log = get_logger("elspeth_appendsink.elspeth.sink")
 
 
 class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
-    """Exactly-once, resumable Azure Append Blob output for ELSPETH. Options: see the README.
+    """Exactly-once, resumable Azure Append Blob output for ELSPETH. Options: docs/options.md.
 
     ~310 lines as one class because ELSPETH's ``BaseSink`` contract is one object: its hooks
     (validation, resume configuration, write, complete, close) and the audit recording they all
