@@ -9,14 +9,16 @@ exits 0. Everything stored is gone once it stops.
 The connection string holds Azurite's account key: that key is the emulator's public, documented
 development key (the same on every machine), never a real secret, so printing it is the point.
 
-Exit codes: 0 stopped on request; 1 Azurite stopped by itself; 2 usage error or Azurite (Node.js,
-``npm ci``) not installed; 3 a container could not be created.
+Exit codes: 0 stopped on request; 1 Azurite did not start (a ``--port`` in use) or stopped by
+itself; 2 usage error or Azurite (Node.js, ``npm ci``) not installed; 3 a container could not be
+created.
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -44,8 +46,8 @@ into the shell that runs your pipeline, and runs until Ctrl-C or SIGTERM, then s
 The account key in the connection string is Azurite's public development key, not a secret.
 Needs Node.js and the project's node_modules (`npm ci`, which `make demo` / `make test` run).
 
-exit codes: 0 stopped on request, 1 Azurite stopped by itself, 2 usage error or Azurite not
-installed, 3 a container could not be created."""
+exit codes: 0 stopped on request, 1 Azurite did not start (a --port in use) or stopped by
+itself, 2 usage error or Azurite not installed, 3 a container could not be created."""
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -77,6 +79,12 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
     except ConfigError as exc:
         print(f"{PROG}: error: --container: {exc}", file=err)
         return 2
+    if not 0 <= args.port <= 65535:
+        print(f"{PROG}: error: --port: must be 0 (any free port) to 65535, got {args.port}", file=err)
+        return 2
+    if args.port and not _port_is_free(args.port):
+        print(f"{PROG}: error: Azurite did not start on 127.0.0.1:{args.port}: the port is in use", file=err)
+        return 1
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -90,6 +98,16 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
             signal.signal(sig, handler)
 
 
+def _port_is_free(port: int) -> bool:
+    """Whether 127.0.0.1:``port`` can be bound now (Azurite reports a busy port only after its banner)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _serve(args: argparse.Namespace, stop: threading.Event, out: TextIO, err: TextIO) -> int:
     azurite = Azurite(port=args.port)
     try:
@@ -97,6 +115,9 @@ def _serve(args: argparse.Namespace, stop: threading.Event, out: TextIO, err: Te
     except AzuriteNotInstalled as exc:
         print(f"{PROG}: error: {exc}", file=err)
         return 2
+    except RuntimeError as exc:  # it exited or never listened: a port in use, most often
+        print(f"{PROG}: error: Azurite did not start on 127.0.0.1:{args.port or 'any port'}: {exc}", file=err)
+        return 1
     try:
         service = build_service_client(connection_string=azurite.connection_string)
         for name in args.container:

@@ -6,6 +6,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -108,3 +109,34 @@ def test_refuses_a_bad_container_name_before_starting_anything() -> None:
     assert proc.returncode == 2
     assert "--container" in err
     assert "Azurite" not in out
+
+
+def test_a_port_in_use_is_reported_without_a_traceback() -> None:
+    """Asked for a port something else holds, it says Azurite did not start there and exits 1."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        proc = start("--port", str(port))
+        out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 1, (out, err)
+    assert f"did not start on 127.0.0.1:{port}" in err
+    assert "Traceback" not in err
+    assert ENV_LINE_PREFIX not in out
+
+
+def test_listens_on_the_port_asked_for() -> None:
+    """``--port N`` puts Azurite on 127.0.0.1:N, and the printed connection string says so."""
+    with socket.socket() as probe:  # a port free a moment ago; nothing else here binds it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = start("--port", str(port))
+    try:
+        connection_string = read_until_env_line(proc)[-1].removeprefix(ENV_LINE_PREFIX).strip("'")
+        assert f"BlobEndpoint=http://127.0.0.1:{port}/" in connection_string
+        service = BlobServiceClient.from_connection_string(connection_string)
+        assert list(service.list_containers()) == []
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0
