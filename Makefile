@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup demo test test-quick lint bench bench-quick bench-elspeth soak clean
+.PHONY: setup demo test test-quick lint azurite bench bench-quick bench-elspeth soak clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -29,6 +29,10 @@ test: setup
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# a local Azure Storage emulator for your own pipeline: prints the connection string; Ctrl-C stops it
+azurite: setup
+	$(PY) -m elspeth_appendsink dev-storage --container $(or $(CONTAINER),pipeline-output)
 
 lint: setup
 	$(PY) -m ruff check .

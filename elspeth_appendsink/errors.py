@@ -22,7 +22,7 @@ The tree::
 
     InvariantViolation (RuntimeError)    a bug in this package; never caught or retried
 
-Every message is passed through :func:`~elspeth_appendsink.redact.redact` so no secret can
+Every message is passed through :func:`~elspeth_appendsink.core.redact.redact` so no secret can
 leak through ``str(error)``; structured fields are kept on the instance for the audit trail.
 """
 

@@ -8,26 +8,22 @@ framed so that a reader can walk the blob without any index::
 ``header`` is canonical JSON (sorted keys, compact); ``body`` is binary, for block entries one
 fixed-size value per row: the row's 4-byte length (header ``"body": "lengths"``) or its 8-byte
 identity digest. Lengths are used where a block is its rows' bytes back to back and a row's
-identity is those bytes (CSV and JSONL without ``identity_fields``): the digests then follow from the
-segment's bytes and need not be computed while writing, and the manifest stays ~2 % of the data
-at 200-byte rows. An Arrow block with content identity usually carries no body at all (header
-``"body": "derived"``): its rows' identities are rebuilt at recovery from the decoded record
-batch (:meth:`~elspeth_appendsink.encoders.arrow.ArrowEncoder.row_digests`). Arrow blocks whose
-values the batch does not keep exactly (an int in a float column, an aware datetime not at UTC)
-and ``identity_fields`` identities carry digests (~4 %).
+identity follows from those bytes (CSV and JSONL without ``identity_fields``): the digests are
+derived from the segment's bytes, not computed while writing. An Arrow block with content identity usually
+carries no body (``"body": "derived"``): recovery rebuilds its rows' identities from the decoded
+record batch (:meth:`~elspeth_appendsink.encoders.arrow.ArrowEncoder.row_digests`). Arrow blocks
+whose values the batch does not keep exactly, and ``identity_fields`` identities, carry digests.
 
 Every header carries ``prev``, the sha256 of the previous record's full bytes, so editing,
 dropping or reordering any record breaks the chain (the first record links to the last record of
-the run it continues, or to ``GENESIS``).
-
-Record kinds (the write protocol that orders them is described in :mod:`writer`):
+the run it continues, or to ``GENESIS``). Record kinds (ordered by :mod:`.protocol.writer`):
 
 * :class:`OpenRecord` — run id, resolved blob path, format decisions, identity scheme, limits,
   the pre-existing bytes of segment 0 and the earlier runs this one continues.
 * :class:`BlockEntry` — the *intent* to append one block: segment, offset, length, sha256, token
-  range, write call, row lengths or digests. Written before the data (several intents may travel in one
-  manifest append, a *batch*, named by the seq of its first entry); it is committed once its
-  bytes are in the segment at that offset, which recovery proves by length and sha256.
+  range, write call, row lengths or digests. Written before the data (several intents may share
+  one manifest append, a *batch*, named by the seq of its first entry); committed once its bytes
+  are in the segment at that offset, which recovery proves by length and sha256.
 * :class:`VoidRecord` — block intents that provably never landed: the named entry and the rest
   of its batch (recovery, or a segment that refused more blocks, writes it).
 * :class:`RolloverRecord` — intent to seal a full segment at its final length and open the next.

@@ -2,8 +2,9 @@
 
 ELSPETH finds its built-in plugins by scanning its own package and has no entry-point group for
 third-party plugins. This module takes the route its plugin manager does support: it registers
-an object whose ``elspeth_get_sinks`` hook returns :class:`~elspeth_appendsink.sink.AzureAppendBlobSink`
-on the shared plugin manager (the one the CLI uses), then runs ELSPETH's own command line::
+an object whose ``elspeth_get_sinks`` hook returns
+:class:`~elspeth_appendsink.elspeth.sink.AzureAppendBlobSink` on the shared plugin manager (the
+one the CLI uses), then runs ELSPETH's own command line::
 
     python -m elspeth_appendsink.elspeth --no-dotenv run -s settings.yaml -x
     python -m elspeth_appendsink.elspeth --no-dotenv resume RUN_ID -s settings.yaml -x

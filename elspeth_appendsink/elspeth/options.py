@@ -20,7 +20,7 @@ fencing and transport       ``lease``, ``lease_duration``, ``validate_content``,
 
 Secrets (``connection_string``, ``sas_token``, ``client_secret``, and the account key or SAS
 inside a connection string) are held as :class:`pydantic.SecretStr`, registered with
-:func:`~elspeth_appendsink.redact.register_secret` the moment they are seen, and never appear in
+:func:`~elspeth_appendsink.core.redact.register_secret` the moment they are seen, and never appear in
 an error, ``repr``, ``str`` or :meth:`SinkConfig.public_summary`.
 
 Why one piece (~650 lines, :class:`SinkConfig` ~390): it is one pydantic model — every field's
@@ -592,7 +592,7 @@ class SinkConfig(BaseModel):
 
     @property
     def template_digest(self) -> str:
-        """Keys the per-run path pointers (see :func:`~elspeth_appendsink.paths.run_pointer_name`)."""
+        """Keys the per-run path pointers (see :func:`~elspeth_appendsink.core.paths.run_pointer_name`)."""
         return self._template.template_digest
 
     @property

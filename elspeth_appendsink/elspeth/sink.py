@@ -1,7 +1,8 @@
 """``azure_append_blob``: the ELSPETH sink — the only module that knows ELSPETH's contract.
 
-:class:`AzureAppendBlobSink` turns ELSPETH's calls into :class:`~elspeth_appendsink.writer.AppendWriter`
-calls and every storage request into an audit record:
+:class:`AzureAppendBlobSink` turns ELSPETH's calls into
+:class:`~elspeth_appendsink.protocol.writer.AppendWriter` calls and every storage request into an
+audit record:
 
 * ``write(rows, ctx)`` — renders the blob path once per run (``run_id``, ``timestamp``), appends the
   rows exactly once, and returns an artifact whose ``content_hash`` is the sha256 of the whole
@@ -70,7 +71,7 @@ log = get_logger("elspeth_appendsink.elspeth.sink")
 
 
 class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
-    """Exactly-once, resumable Azure Append Blob output for ELSPETH. Options: see the README.
+    """Exactly-once, resumable Azure Append Blob output for ELSPETH. Options: docs/options.md.
 
     ~310 lines as one class because ELSPETH's ``BaseSink`` contract is one object: its hooks
     (validation, resume configuration, write, complete, close) and the audit recording they all

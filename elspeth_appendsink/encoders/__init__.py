@@ -1,23 +1,10 @@
 """The encoder registry: choose the columns for an output, build its encoder, rebuild it on resume.
 
-:func:`create_encoder` decides the columns from the schema and the first batch, then builds the
-format's encoder. :func:`restore_encoder` rebuilds an identical encoder from what
-``describe()`` recorded in the manifest. :data:`FORMATS` lists what can be appended.
-``json`` (one array) cannot be appended and is refused with a clear message.
-
-Columns (:func:`decide_columns`):
-
-* ``fixed``: exactly the declared fields. A key outside them raises ``SchemaDriftError``; a
-  missing key becomes an empty cell or null, because the host enforces required fields.
-* ``flexible``: the declared fields, then the extra keys of the *first* batch in first-seen order.
-* ``observed``: every key of the first batch, in first-seen order.
-
-Once decided, the columns are frozen. For CSV and Arrow, a later row with a key that has no
-column raises ``SchemaDriftError`` (field and row index), never a silent drop. JSONL writes
-each row's own keys and enforces the columns only in ``fixed`` mode.
-
-Values of types other than ELSPETH's (str, int, float, bool, None) are handled as follows.
-Each format module's docstring gives the details:
+:func:`create_encoder` decides the columns (:func:`decide_columns`) from the schema and the
+first batch, then builds the format's encoder; :func:`restore_encoder` rebuilds an identical one
+from what ``describe()`` recorded in the manifest. :data:`FORMATS` lists what can be appended
+(``json``, one array, cannot be and is refused). Values of types other than ELSPETH's (str, int,
+float, bool, None) follow this table (each format module's docstring gives the details):
 
 =====================  ====================  ======================  ===========================
 value                  csv                   jsonl                   arrow
@@ -39,54 +26,8 @@ text not encodable     UnencodableRow        UnencodableRow (lone    Unencodable
                        (in csv encoding)     surrogates)             surrogates)
 =====================  ====================  ======================  ===========================
 
-Every :class:`~elspeth_appendsink.errors.RowError` carries ``row_index``, the row's index in
-the batch given to ``encode``.
-
-Speed was measured with ``.venv/bin/python -m benchmarks.encoders --repeat 3`` on 200,000
-generated rows (about 218 bytes as JSON; 9 fields: 2 int, 2 float, 1 bool, 4 str, one of them
-None in 30% of rows, one holding the delimiter), on a quiet 2-vCPU Xeon VM (firecracker),
-Python 3.11.7, orjson 3.13.0, pyarrow 26.0.1, 2026-11-27. CPU seconds, best of 3; the same
-candidate varies by about ±15% between runs.
-
-================================================  ====  =========  ======  =========
-candidate                                         used     rows/s    MB/s  s/1M rows
-================================================  ====  =========  ======  =========
-csv: stdlib ``csv.writer``, list collector                235,000    32.2       4.26
-csv: stdlib ``csv.DictWriter``                            175,000    23.9       5.73
-csv: ``CsvEncoder`` Python path (columnar)                312,000    42.8       3.20
-csv: ``CsvEncoder.encode_packed`` (Arrow kernels)  yes    541,000    74.1       1.85
-jsonl: ``json.dumps`` per row                             173,000    37.8       5.77
-jsonl: ``orjson.dumps`` per row, no checks              1,572,000   342.8       0.64
-jsonl: ``JsonlEncoder.encode_packed``              yes    545,000   118.8       1.84
-arrow: ``RecordBatch.from_pylist``, no checks           1,259,000   172.3       0.79
-arrow: ``ArrowEncoder.encode_packed``              yes    481,000    69.8       2.08
-arrow: ``ArrowEncoder.block``                      yes  1,006,000   137.7       0.99
-arrow: encode + block                              yes    337,000    46.2       2.97
-identity digests (8-byte BLAKE2b per row)                1,333,000       -       0.75
-================================================  ====  =========  ======  =========
-
-``AppendWriter`` encodes about 1 MiB of rows at a time (~5,000 of these), and at that size the
-chosen encoders gave 1.75 (csv), 1.37 (jsonl) and 2.14 (arrow encode + block) s/1M rows.
-Where the time goes:
-
-* CSV: about half is Python (extracting each column from the dicts, checking its value types,
-  converting it to an Arrow array); the rest is the kernels (float and int formatting, quoting,
-  joining the lines). Float formatting by Arrow is ~2x ``repr``; the join is one pass.
-* JSONL: the NaN check costs about as much as ``orjson.dumps`` itself. orjson writes NaN as
-  ``null``, so every row whose text contains ``null`` has its values checked. Whole batches of
-  200k rows are slower than slices. orjson returns each row in an allocation of >= 4 KiB; the
-  encoder appends the newline itself, which copies the row into a right-sized object.
-* Arrow: writing computes no per-row identity (recovery derives it from the decoded batch) and
-  builds each slice's record batch once, while planning; a block is those batches' columns
-  concatenated, not a second conversion of the rows. Re-measured 2026-12-03 with the same
-  command plus ``--slice 5000``, on a busier machine (CSV's unchanged encoder took 2.51 s/1M in
-  slices there, against 1.75 above): Arrow encode + block 1.37 s/1M in slices (2.05 whole), 0.55x
-  CSV's time; before, 2.14 s/1M, 1.22x CSV. What is left is Python's part: pulling each column out
-  of the dicts, checking exact value types, handing the lists to ``pyarrow.array``.
-* Identity digests cost 0.75 s/1M rows. Writing no longer computes them for CSV, JSONL or Arrow
-  outputs (CSV/JSONL manifests store row lengths, Arrow blocks are ``derived``, see
-  :mod:`~elspeth_appendsink.core.manifest`), except Arrow blocks holding values that read back
-  differently, and ``identity_fields`` identities.
+Every :class:`~elspeth_appendsink.errors.RowError` carries ``row_index``, the row's index in the
+batch given to ``encode``. What each encoder costs is in ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -126,7 +67,18 @@ _RESTORERS: dict[str, Callable[[Mapping[str, Any]], Encoder]] = {
 
 
 def decide_columns(schema: SchemaSpec, first_rows: Sequence[Row]) -> tuple[str, ...]:
-    """The output's columns, by the rules in the module docstring."""
+    """The output's columns, decided once per output and then frozen.
+
+    * ``fixed``: exactly the declared fields. A key outside them raises ``SchemaDriftError``; a
+      missing key becomes an empty cell or null, because the host enforces required fields.
+    * ``flexible``: the declared fields, then the extra keys of the *first* batch in first-seen
+      order.
+    * ``observed``: every key of the first batch, in first-seen order.
+
+    For CSV and Arrow, a later row with a key that has no column raises ``SchemaDriftError``
+    (field and row index), never a silent drop. JSONL writes each row's own keys and enforces
+    the columns only in ``fixed`` mode.
+    """
     mode = schema.mode
     declared = tuple(schema.field_names)
     if mode == "fixed":

@@ -1,16 +1,11 @@
 """Arrow IPC stream output: the schema message once, then one record batch message per block.
 
-Owns :class:`ArrowEncoder`, :func:`decide_kinds` (the column types) and :func:`restore`.
-
-Bytes: :meth:`ArrowEncoder.header` returns ``schema.serialize()``, the schema message that
-``pyarrow.ipc.new_stream`` writes before the first batch. :meth:`ArrowEncoder.block` returns
-``RecordBatch.serialize()``, one encapsulated record batch message with no schema and no
-end-of-stream marker. ``header + block1 + block2 + ...`` is therefore a valid IPC stream.
-Tests check that it equals, byte for byte, what ``new_stream`` writes for the same batches.
-``pyarrow.ipc.open_stream`` reads such a stream to the end without the 8-byte end-of-stream
-marker (``FFFFFFFF 00000000``): a clean end of file at a message boundary counts as the end.
-A stream cut inside a message raises ``OSError``. Since an append blob cannot be finalised
-later, the marker is never written.
+Owns :class:`ArrowEncoder` (its docstring states the canonical row encoding and the planned
+sizes), :func:`decide_kinds` (the column types) and :func:`restore`. :meth:`ArrowEncoder.header`
+is ``schema.serialize()`` and :meth:`ArrowEncoder.block` one ``RecordBatch.serialize()`` message,
+so ``header + block1 + block2 + ...`` is byte for byte what ``pyarrow.ipc.new_stream`` writes,
+without the end-of-stream marker: ``open_stream`` reads to a clean end of file at a message
+boundary, an append blob cannot be finalised later, so the marker is never written.
 
 Column kinds (every field nullable; a value that does not fit raises
 :class:`~elspeth_appendsink.errors.UnencodableRow` in :meth:`ArrowEncoder.encode`):
@@ -30,29 +25,9 @@ json            string (``json`` kind   any value JSONL accepts, stored as its c
                 in field metadata)      text (``any`` fields, mixed types, dict/list)
 ==============  ======================  ====================================================
 
-Kinds come from the declared schema type when the schema has one (ELSPETH's
-``SchemaConfig.fields[*].field_type``: ``int``/``float``/``bool``/``str``, and ``any`` →
-``json``). Otherwise they are inferred from the first batch: one non-null Python type gives its
-kind, int+float gives ``float``, an all-null column gives ``str``, and anything else gives
-``json``. Decimal and other types with no JSON form are refused.
-
-:meth:`ArrowEncoder.encode` returns a canonical per-row encoding. It defines row identity and
-is never written. Writing does not compute it: :meth:`ArrowEncoder.encode_packed` validates the
-rows, builds their record batch and estimates their sizes (a block is cut from those batches), and
-the manifest records no digests for a block
-(:meth:`ArrowEncoder.derivable`); recovery rebuilds each row's canonical encoding from the
-decoded record batch (:meth:`ArrowEncoder.row_digests`), which gives back exactly what ``encode``
-gives for the row, except for an int in a float column (read back as a float) and an aware
-datetime with a non-zero UTC offset (read back at UTC): blocks holding those record digests.
-The canonical encoding is the compact JSON array of the row's values
-in column order (orjson, missing → null, json cells as their text, bytes as base64, NaN and
-infinities as ``{"float": "nan"|"inf"|"-inf"}`` so that they never collide with null). Like
-JSONL, :meth:`ArrowEncoder.describe` records orjson's spelling fingerprint, and :func:`restore`
-refuses an orjson that spells differently. The planned sizes (:meth:`ArrowEncoder.encode_packed`:
-fixed-width cells, 4-byte offsets and UTF-8 bytes of variable-width ones, one validity byte
-per cell) approximate a row's share of a record batch. They are **not** an upper bound: a batch
-message adds a few hundred bytes of metadata and 8-byte padding per buffer. A writer that plans
-blocks against a hard limit must check ``len(block(...))``.
+Kinds come from the declared schema type when there is one (``int``/``float``/``bool``/``str``;
+``any`` → ``json``), else from the first batch: one non-null type gives its kind, int+float gives
+``float``, an all-null column ``str``, anything else ``json``; Decimal and other types are refused.
 """
 
 from __future__ import annotations
@@ -239,6 +214,25 @@ def _misfit_test(kind: str, present: list[Any]) -> Callable[[Any], bool] | None:
 
 class ArrowEncoder:
     """Arrow IPC stream for a fixed list of typed columns. See the module docstring.
+
+    :meth:`encode` returns a canonical per-row encoding. It defines row identity and is never
+    written. Writing does not compute it: :meth:`encode_packed` validates the rows, builds their
+    record batch and estimates their sizes (a block is cut from those batches), and the manifest
+    records no digests for a block (:meth:`derivable`); recovery rebuilds each row's canonical
+    encoding from the decoded record batch (:meth:`row_digests`), which gives back exactly what
+    ``encode`` gives for the row, except for an int in a float column (read back as a float) and
+    an aware datetime with a non-zero UTC offset (read back at UTC): blocks holding those record
+    digests. The canonical encoding is the compact JSON array of the row's values in column
+    order (orjson, missing → null, json cells as their text, bytes as base64, NaN and infinities
+    as ``{"float": "nan"|"inf"|"-inf"}`` so that they never collide with null). Like JSONL,
+    :meth:`describe` records orjson's spelling fingerprint, and :func:`restore` refuses an
+    orjson that spells differently.
+
+    The planned sizes (:meth:`encode_packed`: fixed-width cells, 4-byte offsets and UTF-8 bytes
+    of variable-width ones, one validity byte per cell) approximate a row's share of a record
+    batch. They are **not** an upper bound: a batch message adds a few hundred bytes of metadata
+    and 8-byte padding per buffer. A writer that plans blocks against a hard limit must check
+    ``len(block(...))``. A stream cut inside a message raises ``OSError`` when read.
 
     Args:
         columns: the decided columns, in output order (at least one).

@@ -1,20 +1,15 @@
 """CSV output: one header line, then one line per row, each ending with the line terminator.
 
-Owns :class:`CsvOptions`, :class:`CsvEncoder`, :func:`restore`, and the column check
-:func:`reject_undeclared` that the Arrow and JSONL encoders share.
+Owns :class:`CsvOptions`, :class:`CsvEncoder`, :func:`restore`, and :func:`reject_undeclared`.
 
 Bytes written are the bytes Python's ``csv.writer(quoting=QUOTE_MINIMAL, doublequote=True)``
-writes. The one exception is a bare ``\\r`` inside a value when the terminator is ``\\n``. Python
-3.11's csv module leaves that value unquoted, which its own reader then rejects; we quote it.
-The tests compare the two byte for byte. The encoder never calls the csv module, so Python
-version changes to it cannot change the bytes. Batches of 800 rows or more are built
-by Arrow compute kernels (:mod:`~elspeth_appendsink.encoders.csv_kernels`, about 1.3x faster
-at 5,000 rows); smaller ones, and every column the kernels do not handle, by the Python path here,
-which builds lines column by column (one ``str()`` per value, a ``join`` per row; 1.5-2x
-faster than the csv module, see ``benchmarks/encoders.py``). The Python path is the reference:
-the tests hold the kernels to its bytes, and it alone decides and words every error.
-
-Cells:
+writes, except that a bare ``\\r`` inside a value is quoted when the terminator is ``\\n`` (the csv
+module leaves it unquoted, which its own reader then rejects); tests compare the two byte for
+byte. The encoder never calls the csv module, so its changes cannot change the bytes. Large
+batches are built by Arrow compute kernels (:mod:`~elspeth_appendsink.encoders.csv_kernels`);
+small ones, and every column the kernels do not handle, by the Python path here, column by
+column. The Python path is the reference: tests hold the kernels to its bytes, and it alone
+decides and words every error.
 
 =========================  ==========================================================
 value                      cell text
@@ -30,10 +25,9 @@ anything else              :class:`~elspeth_appendsink.errors.UnencodableRow`
                            (bytes, dict, list, set, ...): field, type and row index
 =========================  ==========================================================
 
-A cell is quoted (``"`` doubled inside) when it holds the delimiter, ``"``, ``\\r`` or ``\\n``.
-When a row has a single column and that cell is empty, it is written as ``""``.
-Text that the configured encoding cannot represent raises ``UnencodableRow``, never
-``UnicodeEncodeError``.
+A cell is quoted (``"`` doubled) when it holds the delimiter, ``"``, ``\\r`` or ``\\n``; a single
+empty cell of a one-column row is written ``""``. Text the configured encoding cannot represent
+raises ``UnencodableRow``, never ``UnicodeEncodeError``.
 """
 
 from __future__ import annotations

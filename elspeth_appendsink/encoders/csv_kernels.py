@@ -1,13 +1,10 @@
 """CSV lines built by Arrow compute kernels: the same bytes as the Python path, in C.
 
 Owns :func:`kernel_lines`. :class:`~elspeth_appendsink.encoders.csv.CsvEncoder` calls it for
-large UTF-8 batches and keeps its column-by-column Python code as the reference and the
-fallback. The two must agree byte for byte; ``tests/unit/test_encoders_csv_kernels.py``
-compares them (and the ``csv`` module) on generated rows.
-
-Each column is converted with ``pyarrow.array`` and turned into cell text by a kernel.
-
-Only a column whose values are all of one exact type (or None) takes a kernel:
+large UTF-8 batches and keeps its column-by-column Python code as the reference and the fallback;
+``tests/unit/test_encoders_csv_kernels.py`` holds the two (and the ``csv`` module) to the same
+bytes on generated rows. Each column is converted with ``pyarrow.array`` and turned into cell
+text by a kernel; only a column whose values are all of one exact type (or None) takes one:
 
 =========  ======================================================================
 int64      ``cast`` to string: the decimal digits ``int.__repr__`` writes

@@ -1,19 +1,13 @@
 """JSON Lines output: one RFC 8259 JSON object per row, each line ending with ``\\n``.
 
-Owns :class:`JsonlEncoder` and :func:`restore`. It also owns helpers the Arrow encoder reuses:
-:func:`json_value` / :func:`json_value_error` for its ``json`` columns, and
-:func:`json_fingerprint` / :func:`check_fingerprint` for orjson's spelling.
+Owns :class:`JsonlEncoder`, :func:`restore`, and helpers the Arrow encoder reuses:
+:func:`json_value` / :func:`json_value_error`, :func:`json_fingerprint` / :func:`check_fingerprint`.
 
-Bytes are what ``orjson.dumps(row, option=OPT_APPEND_NEWLINE)`` writes. That is UTF-8, with
-compact separators, keys in row order, non-ASCII unescaped (as ``ensure_ascii=False`` would
-leave it), and control characters escaped. Even with the NaN check below, this is about 3.5x
-faster than ``json.dumps`` per row (see ``benchmarks/encoders.py``). Some floats are spelled
-differently from ``json.dumps`` (``0.00001`` where ``json.dumps`` writes ``1e-05``); both are
-valid JSON. That spelling is not part of orjson's API and may change between releases, so
-:meth:`JsonlEncoder.describe` records a fingerprint of it. :func:`restore` refuses, with
-``RecoveryError``, an orjson that would spell the rows of an open output differently.
-
-Values:
+Bytes are what ``orjson.dumps(row, option=OPT_APPEND_NEWLINE)`` writes: UTF-8, compact, keys in
+row order, non-ASCII unescaped, control characters escaped. Some floats are spelled differently
+from ``json.dumps`` (``0.00001`` for ``1e-05``; both valid JSON). That spelling is not part of
+orjson's API, so :meth:`JsonlEncoder.describe` records a fingerprint of it and :func:`restore`
+refuses (``RecoveryError``) an orjson that would spell the rows of an open output differently.
 
 =========================  ==========================================================
 value                      JSON
@@ -31,11 +25,9 @@ lone surrogate in text     ``UnencodableRow`` (not valid UTF-8)
 UUID, Enum                 what orjson writes natively: the string / the member's value
 =========================  ==========================================================
 
-Columns: a JSONL line carries its own keys, so rows are written as they come. The decided
-columns are still recorded in :meth:`JsonlEncoder.describe`. In ``fixed`` mode a key outside
-them raises :class:`~elspeth_appendsink.errors.SchemaDriftError`, as the CSV encoder does.
-``headers`` renames keys the way ELSPETH's display headers do. A row whose renamed keys
-collide raises ``UnencodableRow`` rather than dropping a value.
+Columns: each line carries its own keys; the decided columns are recorded, and in ``fixed`` mode
+a key outside them raises :class:`~elspeth_appendsink.errors.SchemaDriftError`. ``headers``
+renames keys as ELSPETH's display headers do; renamed keys that collide raise ``UnencodableRow``.
 """
 
 from __future__ import annotations

@@ -10,27 +10,17 @@ so far, the rows already durable that ``continue`` must recognise, and the ``ope
 write path (:meth:`~elspeth_appendsink.protocol.writer.AppendWriter.write`) sends that record in
 front of its first intents and goes on from the cursor.
 
-Why each step waits for the one before, or need not (measured by ``python -m benchmarks.timeline``:
-a fresh output used to cost seven round trips before its first data byte, now three, four when
-the path holds a timestamp):
+Which step waits for which (the argument for each is in ``docs/architecture.md``):
 
-* **pointer and segment 0, together — unless the path holds a timestamp**: a resume of a
-  ``{{ timestamp }}`` path cannot render it again and finds it only through the pointer, so
-  there no blob of the run may exist before the pointer (a crash between the two would leave a
-  segment no resume can find), and segment 0 waits for it. Every other path
-  (``OutputTarget.path_is_stable``) a resume renders again: a crash after segment 0 but before
-  the pointer then looks like a run that never started, and its fresh start finds the empty
-  segment 0 this run created and takes it, as after a lost response. A refused pointer (the run
-  already started) is reported before any error of the claim, as in order.
-* **segment 0, then lease**: a blob that does not exist cannot be leased.
-* **segment 0, then manifest**: the manifest lives under the output's path; created first, a run
-  refused the output (``blob_exists``) would leave an empty manifest of its own among another
-  run's.
-* **lease and manifest, together** (a fresh segment 0 only): the manifest is this run's alone and
-  nothing is written to either blob until both are done; a crash after one of them is the same,
-  to recovery, as a crash before both (an empty segment and manifest of this run are re-used).
-  The metadata of a segment 0 created just now already names this run as its writer, so it is
-  not read back after the lease (one request less).
+* **pointer and segment 0 together**, unless the path holds a ``{{ timestamp }}``: a resume
+  finds such a path only through the pointer, so no blob of the run may exist before it. Any
+  other path a resume renders again (``OutputTarget.path_is_stable``) and takes the empty
+  segment 0 its run created. A refused pointer is reported before any error of the claim.
+* **segment 0, then lease** (a missing blob cannot be leased) **and then manifest** (created
+  first, a run refused the output would leave an empty manifest among another run's).
+* **lease and manifest together** (a fresh segment 0 only): nothing is written to either until
+  both are done, and an empty segment and manifest of this run are re-used by recovery. A
+  segment 0 created just now already names this run as its writer, so it is not read back.
 * **then the open record**, with the first intents (:meth:`AppendWriter._open`): a manifest
   without its open record is a start that never happened.
 

@@ -5,45 +5,29 @@ An *output* is everything one rendered ``blob_path`` names in a container: its s
 (``blob_path``, ``<stem>.seg000001<ext>``, …) and the manifests of every run that wrote it
 (``<blob_path>.manifest/<run_id>``). Verification:
 
-1. lists and streams every manifest, decoding it with
-   :class:`~elspeth_appendsink.manifest.ManifestReader` (framing, sequence numbers, hash chain).
-   A broken link does not stop the read: decoding restarts at the next record without the link
-   check, so one edited record is reported once and the records after it are still used;
-2. interprets each run with :func:`~elspeth_appendsink.reconcile.walk`. When a run's records do
-   not fit together, the longest prefix that does is used and the first misfit is reported;
-3. orders the runs by their ``open.continues`` chain and checks that each run's first record
-   links to the last record of the run before it (and the first run's to ``GENESIS``), and that
-   each run starts where the run before it ended;
-4. streams every segment once through the one scan
-   (:func:`~elspeth_appendsink.protocol.scan.scan_segments`, the walk writer recovery uses too;
-   here it collects problems instead of raising), in chunks (memory is bounded by the chunk size
-   plus one small value per manifest entry), checking that every byte is covered by the first run's
-   pre-existing bytes (``base_length``; hashed unless ``base_sha256`` is ``GENESIS``) or by a
-   committed entry, that entries neither overlap nor leave gaps, that each entry's bytes hash to
-   its ``sha256``, and that every segment the manifests seal (``rollover`` / ``seal`` records) is
-   sealed in storage at the recorded length. The same pass records the *prefix hashes*
+1. decodes every manifest (:class:`~elspeth_appendsink.core.manifest.ManifestReader`: framing,
+   sequence numbers, hash chain); after a broken link decoding restarts at the next record, so
+   one edited record is reported once and the records after it are still used;
+2. interprets each run (:func:`~elspeth_appendsink.core.reconcile.walk`), using the longest
+   prefix of records that fit together and reporting the first misfit;
+3. orders the runs by their ``open.continues`` chain and checks that each links to, and starts
+   where, the run before it ended (the first run links to ``GENESIS``);
+4. streams every segment once through the scan writer recovery uses too
+   (:func:`~elspeth_appendsink.protocol.scan.scan_segments`, here collecting problems instead of
+   raising), in bounded memory: every byte covered by the first run's pre-existing bytes or by a
+   committed entry, no overlap or gap, each entry's bytes matching its ``sha256``, every sealed
+   segment sealed at the recorded length. The same pass records the *prefix hashes*
    (:attr:`VerifyReport.prefixes`): per run and write call, the sha256 and size of the whole
-   output at the end of the call's last committed block — what ELSPETH recorded as the sink's
-   artifact for that write.
+   output at the end of the call — what ELSPETH recorded as the sink's artifact for that write.
 
-The protocol has no commit record: a block entry is the *intent*, written before the block, so
-every run that stopped between two blocks — finished or crashed — ends with an intent. One
-whose bytes are in the segment (checked by sha256 with every other entry) is committed, as the
-writer's recovery adopts it. A run whose manifest ends in an unfinished step — an intent whose
-bytes never landed, a rollover not completed, a seal recorded but not done, or an empty
-manifest — *needs resume*. That is not a problem (a crash leaves exactly that) and the report
-says so; bytes beyond an unfinished intent are a problem. Whether a run that stopped between
-blocks is complete is the engine's knowledge, not the storage's: verify cannot tell.
-
-Data problems never raise: they become :class:`Problem` values in the report, each with a
-:class:`Location` (blob, byte offset, manifest record). Only usage errors
-(:class:`~elspeth_appendsink.errors.ConfigError`: bad path, nothing at the path, unknown run)
-and storage errors (:class:`~elspeth_appendsink.errors.StorageError`) raise.
-
-Why one piece (~930 lines, :class:`_Survey` ~450): the survey of the manifests (tolerant reading,
-run order, settling the last batch as recovery would, seals, run reports) is one pass whose every
-step reports into the same problem list and reads the same decoded runs; the segment walk is
-already cut out (:mod:`~elspeth_appendsink.protocol.scan`), and the report types are values.
+A block entry is the *intent*, written before its block; one whose bytes are in the segment is
+committed. A run whose manifest ends in an unfinished step (an intent that never landed, an
+unfinished rollover or seal, an empty manifest) *needs resume*: reported, not a problem; bytes
+beyond an unfinished intent are a problem. Whether a run that stopped between blocks is complete
+is the engine's knowledge, not the storage's. Data problems never raise: they become
+:class:`Problem` values, each with a :class:`Location` (blob, byte offset, manifest record). Only
+usage errors (:class:`~elspeth_appendsink.errors.ConfigError`: bad path, nothing there, unknown
+run) and :class:`~elspeth_appendsink.errors.StorageError` raise.
 """
 
 from __future__ import annotations
@@ -427,7 +411,7 @@ class _Survey:
         every other entry's).
 
         For the last run, its segment's length says how many landed
-        (:func:`~elspeth_appendsink.reconcile.classify_pending`; a length between entry ends
+        (:func:`~elspeth_appendsink.core.reconcile.classify_pending`; a length between entry ends
         adopts the entries that fit and leaves the rest of the bytes to be reported as
         undescribed). For an earlier run, the next run's start says it: the later run adopted
         the landed ones (it would have voided the others in the earlier manifest).

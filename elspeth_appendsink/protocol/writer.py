@@ -3,66 +3,31 @@
 This module is the protocol's spine and its data path; a row can be followed from
 :meth:`AppendWriter.write` to the guarded ``append_block`` reading down: ``write`` →
 ``_pipeline`` → ``_slices`` → ``_groups`` → ``_prepare`` → ``_commit_batch`` → ``_append_data``
-(and ``_rollover`` when a segment is full). What comes before the first block lives beside it
-and hands the write path a value: :mod:`~elspeth_appendsink.protocol.opening` (a fresh run:
-pointer, claims, segment 0, lease, manifest → a ``StartPlan``),
+(and ``_rollover`` when a segment is full). What comes before the first block hands the write
+path a value: :mod:`~elspeth_appendsink.protocol.opening` (a fresh run → a ``StartPlan``),
 :mod:`~elspeth_appendsink.protocol.recovery` (a resume, or a call whose outcome is uncertain → a
-``Recovered`` cursor and the rows that may be replayed), :class:`~elspeth_appendsink.protocol.
-lease.LeaseKeeper` (fencing and renewal), and :mod:`~elspeth_appendsink.protocol.scan` (the
-read-only walk recovery and verify share).
+``Recovered`` cursor and the rows that may be replayed), ``protocol.lease.LeaseKeeper`` (fencing
+and renewal) and :mod:`~elspeth_appendsink.protocol.scan` (the read-only walk recovery and verify
+share). The objects in the container and the whole protocol: ``docs/architecture.md``.
 
-:class:`AppendWriter` drives an :class:`~elspeth_appendsink.storage.AzureStore` for one run of
-one output. Objects in the container::
+**Ordering** (the property recovery relies on): every step is one guarded storage request, sent
+only after the previous one is durable (the opening's exceptions are argued in its module):
 
-    <blob_path>                        segment 0 (an append blob: the output users read)
-    <blob_path stem>.seg000001<ext>    segment 1, 2, … after a rollover (sealed when full)
-    <blob_path>.manifest/<run_id>      this run's manifest (append blob, hash-chained records)
-    .elspeth-appendsink/runs/<run_id>/<template digest>.json
-                                       run pointer: which blob path the run resolved (the path
-                                       template may hold a timestamp that a resume cannot re-render)
-
-**Ordering** (the property recovery relies on). Every step is one guarded storage request, and
-each is sent only after the previous one is durable (the exceptions are named):
-
-1. pointer (create-only) and segment 0 (create-only; metadata names the creating run), sent
-   together unless the path holds a timestamp (then in that order) → lease on it *and*
-   manifest (create-only), sent together — all in :mod:`~elspeth_appendsink.protocol.opening`,
-   which argues each order — → ``open`` record, which travels in front of the first batch's
-   intents in one manifest append (:meth:`AppendWriter._open`); so a fresh output costs three
-   round trips before its first data byte, and the first rows are encoded meanwhile (the
-   opening needs nothing of the rows' bytes, the first block nothing of the opening but its
-   encoder);
-2. per *batch* of blocks (one or a few, prepared while the previous batch uploads): their
-   ``block`` entries (the *intents*: segment, offset, length, sha256, token range, and per row
-   its length or identity digest) go to the manifest in **one** append, then each block is
-   appended to its segment at exactly its offset, in order;
+1. pointer, segment 0, lease, manifest (:mod:`~elspeth_appendsink.protocol.opening`) → the
+   ``open`` record, in front of the first batch's intents in one manifest append;
+2. per *batch* of blocks: their ``block`` entries (the *intents*: segment, offset, length,
+   sha256, token range, per row its length or identity digest) in **one** manifest append, then
+   each block appended to its segment at exactly its offset, in order;
 3. per rollover: a ``rollover`` record, then seal the full segment at its final length, then
    create the next segment.
 
-So after a crash at any instruction, only the manifest's last batch (or a last rollover) can be
-unfinished, and the segments' lengths say how far it got: the segment ends exactly at the start
-of the batch or at the end of one of its blocks; the blocks before that point landed (their
-bytes must hash to their sha256: adopted) and the rest never will (recovery appends a ``void``
-record). Every other byte of every segment is described by a committed entry — or recovery
-stops with :class:`UndescribedBytesError`. Recovery (:mod:`~elspeth_appendsink.protocol.recovery`)
-re-reads each segment once, through the scan, to rebuild the running sha256 of the whole output
-and to check every entry's hash.
-
-Rows the engine replays after a crash are recognised by identity (:mod:`identity`): on resume,
-the first call is matched *in order* against the rows the interrupted call committed (all of
-them, or a tail when outcomes were partly recorded, or none: the engine's count of recorded
-outcomes, ``recorded_rows``, decides when known — see :meth:`AppendWriter._match_redelivery`);
-with ``if_exists: continue`` every row committed by earlier runs of the output is matched as a
-multiset. Where entries carry row lengths (CSV/JSONL, content identity) or no body at all (Arrow,
-content identity: ``derived``), the committed rows' digests are computed from the segment bytes
-while recovery reads them (:meth:`Encoder.row_digests`, given the entry and its verified bytes),
-and a call that fails in this process keeps references to the rows it committed to digest them
-only then.
-
-Why one piece (~820 lines, :class:`AppendWriter` ~640): the data path is a single reading order
-from ``write`` to the guarded append, and its steps share the cursor, the write call's committed
-rows and the "outcome uncertain" flag that must change together at each append; what could be
-cut out — opening, recovery, lease keeping, the scan — is.
+So after a crash only the manifest's last batch (or a last rollover) can be unfinished, and the
+segments' lengths say how far it got: blocks whose bytes hash to their sha256 are adopted, the
+rest voided; any other undescribed byte stops recovery with :class:`UndescribedBytesError`.
+Replayed rows are recognised by identity: the first call of a resume is matched *in order*
+against the rows the interrupted call committed (the engine's count of recorded outcomes,
+``recorded_rows``, decides when known: :meth:`AppendWriter._match_redelivery`); with
+``if_exists: continue`` every row committed by earlier runs is matched as a multiset.
 """
 
 from __future__ import annotations

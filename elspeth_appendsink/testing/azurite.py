@@ -1,8 +1,8 @@
 """Lifecycle of a local Azurite blob emulator: start, wait until ready, connect, stop.
 
 Owns one ``azurite-blob`` child process for tests, the demo and benchmarks. It is bound to a
-loopback address on an ephemeral port (``--blobPort 0``; the real port is read from Azurite's
-log line), always runs with ``--disableTelemetry`` (Azurite phones home otherwise) and
+loopback address on an ephemeral port (``--blobPort 0`` unless ``port`` is given; the real port
+is read from Azurite's log line), always runs with ``--disableTelemetry`` (Azurite phones home otherwise) and
 ``--skipApiVersionCheck`` (the SDK speaks a newer API version than Azurite knows), keeps its
 data in memory or in a private temporary directory, and is stopped by its pid with SIGTERM —
 never by name, so other people's emulators are never touched.
@@ -80,7 +80,7 @@ class Azurite:
             "--blobHost",
             self.host,
             "--blobPort",
-            "0",
+            str(self.port),
             "--skipApiVersionCheck",
             "--disableTelemetry",
             "--silent",

@@ -1,62 +1,33 @@
 """An engine harness: ELSPETH's orchestrator, SinkExecutor and resume, as a sink sees them.
 
 :class:`Engine` drives one or more sinks through a *run* the way ELSPETH 0.4.1 does, with no
-ELSPETH dependency, so crash/resume behaviour can be tested (and demonstrated) end to end.
-References are to ``/work/shared/elspeth-contract.md``.
+ELSPETH dependency, so crash/resume behaviour can be tested (and demonstrated) end to end. It
+imitates (sections of ``/work/shared/elspeth-contract.md``): the **grouping** of each sink's rows
+by ``(outcome, error_hash)``, one ``write()`` per group (§3); the **executor**: dict copies,
+required-field checks, ``write`` then ``flush`` inside one ``sink_write`` operation, then the
+artifact and each row's outcome recorded row by row in a durable sqlite log, nothing recorded if
+``write``/``flush`` raises (§2.4); the **lifecycle**: ``on_start``, writes, then ``on_complete``
+and ``close`` for every sink in ``finally`` (§1.1) — a
+:class:`~elspeth_appendsink.testing.SimulatedCrash` is a dead process, nothing after it runs;
+**resume** (§4): fresh sinks from the same options, ``configure_for_resume()``,
+``validate_output_target()`` (invalid → :class:`ResumeRefused`), ``on_start``, then every row
+without a recorded terminal outcome replayed, grouped as above.
 
-What it imitates:
-
-* **Grouping** (§3). Rows arrive tagged with their sink and pending outcome (``completed``,
-  ``routed``, ``quarantined`` + error hash). Sinks are written in configuration order; within a
-  sink, rows are stable-sorted by ``(outcome, error_hash)`` and each group gets one ``write()``.
-* **The executor** (§2.4). Per group: plain ``dict`` copies of the rows; ``node_id`` must be set;
-  ``validate_input`` / ``declared_required_fields`` checks (a violation is a crash, not a
-  diversion); ``_reset_diversion_log()``; ``write(rows, ctx)`` then ``flush()`` inside one
-  ``sink_write`` operation (``ctx.operation_id`` set, ``record_call`` allowed only there); then
-  the artifact is registered once and each row's outcome is recorded **row by row** in a durable
-  outcome log (sqlite). If ``write``/``flush`` raises, nothing is recorded for the group and the
-  rest of the run is skipped.
-* **Lifecycle** (§1.1). ``on_start`` for every sink (if one raises, the run aborts without
-  cleanup); writes; then, in ``finally``, ``on_complete`` for every sink and ``close`` for every
-  sink, each protected on its own, errors collected into one ``RuntimeError``
-  (``AuditIntegrityError`` re-raised at once). A :class:`~elspeth_appendsink.testing.SimulatedCrash`
-  is a dead process: nothing after it runs, not even ``finally`` cleanup.
-* **Resume** (§4). Only the run id is needed: rows were stored at the start of the run (ELSPETH's
-  rows table and payload store). Fresh sinks are built from the same options; per sink, in order:
-  ``supports_resume`` must be true, ``configure_for_resume()``, ``set_resume_field_resolution``
-  when asked, ``validate_output_target()`` (invalid → :class:`ResumeRefused`), ``on_start``; then
-  every row **without** a recorded terminal outcome is replayed, grouped as above. Rows with a
-  recorded outcome are never resent.
-
-What it does not imitate: sources, transforms, tokens, forks and aggregation; re-routing of
-replayed rows (each row keeps its sink and outcome); checkpoints as rows of their own (a run
-"has a checkpoint" when any outcome was recorded, see :meth:`Engine.has_checkpoint`; ELSPETH
-refuses to resume without one, this harness does not, so the sink can be tested on crashes
-during a run's first write); the run-status dance after ``kill -9`` (ELSPETH wants the run
-marked failed first); failsinks (a diverted row is recorded ``diverted`` and, as in ELSPETH,
-replayed on resume). The landscape: ``ctx.landscape`` is None unless ``Engine(landscape=True)``,
-which gives a view of the outcome log answering the two recorder queries the sink asks on
-resume (:class:`LogLandscape`; a row with a recorded outcome has a completed state at its sink).
+It does not imitate sources, transforms, tokens, forks, aggregation, re-routing, checkpoints
+(a run "has one" when any outcome was recorded, :meth:`Engine.has_checkpoint`; unlike ELSPETH
+it resumes without one), the run-status dance after ``kill -9``, or failsinks. ``ctx.landscape``
+is None unless ``Engine(landscape=True)`` (:class:`LogLandscape` answers the sink's two queries).
 
 As a child process, so a test or the demo can ``kill -9`` it mid-write::
 
-    python -m elspeth_appendsink.testing.harness --options OPTIONS.json --rows ROWS.jsonl --run-id ID \
+    python -m elspeth_appendsink.testing.harness --options OPTIONS.json --rows ROWS.jsonl --run-id ID
         [--resume] [--state DIR] [--trace-requests] [--hold-in-write GROUP:K[:OP]]
 
-``OPTIONS.json`` is ``{"sinks": {name: options, ...}}`` (or one sink's options, named
-``output``); sinks are :class:`~elspeth_appendsink.sink.AzureAppendBlobSink`. Each line of
-``ROWS.jsonl`` is ``{"row_id": ..., "sink": ..., "outcome": ..., "error_hash": ..., "row": {...}}``
-(only ``row`` is required). Progress goes to stdout, one flushed line per step:
-``writing group N sink=S outcome=O rows=M``, ``wrote group N rows=M``, ``flushed group N``,
-``recorded group N rows=M``, ``request N op=OP`` (``--trace-requests``), and
-``holding group N request K op=OP`` when ``--hold-in-write N:K`` stops the process just before
-the K-th storage request of group N's write (``N:K:append``: the K-th ``append`` request; names
-as :func:`~elspeth_appendsink.testing.operation_of`) and waits to be killed. Exit codes: 0 the
-run completed, 1 it failed (the error is printed to stderr), 2 bad arguments.
-
-Why one piece (~720 lines): it imitates one engine loop (grouping, executor, lifecycle, resume)
-whose parts share the run's durable outcome log; cut, each part would re-import the others'
-private state. It is test support, not shipped protocol code.
+``OPTIONS.json`` is ``{"sinks": {name: options}}`` (or one sink's options); each ``ROWS.jsonl``
+line is ``{"row_id", "sink", "outcome", "error_hash", "row"}`` (only ``row`` required). Progress
+goes to stdout, one flushed line per step; ``--hold-in-write N:K[:OP]`` stops just before the
+K-th storage request (of kind OP, :func:`~elspeth_appendsink.testing.operation_of`) of group N's
+write and waits to be killed. Exit codes: 0 completed, 1 failed (error on stderr), 2 bad arguments.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ Azure): it parses arguments, resolves credentials, prints for people (default) o
 == ==============================================================================
 
 Every secret (connection string, account key, SAS token, client secret) is registered with
-:func:`~elspeth_appendsink.redact.register_secret` as soon as it is read, and everything printed
-passes through :func:`~elspeth_appendsink.redact.redact`.
+:func:`~elspeth_appendsink.core.redact.register_secret` as soon as it is read, and everything printed
+passes through :func:`~elspeth_appendsink.core.redact.redact`.
 
 Why one piece (~670 lines): the argument parser, credential resolution and the five commands
 share one set of options, exit codes and error mapping; what the commands print for people is
@@ -44,6 +44,7 @@ from elspeth_appendsink.protocol.verify import (
     verify_output,
 )
 from elspeth_appendsink.storage import AzureStore, azure_credential, build_service_client
+from elspeth_appendsink.tools import devstorage
 from elspeth_appendsink.tools.anchor import anchor_runs, output_uri, read_artifacts
 from elspeth_appendsink.tools.render import (
     PROG,
@@ -279,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="SECONDS",
                 help="the sink's lease_duration option (default 60)",
             )
+    devstorage.add_parser(commands)
     return parser
 
 
@@ -630,6 +632,8 @@ def main(
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version (0) or a usage error argparse reported (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command == "dev-storage":  # a local emulator: none of the output options below apply
+        return devstorage.run(args, out.stdout, out.stderr)
     json_mode = bool(getattr(args, "json", False))
 
     def fail(code: int, message: str) -> int:

@@ -21,8 +21,8 @@ row to one of two ``azure_append_blob`` sinks; ``low`` is written (and checkpoin
   the request is forwarded (the manifest holds an intent that never landed). The run stays
   ``running``; the test marks it failed in the landscape, as an operator must, and resumes.
 
-Also: the pipeline YAML of the README's "Use it in ELSPETH" section runs verbatim, and
-``register()`` is idempotent on ELSPETH's shared plugin manager.
+Also: the pipeline YAML of the README's "A first pipeline in five minutes" section runs
+verbatim, and ``register()`` is idempotent on ELSPETH's shared plugin manager.
 
 ELSPETH is not on PyPI and needs Python >= 3.12, so this module is skipped where it is not
 importable (CI's 3.11 venv). Locally: ``/work/elspeth-venv/bin/python -m pytest tests/elspeth``.
@@ -613,12 +613,12 @@ def test_run_writes_every_row_once_and_registers_the_artifact(
 
 
 def documented_pipeline() -> str:
-    """The first YAML block of README.md's "Use it in ELSPETH" section."""
-    heading = "## Use it in ELSPETH\n"
+    """The first YAML block of README.md's "A first pipeline in five minutes" section."""
+    heading = "## A first pipeline in five minutes\n"
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert heading in text, "README.md has no 'Use it in ELSPETH' section"
+    assert heading in text, "README.md has no 'A first pipeline in five minutes' section"
     section = text.split(heading, 1)[1].split("\n## ", 1)[0]
-    assert "```yaml\n" in section, "no YAML block under 'Use it in ELSPETH'"
+    assert "```yaml\n" in section, "no YAML block under 'A first pipeline in five minutes'"
     return section.split("```yaml\n", 1)[1].split("```", 1)[0]
 
 

@@ -6,7 +6,7 @@
   suite-wide guard in ``tests/conftest.py`` never sees: the message, ``repr``, every cause and
   context, the structured fields and the formatted traceback must hold no secret;
 * :data:`TALLY` — counts of bad inputs tried, faults injected, crashes survived and rows checked,
-  printed at the end of the run (the README's "Reliability" figures).
+  printed at the end of the run (the figures of docs/reliability.md).
 """
 
 from __future__ import annotations

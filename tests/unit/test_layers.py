@@ -1,6 +1,6 @@
 """The package's import rules, held by reading every module's imports (top-level and lazy alike).
 
-The layers, from the bottom (README "Code map"):
+The layers, from the bottom (docs/architecture.md, "Code map"):
 
 * ``core/`` is pure: no ``azure``, no I/O, no clock, no randomness; it may lean on ``errors`` and
   on the encoders' value types (``encoders.base``), nothing else of ours;
