@@ -262,7 +262,7 @@ def _append_foreign(blob: Any) -> None:
 Tampering = tuple[Callable[[Any], None], type[StorageError], int, str, type[Exception], ProblemKind | None]
 TAMPERINGS: list[Tampering] = [
     (_delete, StorageError, 404, "BlobNotFound", UndescribedBytesError, ProblemKind.MISSING_BYTES),
-    (_replace_with_block_blob, BlobTypeError, 409, "InvalidBlobType", UndescribedBytesError,
+    (_replace_with_block_blob, BlobTypeError, 409, "InvalidBlobType", BlobTypeError,  # said before writing
      ProblemKind.BLOB_TYPE),
     (_seal, BlobTypeError, 409, "BlobIsSealed", BlobTypeError, None),
     (_append_foreign, AppendConflictError, 412, "AppendPositionConditionNotMet", UndescribedBytesError,
