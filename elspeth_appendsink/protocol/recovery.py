@@ -49,6 +49,7 @@ from elspeth_appendsink.protocol.scan import (
     DigestsFromBytes,
     ScannedRun,
     read_manifest,
+    require_segments,
     row_digests_from_lengths,
     scan_segments,
 )
@@ -219,6 +220,7 @@ class Recovery:
         earlier = self.earlier_layouts(records[0].record)
         opened = walk(records, t.manifest)
         self.check_settings(opened.open)
+        require_segments(self.store, t.blob_path, [*earlier, opened])
         layout = self.settle_tail(opened)
         # Rows the engine may re-deliver: in a plain run, the rows the last write call that began
         # committed (in this process we know which call failed; after a restart, the last one with
@@ -416,6 +418,7 @@ class Recovery:
         # The earlier runs are over (their leases are gone, or acquire below fails): finish their tails.
         last = ordered[-1]
         self.check_settings(last.open)
+        require_segments(self.store, self.target.blob_path, ordered)
         fence = last.pending_rollover.segment if last.pending_rollover is not None else last.segment
         self.lease.acquire(self.segment(fence))
         ordered = [self.settle_tail(layout) for layout in ordered]

@@ -13,7 +13,9 @@ bytes, and this module alone answers them:
   identity digests of the entries the caller selects (computed from the bytes by a function the
   caller passes, :data:`DigestsFromBytes`), and the *prefix hashes* — for each write call of
   each run, the sha256 and size of the whole output at the end of that call's last committed
-  block (:class:`~elspeth_appendsink.core.anchor.Prefix`).
+  block (:class:`~elspeth_appendsink.core.anchor.Prefix`);
+- which segments the runs need, and which of them are gone (:func:`require_segments`, asked
+  by recovery before anything is written; :func:`segment_runs` names the runs).
 
 What a finding means is the caller's policy: ``strict`` scans (the writer's recovery, which must
 not write after bytes it cannot account for) raise :class:`~elspeth_appendsink.errors.
@@ -34,7 +36,7 @@ from elspeth_appendsink.core.anchor import Prefix
 from elspeth_appendsink.core.identity import content_digests
 from elspeth_appendsink.core.manifest import GENESIS, BlockEntry, DecodedRecord, ManifestReader
 from elspeth_appendsink.core.paths import segment_name
-from elspeth_appendsink.core.reconcile import RunLayout
+from elspeth_appendsink.core.reconcile import RunLayout, expected_lengths
 from elspeth_appendsink.errors import UndescribedBytesError
 from elspeth_appendsink.storage import AzureStore, BlobInfo
 
@@ -48,11 +50,14 @@ __all__ = [
     "ScanResult",
     "ScannedRun",
     "cover",
+    "missing_segment",
     "read_manifest",
     "regions",
-    "undescribed",
+    "require_segments",
     "row_digests_from_lengths",
     "scan_segments",
+    "segment_runs",
+    "undescribed",
 ]
 
 #: Called as ``progress(bytes_done, bytes_total)`` while segments are streamed.
@@ -230,22 +235,85 @@ def undescribed(name: str, start: int, end: int) -> Problem:
     )
 
 
+def segment_runs(layouts: Sequence[RunLayout], index: int) -> list[str]:
+    """The runs (oldest first) whose manifests need segment ``index``: they started in it, moved
+    to it by a finished rollover, or an entry of theirs (committed or a pending intent) lies in it."""
+    runs = []
+    for layout in layouts:
+        if (
+            layout.open.base_segment == index
+            or (layout.segment == index and layout.pending_rollover is None)
+            or any(e.segment == index for e in layout.committed)
+            or any(e.segment == index for e in layout.pending)
+        ):
+            runs.append(layout.open.run_id)
+    return runs
+
+
+def missing_segment(name: str, runs: Sequence[str], described: int) -> str:
+    """What to say of segment ``name``, gone although ``runs`` describe ``described`` bytes in it."""
+    who = f"run {runs[0]}" if len(runs) == 1 else f"runs {', '.join(runs)}"
+    what = f"describe {described} bytes in it" if described else "name it as theirs"
+    return f"segment {name} is missing, but the manifests of {who} {what} (deleted behind the sink's back?)"
+
+
+def require_segments(store: AzureStore, blob_path: str, layouts: Sequence[RunLayout]) -> None:
+    """Refuse an output one of whose segments the runs' manifests need is gone.
+
+    Called by resume and ``continue`` before any request that writes (a lease, a void record, a
+    new segment 0): a run must never carry on over, or create anew, a segment whose bytes the
+    manifests describe. Raises :class:`UndescribedBytesError` naming the first missing segment
+    and the runs that describe it (:func:`segment_runs`).
+    """
+    ends = expected_lengths(layouts)
+    for index in sorted(ends):
+        runs = segment_runs(layouts, index)
+        if runs and store.properties(segment_name(blob_path, index)) is None:
+            pending = [e.end for layout in layouts for e in layout.pending if e.segment == index]
+            described = max([ends.get(index, 0), *pending])
+            raise UndescribedBytesError(
+                missing_segment(segment_name(blob_path, index), runs, described)
+                + ": nothing is written over a missing segment",
+                hint="restore the segment blob (a soft-deleted version or a snapshot), or write the rows to "
+                "a new blob_path; `elspeth-appendsink verify` lists what is missing",
+            )
+
+
 def _strict_cover(name: str, size: int, end: int, described: list[Region]) -> list[Region]:
-    """Recovery's reading: the segment must be exactly what the manifests describe, or we stop."""
-    if size != end:
-        raise UndescribedBytesError(
-            f"segment {name} is {size} bytes but the manifests describe {end}: "
-            f"bytes [{min(size, end)}, {max(size, end)}) are "
-            f"{'undescribed' if size > end else 'missing'}"
-        )
+    """Recovery's reading: the segment must be exactly what the manifests describe, or we stop.
+
+    The error names the first byte where the two disagree: the first byte no region describes,
+    the first described byte the segment does not hold, or the first byte described twice.
+    """
     position = 0
     for region in described:
-        if region.offset != position:
-            gap = f"bytes [{position}, {region.offset})"
-            raise UndescribedBytesError(f"segment {name}: {gap} are not described (next is {region.what})")
+        if region.offset < position:
+            raise UndescribedBytesError(
+                f"segment {name}: {region.what} describes bytes [{region.offset}, {region.end}), but bytes "
+                f"[{region.offset}, {min(position, region.end)}) are already described"
+            )
+        if region.offset > position and position < size:
+            stop = min(region.offset, size)
+            raise UndescribedBytesError(
+                f"segment {name}: bytes [{position}, {stop}) ({stop - position} bytes) are not described by "
+                f"any manifest entry (the next one is {region.what})"
+            )
+        if region.end > size:
+            raise UndescribedBytesError(
+                f"segment {name} is {size} bytes but {region.what} describes bytes [{region.offset}, "
+                f"{region.end}): bytes [{size}, {max(end, region.end)}) are missing"
+            )
         position = region.end
-    if position != end:
-        raise UndescribedBytesError(f"segment {name}: bytes [{position}, {end}) are not described")
+    if size > position:
+        raise UndescribedBytesError(
+            f"segment {name} is {size} bytes but the manifests describe {position}: bytes [{position}, "
+            f"{size}) ({size - position} bytes) are not described by any manifest entry"
+        )
+    if position < end:
+        raise UndescribedBytesError(
+            f"segment {name} is {size} bytes but the manifests describe {end}: bytes [{size}, {end}) are "
+            "missing"
+        )
     return described
 
 
@@ -308,17 +376,10 @@ def scan_segments(
         expected = described.get(index, 0)
         if info is None:
             if expected > 0:
+                missing = missing_segment(name, segment_runs([r.layout for r in runs], index), expected)
                 if strict:
-                    raise UndescribedBytesError(
-                        f"segment {name} is missing; the manifest describes {expected} bytes in it"
-                    )
-                result.problems.append(
-                    Problem(
-                        ProblemKind.MISSING_BYTES,
-                        Location(name, 0),
-                        f"the segment is missing; the manifests describe {expected} bytes in it",
-                    )
-                )
+                    raise UndescribedBytesError(missing)
+                result.problems.append(Problem(ProblemKind.MISSING_BYTES, Location(name, 0), missing))
             continue
         if not runs and info.size == 0:
             continue

@@ -81,8 +81,10 @@ from elspeth_appendsink.protocol.scan import (
     ProblemKind,
     ProgressCallback,
     ScannedRun,
+    missing_segment,
     regions,
     scan_segments,
+    segment_runs,
     undescribed,
 )
 from elspeth_appendsink.storage import AzureStore, BlobInfo
@@ -445,11 +447,15 @@ class _Survey:
                 landed = ends.index(nxt.base_length) if same else 0
             else:
                 info = infos.get(first.segment)
-                size = 0 if info is None else info.size
                 try:
-                    landed = classify_pending(pending, size, self.segment(first.segment))
+                    if info is None:
+                        # Intents are written only once their segment exists: a missing one was
+                        # deleted, not never written. Adopted, its bytes are reported missing.
+                        landed = len(pending)
+                    else:
+                        landed = classify_pending(pending, info.size, self.segment(first.segment))
                 except UndescribedBytesError:
-                    landed = sum(1 for entry in pending if entry.end <= size)
+                    landed = sum(1 for entry in pending if info is not None and entry.end <= info.size)
             run.unlanded = list(pending[landed:])
             layout.adopt_pending(landed)
 
@@ -897,7 +903,11 @@ def inspect_output(
         info = infos[index]
         expected = described.get(index, 0)
         size = 0 if info is None else info.size
-        if size > expected:
+        if info is None and expected:
+            owners = segment_runs([_layout(run) for run in ordered], index)
+            name = scan.segment(index)
+            scan.problem(ProblemKind.MISSING_BYTES, missing_segment(name, owners, expected), name, offset=0)
+        elif size > expected:
             scan.problems.append(undescribed(scan.segment(index), expected, size))
         elif size < expected:
             scan.problem(
