@@ -79,6 +79,7 @@ class ProblemKind(StrEnum):
     CHAIN_BROKEN = "chain_broken"  # a record does not link to the one before it (edited / dropped)
     MANIFEST_LAYOUT = "manifest_layout"  # records decode but do not fit together (offsets, tokens)
     RUN_CHAIN = "run_chain"  # the runs of the output do not continue one another
+    UNLINKED_RUN = "unlinked_run"  # a run appended onto earlier runs' output without continuing them
     UNDESCRIBED_BYTES = "undescribed_bytes"  # bytes no manifest entry accounts for
     MISSING_BYTES = "missing_bytes"  # the manifests describe bytes the segment does not hold
     OVERLAP = "overlap"  # two descriptions of the same bytes
@@ -192,19 +193,18 @@ def regions(runs: Sequence[ScannedRun], index: int) -> list[Region]:
 
 
 def cover(name: str, size: int, described: list[Region], problems: list[Problem]) -> list[Region]:
-    """Report gaps, overlaps and missing bytes; return the regions to hash (in bounds, disjoint)."""
+    """Report gaps, overlaps and missing bytes; return the regions to hash (in bounds, disjoint).
+
+    A region starting inside bytes already described is not kept; consecutive ones that claim
+    what the same run already claims are reported once, naming both descriptions.
+    """
     position = 0
     kept: list[Region] = []
+    overlaps: list[tuple[Region, Region | None]] = []  # (region, the kept one holding its first byte)
     for region in described:
         if region.offset < position:
-            problems.append(
-                Problem(
-                    ProblemKind.OVERLAP,
-                    Location(name, region.offset, region.record, region.manifest),
-                    f"{region.what} describes bytes [{region.offset}, {region.end}), but bytes "
-                    f"[{region.offset}, {min(position, region.end)}) are already described",
-                )
-            )
+            holder = next((k for k in reversed(kept) if k.offset <= region.offset), None)
+            overlaps.append((region, holder))
             continue
         if region.offset > position and position < size:
             problems.append(undescribed(name, position, min(region.offset, size)))
@@ -223,7 +223,54 @@ def cover(name: str, size: int, described: list[Region], problems: list[Problem]
         position = region.end
     if position < size:
         problems.append(undescribed(name, position, size))
+    problems.extend(_overlap(name, group) for group in _runs_of(overlaps))
     return kept
+
+
+def _runs_of(overlaps: list[tuple[Region, Region | None]]) -> list[list[tuple[Region, Region | None]]]:
+    """Overlaps grouped: consecutive regions of one run over bytes one other description holds."""
+    groups: list[list[tuple[Region, Region | None]]] = []
+    for region, holder in overlaps:
+        if groups:
+            last, last_holder = groups[-1][-1]
+            if (
+                region.run_id == last.run_id
+                and region.offset == last.end
+                and (holder.run_id if holder else None) == (last_holder.run_id if last_holder else None)
+            ):
+                groups[-1].append((region, holder))
+                continue
+        groups.append([(region, holder)])
+    return groups
+
+
+def _overlap(name: str, group: list[tuple[Region, Region | None]]) -> Problem:
+    claims = [region for region, _ in group]
+    held = list({id(h): h for _, h in group if h is not None}.values())  # each holder once, in order
+    first, last = claims[0], claims[-1]
+    verb = "describes" if len(claims) == 1 else "describe"
+    message = f"{_named(claims)} {verb} bytes [{first.offset}, {last.end}), but "
+    if held:
+        message += f"{_named(held)} already {'describes' if len(held) == 1 else 'describe'} them"
+    else:
+        message += "they are already described"
+    if held and any(h.run_id != first.run_id for h in held):
+        message += ": two runs claim the same bytes (two writers at once, without a lease?)"
+    return Problem(ProblemKind.OVERLAP, Location(name, first.offset, first.record, first.manifest), message)
+
+
+def _named(regions: list[Region]) -> str:
+    """``entry 3 of run r1 (rows [0, 40))``, or for several of one run ``entries 3-9 of run r1
+    (rows [0, 280))``."""
+    first, last = regions[0], regions[-1]
+    if len(regions) == 1:
+        return first.what
+    if first.entry is not None and last.entry is not None and all(r.run_id == first.run_id for r in regions):
+        return (
+            f"entries {first.entry.seq}-{last.entry.seq} of run {first.run_id} (rows "
+            f"[{first.entry.tokens.start}, {last.entry.tokens.end}))"
+        )
+    return f"{first.what} to {last.what}"
 
 
 def undescribed(name: str, start: int, end: int) -> Problem:
@@ -326,6 +373,9 @@ class ScanResult:
     digests: dict[tuple[int, int], bytes] = field(default_factory=dict)  # (segment, offset) -> digests
     prefixes: dict[str, list[Prefix]] = field(default_factory=dict)  # run id -> per write call
     problems: list[Problem] = field(default_factory=list)
+    rows: int = 0  # rows of the entries kept (each described byte counted once, and present)
+    entries: dict[int, int] = field(default_factory=dict)  # segment -> entries kept
+    base_matches: bool | None = None  # the first run's base hashed to its recorded sha256 (None: not hashed)
 
     @property
     def sha256(self) -> str:
@@ -388,6 +438,9 @@ def scan_segments(
             kept = _strict_cover(name, info.size, expected, mine)
         else:
             kept = cover(name, info.size, mine, result.problems)
+        counted = [region.entry for region in kept if region.entry is not None]
+        result.rows += sum(len(entry.tokens) for entry in counted)
+        result.entries[index] = len(counted)
         done = _stream_segment(
             store, name, info.size, kept, result, ends, want_digests, digests_from_bytes,
             strict=strict, chunk=chunk, done=done, total=total, progress=progress,
@@ -434,6 +487,8 @@ def _stream_segment(
                     kept_bytes.append(bytes(view[low - position : high - position]))
             if region.end > end:
                 break
+            if entry is None and region.sha256 is not None:
+                result.base_matches = current.hexdigest() == region.sha256
             if region.sha256 is not None and current.hexdigest() != region.sha256:
                 if strict:
                     raise UndescribedBytesError(
