@@ -166,7 +166,7 @@ def _base_line(base: UnverifiedBase) -> str:
     checked = {
         True: f"their sha256 matches the one run {base.run_id} recorded",
         False: f"they do NOT match the sha256 run {base.run_id} recorded",
-        None: "no sha256 was recorded for them" if base.sha256 is None else "their sha256 was not checked",
+        None: "no sha256 was recorded for them" if base.sha256 is None else "verify checks their sha256",
     }[base.matches]
     who = (
         f"written by run {base.written_by} of this sink, whose manifest is missing"
@@ -175,7 +175,7 @@ def _base_line(base: UnverifiedBase) -> str:
     )
     return (
         f"bytes [{base.offset}, {base.offset + base.length}) of {base.blob} were there before run "
-        f"{base.run_id} appended to them ({who}): {checked}, but no manifest entry describes them, so "
+        f"{base.run_id} appended to them ({who}): {checked}; no manifest entry describes them, so "
         "their rows are not counted and their content is not proven"
     )
 
