@@ -191,8 +191,11 @@ def classify_pending(pending: Sequence[BlockEntry], observed_size: int, segment_
     for count, entry in enumerate(pending, start=1):
         if observed_size == entry.end:
             return count
+    # The intents that fit are the landed ones (as verify adopts them): the first byte no entry
+    # describes is where the last of them ends, not where the batch began.
+    described = max((e.end for e in pending if e.end <= observed_size), default=start)
     raise UndescribedBytesError(
         f"segment {segment_name} is {observed_size} bytes; the manifest's last intents expect it to end at "
-        f"one of {[start, *(e.end for e in pending)]} — bytes from {min(observed_size, start)} are not "
-        "described by any manifest entry",
+        f"one of {[start, *(e.end for e in pending)]} — bytes [{described}, {observed_size}) "
+        f"({observed_size - described} bytes) are not described by any manifest entry",
     )

@@ -237,6 +237,13 @@ class Opening:
         """
         t = self.target
         seg0 = self.segment(0)
+        if t.if_exists != "fail" and self.store.properties(seg0) is None:
+            # A segment 0 this sink's manifests describe is never created anew over their runs:
+            # recovery refuses, naming it and the runs, before anything is written.
+            recovery = Recovery(self.store, t, self.lease, self.events)
+            described = recovery.described()
+            if described:
+                return self._claim_for_continue(recovery, described), None
         try:
             self.store.create_append_blob(seg0, {META_CREATOR: t.run_id, META_WRITER: t.run_id})
             return _Base(), seg0

@@ -40,7 +40,6 @@ from elspeth_appendsink.core.reconcile import RunLayout, classify_pending, expec
 from elspeth_appendsink.encoders.base import Encoder
 from elspeth_appendsink.errors import (
     BlobExistsError,
-    BlobTypeError,
     InvariantViolation,
     ManifestCorruptError,
     RecoveryError,
@@ -51,6 +50,7 @@ from elspeth_appendsink.protocol.scan import (
     DigestsFromBytes,
     ScannedRun,
     read_manifest,
+    require_segments,
     row_digests_from_lengths,
     scan_segments,
 )
@@ -239,7 +239,7 @@ class Recovery:
         earlier = self.earlier_layouts(records[0].record)
         opened = walk(records, t.manifest)
         self.check_settings(opened.open)
-        self.check_segments([*earlier, opened])
+        require_segments(self.store, t.blob_path, [*earlier, opened])
         layout = self.settle_tail(opened)
         # Rows the engine may re-deliver: in a plain run, the rows the last write call that began
         # committed (in this process we know which call failed; after a restart, the last one with
@@ -318,20 +318,6 @@ class Recovery:
             run_id=recorded.run_id,
             output=f"{t.container}/{t.blob_path}",
         )
-
-    def check_segments(self, layouts: Sequence[RunLayout]) -> None:
-        """Refuse an output one of whose segments is no longer an append blob (replaced by
-        another kind of blob): found before anything is written, not at the first append."""
-        for index in sorted(expected_lengths(layouts)):
-            name = self.segment(index)
-            info = self.store.properties(name)
-            if info is not None and not info.is_append_blob:
-                raise BlobTypeError(
-                    f"segment {name} of this output is no longer an append blob; nothing will be "
-                    "written to the output",
-                    blob=name,
-                    hint="it was replaced by another kind of blob: restore it, or write to a new blob_path",
-                )
 
     def _refuse_lost_manifest(self) -> None:
         """This run's pointer exists but its manifest does not: refuse if the run had written data.
@@ -453,7 +439,7 @@ class Recovery:
         # The earlier runs are over (their leases are gone, or acquire below fails): finish their tails.
         last = ordered[-1]
         self.check_settings(last.open)
-        self.check_segments(ordered)
+        require_segments(self.store, self.target.blob_path, ordered)
         fence = last.pending_rollover.segment if last.pending_rollover is not None else last.segment
         self.lease.acquire(self.segment(fence))
         earlier = [settled_by_next(lay, nxt.open) for lay, nxt in itertools.pairwise(ordered)]

@@ -13,7 +13,9 @@ bytes, and this module alone answers them:
   identity digests of the entries the caller selects (computed from the bytes by a function the
   caller passes, :data:`DigestsFromBytes`), and the *prefix hashes* — for each write call of
   each run, the sha256 and size of the whole output at the end of that call's last committed
-  block (:class:`~elspeth_appendsink.core.anchor.Prefix`).
+  block (:class:`~elspeth_appendsink.core.anchor.Prefix`);
+- which segments the runs need, and which of them are gone (:func:`require_segments`, asked
+  by recovery before anything is written; :func:`segment_runs` names the runs).
 
 What a finding means is the caller's policy: ``strict`` scans (the writer's recovery, which must
 not write after bytes it cannot account for) raise :class:`~elspeth_appendsink.errors.
@@ -34,8 +36,8 @@ from elspeth_appendsink.core.anchor import Prefix
 from elspeth_appendsink.core.identity import content_digests
 from elspeth_appendsink.core.manifest import GENESIS, BlockEntry, DecodedRecord, ManifestReader
 from elspeth_appendsink.core.paths import segment_name
-from elspeth_appendsink.core.reconcile import RunLayout
-from elspeth_appendsink.errors import UndescribedBytesError
+from elspeth_appendsink.core.reconcile import RunLayout, expected_lengths
+from elspeth_appendsink.errors import BlobTypeError, UndescribedBytesError
 from elspeth_appendsink.storage import AzureStore, BlobInfo
 
 __all__ = [
@@ -48,11 +50,14 @@ __all__ = [
     "ScanResult",
     "ScannedRun",
     "cover",
+    "missing_segment",
     "read_manifest",
     "regions",
-    "undescribed",
+    "require_segments",
     "row_digests_from_lengths",
     "scan_segments",
+    "segment_runs",
+    "undescribed",
 ]
 
 #: Called as ``progress(bytes_done, bytes_total)`` while segments are streamed.
@@ -74,6 +79,7 @@ class ProblemKind(StrEnum):
     CHAIN_BROKEN = "chain_broken"  # a record does not link to the one before it (edited / dropped)
     MANIFEST_LAYOUT = "manifest_layout"  # records decode but do not fit together (offsets, tokens)
     RUN_CHAIN = "run_chain"  # the runs of the output do not continue one another
+    UNLINKED_RUN = "unlinked_run"  # a run appended onto earlier runs' output without continuing them
     UNDESCRIBED_BYTES = "undescribed_bytes"  # bytes no manifest entry accounts for
     MISSING_BYTES = "missing_bytes"  # the manifests describe bytes the segment does not hold
     OVERLAP = "overlap"  # two descriptions of the same bytes
@@ -187,19 +193,18 @@ def regions(runs: Sequence[ScannedRun], index: int) -> list[Region]:
 
 
 def cover(name: str, size: int, described: list[Region], problems: list[Problem]) -> list[Region]:
-    """Report gaps, overlaps and missing bytes; return the regions to hash (in bounds, disjoint)."""
+    """Report gaps, overlaps and missing bytes; return the regions to hash (in bounds, disjoint).
+
+    A region starting inside bytes already described is not kept; consecutive ones that claim
+    what the same run already claims are reported once, naming both descriptions.
+    """
     position = 0
     kept: list[Region] = []
+    overlaps: list[tuple[Region, Region | None]] = []  # (region, the kept one holding its first byte)
     for region in described:
         if region.offset < position:
-            problems.append(
-                Problem(
-                    ProblemKind.OVERLAP,
-                    Location(name, region.offset, region.record, region.manifest),
-                    f"{region.what} describes bytes [{region.offset}, {region.end}), but bytes "
-                    f"[{region.offset}, {min(position, region.end)}) are already described",
-                )
-            )
+            holder = next((k for k in reversed(kept) if k.offset <= region.offset), None)
+            overlaps.append((region, holder))
             continue
         if region.offset > position and position < size:
             problems.append(undescribed(name, position, min(region.offset, size)))
@@ -218,7 +223,54 @@ def cover(name: str, size: int, described: list[Region], problems: list[Problem]
         position = region.end
     if position < size:
         problems.append(undescribed(name, position, size))
+    problems.extend(_overlap(name, group) for group in _runs_of(overlaps))
     return kept
+
+
+def _runs_of(overlaps: list[tuple[Region, Region | None]]) -> list[list[tuple[Region, Region | None]]]:
+    """Overlaps grouped: consecutive regions of one run over bytes one other description holds."""
+    groups: list[list[tuple[Region, Region | None]]] = []
+    for region, holder in overlaps:
+        if groups:
+            last, last_holder = groups[-1][-1]
+            if (
+                region.run_id == last.run_id
+                and region.offset == last.end
+                and (holder.run_id if holder else None) == (last_holder.run_id if last_holder else None)
+            ):
+                groups[-1].append((region, holder))
+                continue
+        groups.append([(region, holder)])
+    return groups
+
+
+def _overlap(name: str, group: list[tuple[Region, Region | None]]) -> Problem:
+    claims = [region for region, _ in group]
+    held = list({id(h): h for _, h in group if h is not None}.values())  # each holder once, in order
+    first, last = claims[0], claims[-1]
+    verb = "describes" if len(claims) == 1 else "describe"
+    message = f"{_named(claims)} {verb} bytes [{first.offset}, {last.end}), but "
+    if held:
+        message += f"{_named(held)} already {'describes' if len(held) == 1 else 'describe'} them"
+    else:
+        message += "they are already described"
+    if held and any(h.run_id != first.run_id for h in held):
+        message += ": two runs claim the same bytes (two writers at once, without a lease?)"
+    return Problem(ProblemKind.OVERLAP, Location(name, first.offset, first.record, first.manifest), message)
+
+
+def _named(regions: list[Region]) -> str:
+    """``entry 3 of run r1 (rows [0, 40))``, or for several of one run ``entries 3-9 of run r1
+    (rows [0, 280))``."""
+    first, last = regions[0], regions[-1]
+    if len(regions) == 1:
+        return first.what
+    if first.entry is not None and last.entry is not None and all(r.run_id == first.run_id for r in regions):
+        return (
+            f"entries {first.entry.seq}-{last.entry.seq} of run {first.run_id} (rows "
+            f"[{first.entry.tokens.start}, {last.entry.tokens.end}))"
+        )
+    return f"{first.what} to {last.what}"
 
 
 def undescribed(name: str, start: int, end: int) -> Problem:
@@ -230,22 +282,95 @@ def undescribed(name: str, start: int, end: int) -> Problem:
     )
 
 
+def segment_runs(layouts: Sequence[RunLayout], index: int) -> list[str]:
+    """The runs (oldest first) whose manifests need segment ``index``: they started in it, moved
+    to it by a finished rollover, or an entry of theirs (committed or a pending intent) lies in it."""
+    runs = []
+    for layout in layouts:
+        if (
+            layout.open.base_segment == index
+            or (layout.segment == index and layout.pending_rollover is None)
+            or any(e.segment == index for e in layout.committed)
+            or any(e.segment == index for e in layout.pending)
+        ):
+            runs.append(layout.open.run_id)
+    return runs
+
+
+def missing_segment(name: str, runs: Sequence[str], described: int) -> str:
+    """What to say of segment ``name``, gone although ``runs`` describe ``described`` bytes in it."""
+    who = f"run {runs[0]}" if len(runs) == 1 else f"runs {', '.join(runs)}"
+    what = f"describe {described} bytes in it" if described else "name it as theirs"
+    return f"segment {name} is missing, but the manifests of {who} {what} (deleted behind the sink's back?)"
+
+
+def require_segments(store: AzureStore, blob_path: str, layouts: Sequence[RunLayout]) -> None:
+    """Refuse an output one of whose segments the runs' manifests need is gone, or is no longer an
+    append blob (replaced by another kind of blob).
+
+    Called by resume and ``continue`` before any request that writes (a lease, a void record, a
+    new segment 0): a run must never carry on over, or create anew, a segment whose bytes the
+    manifests describe. Raises :class:`UndescribedBytesError` naming the first missing segment
+    and the runs that describe it (:func:`segment_runs`), or :class:`BlobTypeError`.
+    """
+    ends = expected_lengths(layouts)
+    for index in sorted(ends):
+        runs = segment_runs(layouts, index)
+        name = segment_name(blob_path, index)
+        info = store.properties(name) if runs else None
+        if info is not None and not info.is_append_blob:
+            raise BlobTypeError(
+                f"segment {name} of this output is no longer an append blob; nothing will be "
+                "written to the output",
+                blob=name,
+                hint="it was replaced by another kind of blob: restore it, or write to a new blob_path",
+            )
+        if runs and info is None:
+            pending = [e.end for layout in layouts for e in layout.pending if e.segment == index]
+            described = max([ends.get(index, 0), *pending])
+            raise UndescribedBytesError(
+                missing_segment(segment_name(blob_path, index), runs, described)
+                + ": nothing is written over a missing segment",
+                hint="restore the segment blob (a soft-deleted version or a snapshot), or write the rows to "
+                "a new blob_path; `elspeth-appendsink verify` lists what is missing",
+            )
+
+
 def _strict_cover(name: str, size: int, end: int, described: list[Region]) -> list[Region]:
-    """Recovery's reading: the segment must be exactly what the manifests describe, or we stop."""
-    if size != end:
-        raise UndescribedBytesError(
-            f"segment {name} is {size} bytes but the manifests describe {end}: "
-            f"bytes [{min(size, end)}, {max(size, end)}) are "
-            f"{'undescribed' if size > end else 'missing'}"
-        )
+    """Recovery's reading: the segment must be exactly what the manifests describe, or we stop.
+
+    The error names the first byte where the two disagree: the first byte no region describes,
+    the first described byte the segment does not hold, or the first byte described twice.
+    """
     position = 0
     for region in described:
-        if region.offset != position:
-            gap = f"bytes [{position}, {region.offset})"
-            raise UndescribedBytesError(f"segment {name}: {gap} are not described (next is {region.what})")
+        if region.offset < position:
+            raise UndescribedBytesError(
+                f"segment {name}: {region.what} describes bytes [{region.offset}, {region.end}), but bytes "
+                f"[{region.offset}, {min(position, region.end)}) are already described"
+            )
+        if region.offset > position and position < size:
+            stop = min(region.offset, size)
+            raise UndescribedBytesError(
+                f"segment {name}: bytes [{position}, {stop}) ({stop - position} bytes) are not described by "
+                f"any manifest entry (the next one is {region.what})"
+            )
+        if region.end > size:
+            raise UndescribedBytesError(
+                f"segment {name} is {size} bytes but {region.what} describes bytes [{region.offset}, "
+                f"{region.end}): bytes [{size}, {max(end, region.end)}) are missing"
+            )
         position = region.end
-    if position != end:
-        raise UndescribedBytesError(f"segment {name}: bytes [{position}, {end}) are not described")
+    if size > position:
+        raise UndescribedBytesError(
+            f"segment {name} is {size} bytes but the manifests describe {position}: bytes [{position}, "
+            f"{size}) ({size - position} bytes) are not described by any manifest entry"
+        )
+    if position < end:
+        raise UndescribedBytesError(
+            f"segment {name} is {size} bytes but the manifests describe {end}: bytes [{size}, {end}) are "
+            "missing"
+        )
     return described
 
 
@@ -258,6 +383,9 @@ class ScanResult:
     digests: dict[tuple[int, int], bytes] = field(default_factory=dict)  # (segment, offset) -> digests
     prefixes: dict[str, list[Prefix]] = field(default_factory=dict)  # run id -> per write call
     problems: list[Problem] = field(default_factory=list)
+    rows: int = 0  # rows of the entries kept (each described byte counted once, and present)
+    entries: dict[int, int] = field(default_factory=dict)  # segment -> entries kept
+    base_matches: bool | None = None  # the first run's base hashed to its recorded sha256 (None: not hashed)
 
     @property
     def sha256(self) -> str:
@@ -308,17 +436,10 @@ def scan_segments(
         expected = described.get(index, 0)
         if info is None:
             if expected > 0:
+                missing = missing_segment(name, segment_runs([r.layout for r in runs], index), expected)
                 if strict:
-                    raise UndescribedBytesError(
-                        f"segment {name} is missing; the manifest describes {expected} bytes in it"
-                    )
-                result.problems.append(
-                    Problem(
-                        ProblemKind.MISSING_BYTES,
-                        Location(name, 0),
-                        f"the segment is missing; the manifests describe {expected} bytes in it",
-                    )
-                )
+                    raise UndescribedBytesError(missing)
+                result.problems.append(Problem(ProblemKind.MISSING_BYTES, Location(name, 0), missing))
             continue
         if not runs and info.size == 0:
             continue
@@ -327,6 +448,9 @@ def scan_segments(
             kept = _strict_cover(name, info.size, expected, mine)
         else:
             kept = cover(name, info.size, mine, result.problems)
+        counted = [region.entry for region in kept if region.entry is not None]
+        result.rows += sum(len(entry.tokens) for entry in counted)
+        result.entries[index] = len(counted)
         done = _stream_segment(
             store, name, info.size, kept, result, ends, want_digests, digests_from_bytes,
             strict=strict, chunk=chunk, done=done, total=total, progress=progress,
@@ -373,6 +497,8 @@ def _stream_segment(
                     kept_bytes.append(bytes(view[low - position : high - position]))
             if region.end > end:
                 break
+            if entry is None and region.sha256 is not None:
+                result.base_matches = current.hexdigest() == region.sha256
             if region.sha256 is not None and current.hexdigest() != region.sha256:
                 if strict:
                     raise UndescribedBytesError(

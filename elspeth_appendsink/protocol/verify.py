@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from elspeth_appendsink.core.anchor import Prefix
+from elspeth_appendsink.core.chain import UnverifiedBase, is_unlinked_append, same_start, unverified_base
 from elspeth_appendsink.core.cursor import Cursor
 from elspeth_appendsink.core.manifest import (
     GENESIS,
@@ -58,15 +59,17 @@ from elspeth_appendsink.core.paths import (
 )
 from elspeth_appendsink.core.reconcile import RunLayout, classify_pending, expected_lengths, walk
 from elspeth_appendsink.errors import ConfigError, ManifestCorruptError, UndescribedBytesError
-from elspeth_appendsink.protocol.lease import lease_id_for
+from elspeth_appendsink.protocol.lease import META_CREATOR, lease_id_for
 from elspeth_appendsink.protocol.scan import (
     Location,
     Problem,
     ProblemKind,
     ProgressCallback,
     ScannedRun,
+    missing_segment,
     regions,
     scan_segments,
+    segment_runs,
     undescribed,
 )
 from elspeth_appendsink.storage import AzureStore, BlobInfo
@@ -79,6 +82,7 @@ __all__ = [
     "ProgressCallback",
     "RunReport",
     "SegmentReport",
+    "UnverifiedBase",
     "VerifyReport",
     "inspect_output",
     "verify_output",
@@ -123,13 +127,14 @@ class SegmentReport:
     name: str
     exists: bool
     size: int
-    described: int  # bytes the manifests account for
+    described: int  # bytes the manifests' entries account for (an unverified base is not counted)
     entries: int
     sealed: bool
     recorded_seal: int | None  # the final length a rollover / seal record gives, if any
     committed_blocks: int | None
     lease_state: str | None
     lease_holder: str | None = None  # run id whose lease is active (inspect only)
+    base: int = 0  # bytes of the unverified base in this segment (see VerifyReport.base)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,7 +142,14 @@ class SegmentReport:
 
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
-    """What :func:`verify_output` found. ``ok`` means no problem; a run may still need resume."""
+    """What :func:`verify_output` found. ``ok`` means no problem; a run may still need resume.
+
+    ``base``: bytes that were in the output before its first run appended to them (``if_exists:
+    append`` onto a blob something else wrote). No entry describes them: they are not counted as
+    described, their rows are not in ``rows``, and only their sha256 is checked (against the
+    one the run recorded). ``ok`` stays true with a base: the :attr:`verdict` says what was not
+    proven.
+    """
 
     container: str
     blob_path: str
@@ -152,16 +164,27 @@ class VerifyReport:
     #: per run, per write call: the whole output's size and sha256 at the end of the call's last
     #: committed block (what the writer's ``content_hash`` / ``size`` said when the call returned)
     prefixes: dict[str, tuple[Prefix, ...]] = field(default_factory=dict)
+    base: UnverifiedBase | None = None
 
     @property
     def needs_resume(self) -> bool:
         return any(run.needs_resume for run in self.runs)
+
+    @property
+    def verdict(self) -> str:
+        """``verified``, ``verified_except_base`` (every byte but an unverified base is proven) or
+        ``not_verified``."""
+        if not self.ok:
+            return "not_verified"
+        return "verified" if self.base is None else "verified_except_base"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "container": self.container,
             "blob_path": self.blob_path,
             "ok": self.ok,
+            "verdict": self.verdict,
+            "unverified_base": None if self.base is None else self.base.as_dict(),
             "needs_resume": self.needs_resume,
             "rows": self.rows,
             "bytes": self.bytes,
@@ -187,6 +210,7 @@ class InspectReport:
     notes: tuple[str, ...]
     runs: tuple[RunReport, ...]
     segments: tuple[SegmentReport, ...]
+    base: UnverifiedBase | None = None  # as in VerifyReport (not read: ``matches`` is None)
 
     @property
     def needs_resume(self) -> bool:
@@ -202,6 +226,7 @@ class InspectReport:
             "blob_path": self.blob_path,
             "run_id": self.run_id,
             "needs_resume": self.needs_resume,
+            "unverified_base": None if self.base is None else self.base.as_dict(),
             "problems": [p.as_dict() for p in self.problems],
             "notes": list(self.notes),
             "runs": [r.as_dict() for r in self.runs],
@@ -234,6 +259,10 @@ class _Survey:
     chunk: int
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: runs opened at the same point as an earlier run (two writers at once): not its successors
+    twins: set[str] = field(default_factory=set)
+    #: (run, the run before it): appended onto the earlier runs' output without continuing them
+    unlinked: list[tuple[_Run, _Run]] = field(default_factory=list)
 
     def problem(self, kind: ProblemKind, message: str, blob: str, **where: Any) -> None:
         self.problems.append(Problem(kind, Location(blob, **where), message))
@@ -365,6 +394,8 @@ class _Survey:
                     record=0,
                 )
             expected = tuple(r.run_id for r in usable[:index])
+            if opening.continues != expected and self._known_break(run, usable[:index]):
+                continue
             if opening.continues != expected:
                 missing = [r for r in opening.continues if r not in names]
                 why = (
@@ -405,6 +436,67 @@ class _Survey:
                 )
         return usable
 
+    def _known_break(self, run: _Run, earlier: list[_Run]) -> bool:
+        """Report a run that does not continue ``earlier`` for what it is, when it is known: one
+        opened at the same point as an earlier run, or an append onto their output written before
+        appends were chained (:mod:`~elspeth_appendsink.core.chain`). False: neither."""
+        layout = _layout(run)
+        twin = next((r for r in earlier if same_start(_layout(r), layout)), None)
+        if twin is not None:
+            opening = layout.open
+            after = f"after runs {', '.join(opening.continues)}" if opening.continues else "as its first run"
+            self.twins.add(run.run_id)
+            self.problem(
+                ProblemKind.RUN_CHAIN,
+                f"runs {twin.run_id} and {run.run_id} both opened the output {after}, at segment "
+                f"{opening.base_segment} offset {opening.base_length}: two writers wrote it at the same "
+                "time (without a lease?); neither continues the other",
+                run.manifest,
+                offset=0,
+                record=0,
+            )
+            return True
+        if is_unlinked_append(layout, [_layout(r) for r in earlier]):
+            self.unlinked.append((run, earlier[-1]))  # reported with its base's hash (check_unlinked)
+            return True
+        return False
+
+    def check_unlinked(self, prefixes: Mapping[str, Sequence[Prefix]] | None) -> None:
+        """Report each run appended without continuing the runs before it (old ``append``), with
+        whether its recorded base sha256 is the output they left (``prefixes``: the scan's; None:
+        not read)."""
+        for run, before in self.unlinked:
+            opening = _layout(run).open
+            seg0 = self.segment(0)
+            found = [p for ps in (prefixes or {}).values() for p in ps if p.size == opening.base_length]
+            matches = None if not found else found[0].sha256 == opening.base_sha256
+            checked = {
+                None: "",
+                True: "; that is the sha256 it recorded for them",
+                False: "; but they do not hash to the sha256 it recorded for them",
+            }[matches]
+            self.problem(
+                ProblemKind.UNLINKED_RUN,
+                f"run {run.run_id} appended to this output (if_exists: append) without continuing the runs "
+                f"before it, as sink versions before chained appends did: its open record names no earlier "
+                f"run, and its base, bytes [0, {opening.base_length}) of {seg0}, is the output run "
+                f"{before.run_id} left{checked}. Every byte is described, but the runs are not chained: this "
+                "sink will not continue or append to the output; write later runs to a new blob_path",
+                run.manifest,
+                offset=0,
+                record=0,
+            )
+            if matches is False:
+                self.problem(
+                    ProblemKind.SHA_MISMATCH,
+                    f"bytes [0, {opening.base_length}) (the output run {before.run_id} left, run "
+                    f"{run.run_id}'s base) do not match the sha256 run {run.run_id} recorded for them",
+                    seg0,
+                    offset=0,
+                    record=0,
+                    manifest=run.manifest,
+                )
+
     def settle_pending(self, ordered: list[_Run], infos: dict[int, BlobInfo | None]) -> None:
         """Decide how much of each run's last batch of intents landed, as recovery would (without
         writing), and adopt those: the landed ones are committed (their sha256 is checked with
@@ -422,18 +514,22 @@ class _Survey:
             if not pending:
                 continue
             first = pending[0]
-            if index + 1 < len(ordered):
+            if index + 1 < len(ordered) and ordered[index + 1].run_id not in self.twins:
                 nxt = _layout(ordered[index + 1]).open
                 ends = [first.offset, *(entry.end for entry in pending)]
                 same = nxt.base_segment == first.segment and nxt.base_length in ends
                 landed = ends.index(nxt.base_length) if same else 0
             else:
                 info = infos.get(first.segment)
-                size = 0 if info is None else info.size
                 try:
-                    landed = classify_pending(pending, size, self.segment(first.segment))
+                    if info is None:
+                        # Intents are written only once their segment exists: a missing one was
+                        # deleted, not never written. Adopted, its bytes are reported missing.
+                        landed = len(pending)
+                    else:
+                        landed = classify_pending(pending, info.size, self.segment(first.segment))
                 except UndescribedBytesError:
-                    landed = sum(1 for entry in pending if entry.end <= size)
+                    landed = sum(1 for entry in pending if info is not None and entry.end <= info.size)
             run.unlanded = list(pending[landed:])
             layout.adopt_pending(landed)
 
@@ -442,6 +538,8 @@ class _Survey:
         in the segment the earlier run ended in, or in the next one when that one was sealed)."""
         for index in range(1, len(ordered)):
             before, run = ordered[index - 1], ordered[index]
+            if run.run_id in self.twins:
+                continue  # reported as such: it did not start after the run before it
             prev = _layout(before)
             segment = prev.segment + 1 if prev.segment in prev.sealed else prev.segment
             end = expected_lengths([_layout(r) for r in ordered[:index]]).get(segment, 0)
@@ -742,7 +840,12 @@ def _segment_reports(
     infos: dict[int, BlobInfo | None],
     seals: dict[int, int],
     holders: dict[int, str | None] | None = None,
+    *,
+    base: UnverifiedBase | None,
+    entries: Mapping[int, int] | None = None,
 ) -> list[SegmentReport]:
+    """Each segment's report; ``entries``: the scan's count of entries kept per segment (each
+    described byte once), else every committed entry the manifests place there."""
     layouts = [_layout(run) for run in ordered]
     described = expected_lengths(layouts)
     scanned = _scanned(ordered)
@@ -750,22 +853,47 @@ def _segment_reports(
     for index in indices:
         info = infos.get(index)
         described_here = regions(scanned, index)
+        unverified = base.length if base is not None and base.segment == index else 0
         reports.append(
             SegmentReport(
                 index=index,
                 name=scan.segment(index),
                 exists=info is not None,
                 size=0 if info is None else info.size,
-                described=described.get(index, 0),
-                entries=sum(1 for r in described_here if r.is_entry),
+                described=described.get(index, 0) - unverified,
+                entries=(
+                    sum(1 for r in described_here if r.is_entry) if entries is None else entries.get(index, 0)
+                ),
                 sealed=info is not None and info.sealed,
                 recorded_seal=seals.get(index),
                 committed_blocks=None if info is None else info.committed_blocks,
                 lease_state=None if info is None else info.lease_state,
                 lease_holder=None if holders is None else holders.get(index),
+                base=unverified,
             )
         )
     return reports
+
+
+def _base(scan: _Survey, ordered: list[_Run], infos: Mapping[int, BlobInfo | None]) -> UnverifiedBase | None:
+    """The first run's unverified base; a lost manifest of the run that created its segment is a
+    problem (the base is then this sink's own rows, no longer provable)."""
+    layouts = [_layout(run) for run in ordered]
+    if not layouts or not layouts[0].open.base_length:
+        return None
+    info = infos.get(layouts[0].open.base_segment)
+    creator = None if info is None else info.metadata.get(META_CREATOR)
+    base = unverified_base(layouts, scan.blob_path, creator)
+    if base is not None and base.written_by is not None and base.written_by not in layouts[0].open.continues:
+        scan.problem(
+            ProblemKind.RUN_CHAIN,
+            f"run {base.written_by} of this sink created this segment, but no manifest of it is here (lost "
+            f"or deleted): its bytes [0, {base.length}) are only the base run {base.run_id} appended to, "
+            "and cannot be proven",
+            base.blob,
+            offset=0,
+        )
+    return base
 
 
 # --------------------------------------------------------------------------------------------
@@ -806,6 +934,10 @@ def verify_output(
         progress=progress,
     )
     scan.problems.extend(result.problems)
+    scan.check_unlinked(result.prefixes)
+    base = _base(scan, ordered, infos)
+    if base is not None:
+        base = replace(base, matches=result.base_matches)
     total = sum(0 if info is None else info.size for info in infos.values())
     reports = scan.run_reports(runs, ordered, infos, unfinished)
     return VerifyReport(
@@ -815,11 +947,14 @@ def verify_output(
         problems=tuple(scan.problems),
         notes=tuple(scan.notes),
         runs=tuple(reports),
-        segments=tuple(_segment_reports(scan, ordered, indices, infos, seals)),
-        rows=sum(r.rows for r in reports),
+        segments=tuple(
+            _segment_reports(scan, ordered, indices, infos, seals, base=base, entries=result.entries)
+        ),
+        rows=result.rows,
         bytes=total,
         sha256=result.sha256,
         prefixes=_with_bases(ordered, result.prefixes),
+        base=base,
     )
 
 
@@ -881,7 +1016,11 @@ def inspect_output(
         info = infos[index]
         expected = described.get(index, 0)
         size = 0 if info is None else info.size
-        if size > expected:
+        if info is None and expected:
+            owners = segment_runs([_layout(run) for run in ordered], index)
+            name = scan.segment(index)
+            scan.problem(ProblemKind.MISSING_BYTES, missing_segment(name, owners, expected), name, offset=0)
+        elif size > expected:
             scan.problems.append(undescribed(scan.segment(index), expected, size))
         elif size < expected:
             scan.problem(
@@ -890,6 +1029,8 @@ def inspect_output(
                 scan.segment(index),
                 offset=size,
             )
+    scan.check_unlinked(None)
+    base = _base(scan, ordered, infos)
     holders = {
         index: _lease_holder(store, scan.segment(index), [*ordered, *(r for r in runs if r.layout is None)])
         for index, info in infos.items()
@@ -905,7 +1046,8 @@ def inspect_output(
         problems=tuple(scan.problems),
         notes=tuple(scan.notes),
         runs=tuple(reports),
-        segments=tuple(_segment_reports(scan, ordered, indices, infos, seals, holders)),
+        segments=tuple(_segment_reports(scan, ordered, indices, infos, seals, holders, base=base)),
+        base=base,
     )
 
 

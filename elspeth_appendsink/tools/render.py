@@ -14,7 +14,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from elspeth_appendsink.core.redact import redact, redact_value
-from elspeth_appendsink.protocol.verify import InspectReport, Problem, RunReport, SegmentReport, VerifyReport
+from elspeth_appendsink.protocol.verify import (
+    InspectReport,
+    Problem,
+    RunReport,
+    SegmentReport,
+    UnverifiedBase,
+    VerifyReport,
+)
 from elspeth_appendsink.tools.anchor import AnchorReport
 
 __all__ = ["PROG", "Out", "ProgressBar", "isatty", "print_anchor", "print_inspect", "print_verify"]
@@ -130,12 +137,14 @@ def print_problems(out: Out, problems: Sequence[Problem]) -> None:
 
 def print_segments(out: Out, segments: Sequence[SegmentReport], *, leases: bool) -> None:
     out.line("Segments")
-    header = f"  {'#':>3}  {'bytes':>12}  {'described':>12}  {'entries':>7}  {'sealed':<6}"
-    out.line(header + ("  lease" if leases else "") + "  name")
+    based = any(s.base for s in segments)  # a column for the unverified base only where there is one
+    header = f"  {'#':>3}  {'bytes':>12}  {'described':>12}  " + (f"{'base':>12}  " if based else "")
+    out.line(header + f"{'entries':>7}  {'sealed':<6}" + ("  lease" if leases else "") + "  name")
     for s in segments:
         sealed = "yes" if s.sealed else "no"
         size = f"{s.size:,}" if s.exists else "missing"
-        row = f"  {s.index:>3}  {size:>12}  {s.described:>12,}  {s.entries:>7}  {sealed:<6}"
+        row = f"  {s.index:>3}  {size:>12}  {s.described:>12,}  " + (f"{s.base:>12,}  " if based else "")
+        row += f"{s.entries:>7}  {sealed:<6}"
         if leases:
             state = s.lease_state or "-"
             if s.lease_holder:
@@ -152,18 +161,46 @@ def print_resume(out: Out, runs: Sequence[RunReport]) -> None:
             out.line("  and continues, writing every row exactly once.")
 
 
+def _base_line(base: UnverifiedBase) -> str:
+    """What an unverified base is, and what was (not) checked of it."""
+    checked = {
+        True: f"their sha256 matches the one run {base.run_id} recorded",
+        False: f"they do NOT match the sha256 run {base.run_id} recorded",
+        None: "no sha256 was recorded for them" if base.sha256 is None else "verify checks their sha256",
+    }[base.matches]
+    who = (
+        f"written by run {base.written_by} of this sink, whose manifest is missing"
+        if base.written_by
+        else "written by something else"
+    )
+    return (
+        f"bytes [{base.offset}, {base.offset + base.length}) of {base.blob} were there before run "
+        f"{base.run_id} appended to them ({who}): {checked}; no manifest entry describes them, so "
+        "their rows are not counted and their content is not proven"
+    )
+
+
 def print_verify(out: Out, report: VerifyReport) -> None:
     out.line(f"Output   azure://{report.container}/{report.blob_path}")
     n = len(report.segments)
-    if report.ok:
+    base = report.base
+    if report.ok and base is None:
         out.line(
             f"Verdict  VERIFIED: every byte of {n} segment{'s' * (n != 1)} is described by the manifests "
             "and matches its sha256"
         )
+    elif report.ok and base is not None:
+        out.line(
+            f"Verdict  VERIFIED, except an unverified base of {base.length:,} bytes at offset {base.offset} "
+            f"of {base.blob} written by something else: every other byte of {n} segment{'s' * (n != 1)} "
+            "is described by the manifests and matches its sha256"
+        )
     else:
         count = len(report.problems)
         out.line(f"Verdict  NOT VERIFIED: {count} problem{'s' * (count != 1)} found")
-    out.line(f"Rows     {report.rows:,}")
+    if base is not None:
+        out.line(f"Base     {_base_line(base)}")
+    out.line(f"Rows     {report.rows:,}" + (" (written by this sink; not the base's)" if base else ""))
     out.line(f"Bytes    {_bytes(report.bytes)}")
     sealed = sum(1 for s in report.segments if s.sealed)
     out.line(f"Segments {n} ({sealed} sealed)")
@@ -194,6 +231,8 @@ def print_verify(out: Out, report: VerifyReport) -> None:
 
 def print_inspect(out: Out, report: InspectReport) -> None:
     out.line(f"Output   azure://{report.container}/{report.blob_path}")
+    if report.base is not None:
+        out.line(f"Base     {_base_line(report.base)}")
     if not report.runs:
         out.line("Runs     none (no manifest describes this output)")
     for run in report.runs:
