@@ -368,7 +368,11 @@ class Recovery:
         last = ordered[-1]
         fence = last.pending_rollover.segment if last.pending_rollover is not None else last.segment
         self.lease.acquire(self.segment(fence))
-        ordered = [self.settle_tail(layout) for layout in ordered]
+        # Only the last run can have an unfinished step; each earlier one was settled by the run
+        # after it, whose base says how many of its last intents landed (the rest it voided).
+        for index in range(len(ordered) - 1):
+            _adopt_as_continued(ordered[index], ordered[index + 1].open)
+        ordered[-1] = self.settle_tail(ordered[-1])
         for index in range(1, len(ordered)):
             if ordered[index].open.prev != ordered[index - 1].head:
                 raise ManifestCorruptError(
@@ -428,3 +432,17 @@ class Recovery:
             digests_from_bytes=row_digests,
         )
         return Verified(result.full, result.size, result.digests)
+
+
+def _adopt_as_continued(layout: RunLayout, nxt: OpenRecord) -> None:
+    """Settle an earlier run's last intents as the run after it found them: those that end where
+    that run started landed (it adopted them); it voided any others in this manifest."""
+    layout.pending_rollover = None  # the next run started after it, so it was finished
+    if not layout.pending:
+        return
+    first = layout.pending[0]
+    ends = [first.offset, *(entry.end for entry in layout.pending)]
+    landed = len(layout.pending)
+    if nxt.base_segment == first.segment and nxt.base_length in ends:
+        landed = ends.index(nxt.base_length)
+    layout.adopt_pending(landed)
