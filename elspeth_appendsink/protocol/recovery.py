@@ -34,7 +34,13 @@ from elspeth_appendsink.core.manifest import (
     encode_record,
 )
 from elspeth_appendsink.core.paths import manifest_name, manifest_prefix, run_pointer_name, segment_name
-from elspeth_appendsink.core.reconcile import RunLayout, classify_pending, expected_lengths, walk
+from elspeth_appendsink.core.reconcile import (
+    RunLayout,
+    classify_pending,
+    continued_prefix,
+    expected_lengths,
+    walk,
+)
 from elspeth_appendsink.encoders.base import Encoder
 from elspeth_appendsink.errors import (
     BlobExistsError,
@@ -271,11 +277,28 @@ class Recovery:
     def earlier_layouts(self, opening: Record) -> list[RunLayout]:
         if not isinstance(opening, OpenRecord):
             raise ManifestCorruptError(f"{self.target.manifest} does not start with an open record")
-        layouts = []
-        for run_id in opening.continues:
-            name = manifest_name(self.target.blob_path, run_id)
-            layouts.append(walk(self._read_manifest(name), name))
-        return layouts
+        names = [manifest_name(self.target.blob_path, run_id) for run_id in opening.continues]
+        records = [self._read_manifest(name) for name in names]
+        # each run as the run after it read it (a stale writer's late records left out)
+        links = [*(r[0].record.prev if r else "" for r in records[1:]), opening.prev]
+        return [
+            walk(self._cut(recs, link, name), name)
+            for recs, link, name in zip(records, links, names, strict=False)
+        ]
+
+    def _cut(self, records: list[DecodedRecord], link: str, name: str) -> Sequence[DecodedRecord]:
+        """``records`` as the next run read them (:func:`continued_prefix`), saying so if cut."""
+        kept = continued_prefix(records, link)
+        if len(kept) < len(records):
+            self.events.append(
+                {
+                    "event": "recovery.stale_records_ignored",
+                    "manifest": name,
+                    "records": len(records) - len(kept),
+                    "why": "written by that run's writer after the next run took the output over",
+                }
+            )
+        return kept
 
     def settle_tail(self, layout: RunLayout) -> RunLayout:
         """Finish or void the unfinished last step of ``layout`` (writes to that run's manifest)."""
@@ -357,6 +380,11 @@ class Recovery:
             layouts.append((walk(records, name), name))
         layouts.sort(key=lambda pair: len(pair[0].open.continues))
         ordered = [lay for lay, _ in layouts]
+        for index in range(len(ordered) - 1):  # each run as the run after it read it
+            name = layouts[index][1]
+            kept = self._cut(decoded[name], ordered[index + 1].open.prev, name)
+            if len(kept) < len(decoded[name]):
+                ordered[index] = walk(kept, name)
         for index, layout in enumerate(ordered):
             expected = tuple(lay.open.run_id for lay in ordered[:index])
             if layout.open.continues != expected:

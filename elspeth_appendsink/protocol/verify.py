@@ -72,7 +72,13 @@ from elspeth_appendsink.core.paths import (
     segment_name,
     validate_blob_path,
 )
-from elspeth_appendsink.core.reconcile import RunLayout, classify_pending, expected_lengths, walk
+from elspeth_appendsink.core.reconcile import (
+    RunLayout,
+    classify_pending,
+    continued_prefix,
+    expected_lengths,
+    walk,
+)
 from elspeth_appendsink.errors import ConfigError, ManifestCorruptError, UndescribedBytesError
 from elspeth_appendsink.protocol.lease import lease_id_for
 from elspeth_appendsink.protocol.scan import (
@@ -408,6 +414,15 @@ class _Survey:
                     )
                 continue
             before = usable[index - 1]
+            kept = continued_prefix(before.records, opening.prev)
+            if len(kept) < len(before.records):
+                self.notes.append(
+                    f"{len(before.records) - len(kept)} record(s) at the end of {before.manifest} were "
+                    f"written by run {before.run_id}'s writer after run {run.run_id} took the output over "
+                    "(it was paused past its lease); they describe no byte and are not used"
+                )
+                before.records = list(kept)
+                before.layout = walk(before.records, before.manifest)
             head = _layout(before).head
             if opening.prev != head:
                 self.problem(

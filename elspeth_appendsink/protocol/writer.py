@@ -785,9 +785,9 @@ class AppendWriter:
         except LeaseHeldError as exc:
             if exc.error_code != "LeaseNotPresentWithBlobOperation" or self._lease.held is None:
                 raise
-            # Our own lease lapsed (a long retry storm or a long pause between writes): take it
-            # back — that fails if anyone else leased the blob meanwhile — and send again, guarded.
-            self._lease.acquire(name)
+            # Our own lease lapsed or was broken (a long retry storm, an operator's unlock): take
+            # it back — that fails if another run leased the blob since — and send again, guarded.
+            self._lease.reclaim(name)
             return self.store.append_block(name, data, entry.offset, lease=self._lease.held)
 
     def _append_record(self, record: Record) -> None:
@@ -802,6 +802,9 @@ class AppendWriter:
         c = self._require_cursor()
         unsent = self._unsent
         try:
+            # A writer paused past its lease must not record anything after another run took the
+            # output over: the lease is confirmed first (usually no request; see LeaseKeeper.confirm).
+            self._lease.confirm(self.segment(c.segment))
             self.store.append_block(self.target.manifest, unsent + data, c.manifest_length - len(unsent))
         except BaseException:
             self._dirty = True
