@@ -38,6 +38,7 @@ __all__ = [
     "AppendSinkError",
     "BlobExistsError",
     "BlobTypeError",
+    "ClosedError",
     "ConfigError",
     "InvariantViolation",
     "LeaseHeldError",
@@ -188,6 +189,10 @@ class ManifestCorruptError(RecoveryError):
 
 class UndescribedBytesError(RecoveryError):
     """A segment holds bytes that no manifest entry (or pending intent) accounts for."""
+
+
+class ClosedError(AppendSinkError):
+    """A write after ``close`` (or after the run sealed its output); refused before any request."""
 
 
 class InvariantViolation(RuntimeError):

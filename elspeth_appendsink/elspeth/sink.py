@@ -48,7 +48,7 @@ from elspeth_appendsink.elspeth.options import SinkConfig
 from elspeth_appendsink.elspeth.outcomes import recorded_outcomes
 from elspeth_appendsink.encoders import CsvOptions, create_encoder, restore_encoder
 from elspeth_appendsink.encoders.base import Encoder, Row
-from elspeth_appendsink.errors import AppendSinkError, SchemaDriftError
+from elspeth_appendsink.errors import AppendSinkError, ClosedError, SchemaDriftError
 from elspeth_appendsink.logs import get_logger
 from elspeth_appendsink.protocol.writer import AppendWriter, OutputTarget
 from elspeth_appendsink.storage import (
@@ -98,6 +98,7 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
         self._run_id: str | None = None
         self._field_resolution: dict[str, str] | None = None
         self._needs_resume_field_resolution = self._cfg.headers == "original"
+        self._closed = False
 
     # --- ELSPETH contract -----------------------------------------------------------------------
     @property
@@ -139,6 +140,11 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
         log.debug("sink.start", sink=self.name, node_id=self.node_id)
 
     def write(self, rows: list[dict[str, Any]], ctx: Any) -> SinkWriteResult:
+        if self._closed:  # a new writer would take this run for a second start of it
+            raise ClosedError(
+                f"the {self.name} sink for {self._cfg.blob_path} is closed; nothing more can be written",
+                hint="write before close(); ELSPETH builds a new sink for each run",
+            )
         self._ctx = ctx
         try:
             writer = self._writer_for(str(ctx.run_id))
@@ -170,7 +176,7 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
         """Nothing is buffered: write() returns only after every block it sent is durable."""
 
     def on_complete(self, ctx: Any) -> None:
-        if not self._cfg.seal_on_complete:
+        if not self._cfg.seal_on_complete or self._closed:
             return
         if self._writer is None and self._resume:
             # a resume that replayed nothing to this sink still owes the seal its run recorded
@@ -179,6 +185,7 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
             self._writer.finish(seal=True)
 
     def close(self) -> None:
+        self._closed = True
         if self._writer is not None:
             self._writer.close()
         if self._store is not None:

@@ -92,6 +92,7 @@ from elspeth_appendsink.core.paths import manifest_name, segment_name
 from elspeth_appendsink.core.replay import ReplayDecision, decide_replay
 from elspeth_appendsink.encoders.base import Encoder, Packed, Part, Row
 from elspeth_appendsink.errors import (
+    ClosedError,
     InvariantViolation,
     LeaseHeldError,
     RowError,
@@ -246,6 +247,7 @@ class AppendWriter:
         # engine recorded a terminal outcome for (None: unknown). Used once, by _match_redelivery.
         self.recorded_rows: int | None = None
         self._run_rows = 0  # rows this run's own manifest commits (set by recovery)
+        self._ended: str | None = None  # "sealed" (finish sealed the output) or "closed"
 
     # --- public -------------------------------------------------------------------------------
     @property
@@ -269,7 +271,9 @@ class AppendWriter:
             self._recover()
 
     def write(self, rows: Sequence[Row]) -> WriteReport:
-        """Append ``rows`` (in order) exactly once. Raises before sending a block with a bad row."""
+        """Append ``rows`` (in order) exactly once. Raises before sending a block with a bad row,
+        and :class:`ClosedError` (before any request) once the writer is closed or sealed the output."""
+        self._refuse_if_ended()
         report = WriteReport(rows_in=len(rows))
         if not rows:
             return report
@@ -842,6 +846,8 @@ class AppendWriter:
     # --- end of run ----------------------------------------------------------------------------
     def finish(self, *, seal: bool) -> None:
         """End of run: optionally seal the last segment (recorded in the manifest first)."""
+        if self._ended is not None:
+            return  # sealed already (a second seal record would follow the first), or closed
         self.prepare()  # a resumed writer given no rows since has not recovered its cursor yet
         if self.cursor is None or self._dirty:
             return
@@ -851,9 +857,12 @@ class AppendWriter:
             c = self.cursor
             self._append_record(SealRecord(c.next_seq, c.head, c.segment, c.offset))
             self.store.seal(self.segment(c.segment), c.offset, lease=self._lease.held)
+            self._ended = "sealed"
 
     def close(self) -> None:
-        """Release our lease (a crashed writer's lease simply expires, or is re-acquired on resume)."""
+        """Release our lease (a crashed writer's lease simply expires, or is re-acquired on resume).
+        Later writes raise :class:`ClosedError`."""
+        self._ended = "closed"
         if self._lease.held is not None and self.cursor is not None:
             self._lease.release(self.segment(self.cursor.segment))  # it expires by itself anyway
         self._lease.stop()
@@ -861,6 +870,20 @@ class AppendWriter:
         self._digest.close()
 
     # --- helpers -------------------------------------------------------------------------------
+    def _refuse_if_ended(self) -> None:
+        """Nothing may be recorded after the seal record, nor by a writer that let its lease go."""
+        if self._ended == "sealed":
+            raise ClosedError(
+                f"run {self.target.run_id} sealed {self.target.blob_path} when it completed; "
+                "nothing more can be written by this run",
+                hint="write before on_complete, or continue the output with a new run (if_exists: continue)",
+            )
+        if self._ended == "closed":
+            raise ClosedError(
+                f"the writer of run {self.target.run_id} for {self.target.blob_path} is closed",
+                hint="write before close(); a closed writer cannot be reopened",
+            )
+
     def _require_cursor(self) -> Cursor:
         if self.cursor is None:
             raise InvariantViolation("writer used before it was opened")
