@@ -240,6 +240,10 @@ class Opening:
                 raise
             if info.metadata.get(META_CREATOR) == t.run_id and info.size == 0:
                 pass  # ours, from a start that crashed before describing anything
+            elif self._is_empty_own_output(info):
+                base = self._take_over_empty(seg0, info)
+                if base is not None:
+                    return base, None
             elif t.if_exists == "fail":
                 raise
             elif not info.is_append_blob:
@@ -254,6 +258,44 @@ class Opening:
                     return base, None
         self.lease.acquire(seg0)
         return _Base(), None
+
+    def _is_empty_own_output(self, info: BlobInfo) -> bool:
+        """Segment 0 of another run of this sink, still empty (``continue`` has its own path)."""
+        return (
+            self.target.if_exists != "continue"
+            and info.size == 0
+            and META_CREATOR in info.metadata
+            and info.is_append_blob
+            and not info.sealed
+        )
+
+    def _take_over_empty(self, seg0: str, info: BlobInfo) -> _Base | None:
+        """An output this sink created that no manifest describes a byte of (an earlier run stopped
+        before its first block: a bad row, a crash): any ``if_exists`` takes it over, under the
+        lease (refused while that run still holds it), continuing the runs that opened it so the
+        chain of runs stays whole. None: no manifest holds a record (start on it afresh)."""
+        continued = Recovery(self.store, self.target, self.lease, self.events).output(
+            seg0, info, self._restore_encoder
+        )
+        if continued is None:
+            return None
+        if continued.verified.size:
+            raise BlobExistsError(
+                f"{seg0} already holds {continued.verified.size} bytes written by runs "
+                f"{', '.join(lay.open.run_id for lay in continued.layouts)} of this sink",
+                blob=seg0,
+                hint="use if_exists: continue to add to it, or a new blob_path",
+            )
+        last = continued.layouts[-1]
+        self.events.append(
+            {
+                "event": "open.took_over_empty",
+                "blob": seg0,
+                "runs": [lay.open.run_id for lay in continued.layouts],
+            }
+        )
+        # nothing of the earlier runs' decisions reached a byte: this run decides the encoder
+        return _Base(continues=tuple(lay.open.run_id for lay in continued.layouts), prev=last.head)
 
     def _claim_for_append(self, seg0: str, info: BlobInfo, rows: Sequence[Row]) -> _Base:
         """``if_exists: append``: the existing bytes become the run's pre-existing base."""

@@ -375,17 +375,33 @@ class AppendWriter:
             resume=self._resume,
             clock=self._clock,
         )
+        # A bad row among the first rows is found before any request: the first slice is encoded
+        # before the opening starts (a fresh output or an append base keeps this encoder; a
+        # ``continue`` restores its own, which may judge the rows otherwise: it finds out later).
+        early = self.target.if_exists != "continue"
         try:
-            guess = self._make_encoder(rows)
+            guess: Encoder | None = self._make_encoder(rows)
+        except RowError:
+            if early:
+                raise
+            guess = None
         except Exception:
             guess = None  # the opening makes it again, in its own order, and raises there
         ready: Iterator[_Slice] | None = None
         if guess is None:
             plan = opening.start(rows)
         else:
+            slices = self._slices(rows, encoder=guess)
+            head: list[_Slice] = []
+            try:
+                head = [next(slices)]
+            except RowError:
+                if early:
+                    raise
+                slices = self._slices(rows, encoder=guess)  # encoded again (and raised) after the opening
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="elspeth-appendsink-open") as pool:
                 started = pool.submit(opening.start, rows, guess)
-                ready = self._encode_ahead(rows, guess, started)
+                ready = self._encode_ahead(rows, head, slices, started) if head else None
                 plan = started.result()
             if plan.encoder is not guess:
                 ready = None
@@ -403,16 +419,18 @@ class AppendWriter:
         self._unsent = encoded
         return ready
 
-    def _encode_ahead(self, rows: Sequence[Row], encoder: Encoder, started: Future[Any]) -> Iterator[_Slice]:
-        """Encode slices of ``rows`` until ``started`` is done or a batch's worth of blocks (see
-        ``PIPELINE_BYTES``) is ready; return them followed by the rest of the slices (lazily).
+    def _encode_ahead(
+        self, rows: Sequence[Row], ready: list[_Slice], slices: Iterator[_Slice], started: Future[Any]
+    ) -> Iterator[_Slice]:
+        """Encode more of ``slices`` (``rows``' slices after those ``ready``) until ``started`` is
+        done or a batch's worth of blocks (see ``PIPELINE_BYTES``) is ready; return them followed
+        by the rest of the slices (lazily).
 
         A slice that fails to encode (a bad row) ends the work ahead: the write path encodes it
         again after the opening and raises there, as it would have without this.
         """
-        ready: list[_Slice] = []
-        size, start = 0, 0
-        slices = self._slices(rows, encoder=encoder)
+        size = sum(len(item[2].data) for item in ready)
+        start = sum(len(item[1]) for item in ready)
         try:
             while not started.done() and size < self._batch_blocks * self.target.block_size:
                 item = next(slices, None)
