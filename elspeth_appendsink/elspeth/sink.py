@@ -199,13 +199,21 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
         return self._cfg
 
     def _artifact(self) -> ArtifactDescriptor:
+        """The output so far. Before its first row there is no output (an empty run creates none:
+        the encoder is decided by the first rows); the descriptor then says ``created: False`` —
+        ELSPETH never sees it, since it calls ``write`` only with rows, and ``verify`` finds
+        nothing at the path either."""
         writer = self._writer
         path = writer.target.blob_path if writer is not None else self._cfg.blob_path
+        opened = writer is not None and writer.is_open
         return ArtifactDescriptor(
             artifact_type="file",
             path_or_uri=f"azure://{self._cfg.container}/{path}",
-            content_hash=writer.content_hash if writer is not None and writer.is_open else _EMPTY,
+            content_hash=writer.content_hash if writer is not None and opened else _EMPTY,
             size_bytes=writer.size if writer is not None else 0,
+            metadata=None
+            if opened or self._resume
+            else {"created": False, "why": "no row has been written: no output yet"},
         )
 
     def _ask_landscape(self, writer: AppendWriter, ctx: Any) -> None:

@@ -700,7 +700,16 @@ class _Survey:
                 "blob_path",
                 f"nothing at {self.store.uri(self.blob_path)}: no segment and no manifest "
                 f"(under {manifest_prefix(self.blob_path)})",
-                hint="give the rendered path of the output (e.g. out/<run id>/rows.csv), not the template",
+                hint="give the rendered path of the output (e.g. out/<run id>/rows.csv), not the template; "
+                "a run that wrote no row creates no output",
+            )
+        output, mark, run_id = self.blob_path.rpartition(".manifest/")
+        if not runs and mark and output and run_id and "/" not in run_id:
+            raise ConfigError(
+                "blob_path",
+                f"{self.blob_path} is a manifest of this sink (run {run_id}'s, for the output {output}), "
+                "not an output",
+                hint=f"give the output's path: {output}",
             )
         self.settle_pending(ordered, infos)
         self.check_run_bases(ordered)
