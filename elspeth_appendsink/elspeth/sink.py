@@ -312,9 +312,18 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
             if encoder is not None and encoder.header():
                 expected = encoder.header()
                 if not head.startswith(expected):
-                    first = head.split(b"\n", 1)[0].decode(cfg.csv_options.encoding, errors="replace")
+                    # shown with its line ending: a header that differs only there reads the same
+                    line = head.split(b"\n", 1)[0] + (b"\n" if b"\n" in head else b"")
+                    first = line.decode(cfg.csv_options.encoding, errors="replace")
+                    ours = expected.decode(cfg.csv_options.encoding, errors="replace")
+                    ending = (
+                        f" (line ending {_ending(line)} where this sink writes {_ending(expected)})"
+                        if line.rstrip(b"\r\n") == expected.rstrip(b"\r\n")
+                        else ""
+                    )
                     return OutputValidationResult.failure(
-                        f"existing CSV header {first!r} differs from the header this sink writes",
+                        f"existing CSV header {first!r} differs from the header this sink writes, "
+                        f"{ours!r}{ending}",
                         target_fields=first.strip().split(cfg.csv_options.delimiter),
                         schema_fields=declared,
                     )
@@ -400,6 +409,14 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
             )
         except Exception as exc:
             raise AuditIntegrityError(f"could not record the sink's {operation} decision: {exc}") from exc
+
+
+def _ending(line: bytes) -> str:
+    """A line's terminator, named: CRLF, LF, CR or none."""
+    for terminator, name in ((b"\r\n", "CRLF"), (b"\n", "LF"), (b"\r", "CR")):
+        if line.endswith(terminator):
+            return name
+    return "none"
 
 
 def _compare_fields(found: list[str], declared: list[str], mode: str) -> OutputValidationResult:

@@ -190,11 +190,17 @@ class Recovery:
         t = self.target
         raw = self.store.get(run_pointer_name(t.template_digest, t.run_id))
         if raw is None:
-            return None  # this run never wrote anything: a fresh start (in resume mode)
-        pointer = json.loads(raw)
-        if pointer.get("blob_path") != t.blob_path:
-            # the template held a timestamp: the run's real path is the one it resolved back then
-            self.target = t = replace(t, blob_path=pointer["blob_path"])
+            # No pointer: this run never wrote anything (a fresh start, in resume mode) — or its
+            # pointer was deleted. A path without a timestamp renders again, so the run's manifest
+            # is still found there, and recovery goes on without the pointer.
+            if not t.path_is_stable or self.store.properties(t.manifest) is None:
+                return None
+            self.events.append({"event": "recovery.pointer_missing", "run_id": t.run_id})
+        else:
+            pointer = json.loads(raw)
+            if pointer.get("blob_path") != t.blob_path:
+                # the template held a timestamp: the run's real path is the one it resolved back then
+                self.target = t = replace(t, blob_path=pointer["blob_path"])
         if self.store.properties(t.manifest) is None:
             return None
         records = self._read_manifest(t.manifest)
