@@ -134,16 +134,19 @@ def test_a_bad_row_among_the_first_rows_sends_no_request(
     assert rows_in(azurite, container, fmt) == as_written(fmt, batch(0, 10))
 
 
+@pytest.mark.parametrize("if_exists", ["fail", "continue"])
+@pytest.mark.parametrize("sealed", [False, True], ids=["open", "sealed-on-complete"])
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_rerun_takes_over_an_output_no_manifest_describes(
-    azurite: Azurite, container: str, make_options: Options, fmt: str
+    azurite: Azurite, container: str, make_options: Options, fmt: str, sealed: bool, if_exists: str
 ) -> None:
     """A bad row deep in run r1's first write (the output opened, nothing was described), then
-    on_complete and close: the fixed re-run r2 with if_exists: fail takes the empty output over
-    instead of blob_exists; each row once; verify is clean."""
+    on_complete (sealing the empty segment 0, when asked) and close: the fixed re-run r2 (fail:
+    instead of blob_exists; or continue) takes the empty output over; each row once, the CSV
+    header once at the top (also when it lands in segment 1); verify is clean."""
     bad = batch(0, 3000)
     bad[2500]["name"] = b"bytes have no text form"
-    first = sink_for(make_options, fmt, block_size="64KiB")
+    first = sink_for(make_options, fmt, block_size="64KiB", seal_on_complete=sealed)
     with pytest.raises(UnencodableRow):
         first.write(bad, RecordingContext(run_id="r1"))
     first.on_complete(RecordingContext(run_id="r1"))
@@ -151,10 +154,12 @@ def test_a_rerun_takes_over_an_output_no_manifest_describes(
     names = {blob.name for blob in container_client(azurite, container).list_blobs()}
     assert f"out/data.{fmt}" in names  # the opening had begun
     assert read_output(azurite, container, f"out/data.{fmt}") == b""
-    second = sink_for(make_options, fmt, block_size="64KiB")
+    second = sink_for(make_options, fmt, block_size="64KiB", if_exists=if_exists)
     second.write(batch(0, 3000), RecordingContext(run_id="r2"))
     second.close()
     assert rows_in(azurite, container, fmt) == as_written(fmt, batch(0, 3000))
+    if fmt == "csv":
+        assert read_output(azurite, container, "out/data.csv").startswith(b"id,name,kind\r\n0,")
     report = verify_output(make_store(azurite, container), f"out/data.{fmt}")
     assert report.ok, report.problems
     assert report.rows == 3000
