@@ -132,3 +132,23 @@ def test_a_late_intent_of_a_taken_over_run_is_ignored_by_the_runs_after_it(
     resumed = writer(azurite, container, fmt, "r1", resume=True)
     with pytest.raises(RecoveryError, match="run r2 has continued this output after run r1"):
         resumed.write(rows(20, 30))
+
+
+@pytest.mark.parametrize("moved", [False, True], ids=["at-the-append", "before-the-manifest"])
+def test_a_writer_whose_lease_an_operator_broke_takes_it_back(
+    azurite: Azurite, container: str, moved: bool
+) -> None:
+    """`unlock` broke r1's lease and no other run wrote since: r1 takes its lease back (found at
+    the data append, or when confirming before the manifest once half the lease passed) and goes
+    on; each row once, verify clean."""
+    clock = Clock()
+    r1 = writer(azurite, container, "jsonl", "r1")
+    r1._lease.clock = clock
+    r1.write(rows(0, 10))
+    make_store(azurite, container).break_lease("out/data.jsonl")
+    if moved:
+        clock.now += 8  # over half of lease_duration: the lease is confirmed by a renewal
+    r1.write(rows(10, 20))
+    r1.close()
+    assert decode("jsonl", read_output(azurite, container, "out/data.jsonl")) == rows(0, 20)
+    assert verify_output(make_store(azurite, container), "out/data.jsonl").ok
