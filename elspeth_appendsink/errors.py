@@ -16,14 +16,16 @@ The tree::
     │   ├── LeaseHeldError               another writer holds the lease
     │   ├── SegmentFullError             the service refused more blocks (handled by rollover)
     │   └── StorageUnavailableError      throttled / unreachable after the retry budget
-    └── RecoveryError                    manifest and segments do not reconcile
-        ├── ManifestCorruptError         undecodable record or broken hash chain
-        └── UndescribedBytesError        bytes in a segment no manifest entry accounts for
+    ├── RecoveryError                    manifest and segments do not reconcile
+    │   ├── ManifestCorruptError         undecodable record or broken hash chain
+    │   └── UndescribedBytesError        bytes in a segment no manifest entry accounts for
+    └── ClosedError                      written to after close, or after the run sealed its output
 
     InvariantViolation (RuntimeError)    a bug in this package; never caught or retried
 
 Every message is passed through :func:`~elspeth_appendsink.core.redact.redact` so no secret can
-leak through ``str(error)``; structured fields are kept on the instance for the audit trail.
+leak through ``str(error)`` (a ``ConfigError``'s through ``redact_keylike`` too: it echoes the
+user's options, where a secret may be misplaced); structured fields are kept on the instance.
 """
 
 from __future__ import annotations
@@ -31,13 +33,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from elspeth_appendsink.core.redact import redact
+from elspeth_appendsink.core.redact import redact, redact_keylike
 
 __all__ = [
     "AppendConflictError",
     "AppendSinkError",
     "BlobExistsError",
     "BlobTypeError",
+    "ClosedError",
     "ConfigError",
     "InvariantViolation",
     "LeaseHeldError",
@@ -73,7 +76,8 @@ class ConfigError(AppendSinkError, ValueError):
 
     def __init__(self, option: str, message: str, *, hint: str = "") -> None:
         self.option = option
-        super().__init__(f"option '{option}': {message}", hint=hint)
+        # it echoes what the user typed, and a secret may sit in any option: redacted harder
+        super().__init__(f"option '{option}': {redact_keylike(message)}", hint=redact_keylike(hint))
 
 
 class SettingsChangedError(ConfigError):
@@ -218,6 +222,10 @@ class ManifestCorruptError(RecoveryError):
 
 class UndescribedBytesError(RecoveryError):
     """A segment holds bytes that no manifest entry (or pending intent) accounts for."""
+
+
+class ClosedError(AppendSinkError):
+    """A write after ``close`` (or after the run sealed its output); refused before any request."""
 
 
 class InvariantViolation(RuntimeError):

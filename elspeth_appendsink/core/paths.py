@@ -34,6 +34,7 @@ import unicodedata
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
+from elspeth_appendsink.core.redact import redact_keylike
 from elspeth_appendsink.errors import ConfigError
 
 __all__ = [
@@ -81,7 +82,10 @@ _SEGMENT_MARK = ".seg"
 
 
 def _shorten(text: str, limit: int = 80) -> str:
-    """``repr`` of ``text``, cut to ``limit`` characters so long names keep messages readable."""
+    """``repr`` of ``text``, cut to ``limit`` characters so long names keep messages readable.
+
+    Redacted first: cut first, a secret mistakenly given here would no longer match itself."""
+    text = redact_keylike(text)
     return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 

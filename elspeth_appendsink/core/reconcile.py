@@ -13,7 +13,8 @@ before is durable, so a manifest read back after a crash means exactly this:
 
 :func:`walk` turns one run's records into a :class:`RunLayout`; :func:`expected_lengths`
 combines the runs of one output; :func:`classify_pending` decides how much of the last batch
-landed. Anything else that does not fit raises — never guesses, never truncates.
+landed; :func:`continued_prefix` is a run's manifest as the next run of its output read it.
+Anything else that does not fit raises — never guesses, never truncates.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from elspeth_appendsink.core.manifest import (
 )
 from elspeth_appendsink.errors import ManifestCorruptError, UndescribedBytesError
 
-__all__ = ["RunLayout", "classify_pending", "expected_lengths", "walk"]
+__all__ = ["RunLayout", "classify_pending", "continued_prefix", "expected_lengths", "walk"]
 
 
 @dataclass
@@ -156,6 +157,33 @@ def walk(records: Sequence[DecodedRecord], name: str = "manifest") -> RunLayout:
     layout.next_seq = last.record.seq + 1
     layout.manifest_length = last.offset + last.length
     return layout
+
+
+#: What a writer records before a guarded request to a segment it fences: all a writer that lost
+#: the segment's lease can have recorded after another run took the output over.
+_BEFORE_A_SEGMENT_REQUEST = (BlockEntry, RolloverRecord, SealRecord)
+
+
+def continued_prefix(records: Sequence[DecodedRecord], link: str) -> Sequence[DecodedRecord]:
+    """A run's records as far as the next run of its output read them.
+
+    ``link`` is the next run's ``open.prev``: the hash of the last record it read here, after it
+    had leased the segment. Records after that one were written later by this run's own writer,
+    paused past its lease in the instant between confirming the lease and appending to its
+    manifest (a different blob: the segment's lease cannot guard it). Losing the lease, that
+    writer could append no byte to any segment after them, so they describe nothing and are left
+    out — when they are only what a writer records before a segment request (intents, a rollover,
+    a seal); a scan still proves it, since any byte they did describe would be undescribed. A
+    link to no record here, or anything else after it, returns ``records`` unchanged: the chain
+    is broken and the caller says so.
+    """
+    for index, decoded in enumerate(records):
+        if decoded.hash == link:
+            tail = records[index + 1 :]
+            if tail and all(isinstance(d.record, _BEFORE_A_SEGMENT_REQUEST) for d in tail):
+                return records[: index + 1]
+            break
+    return records
 
 
 def opening_segment(opening: OpenRecord) -> int:

@@ -4,7 +4,9 @@ It recognises credentials by shape, so it also catches secrets it was never told
 ``AccountKey=…`` inside connection strings, SAS signatures (``sig=…``), client secrets and
 account keys given as options, and bearer tokens. Known secret values can be registered with
 :func:`register_secret` (the config does this for every secret option) and are then removed
-wherever they appear, whatever surrounds them.
+wherever they appear, whatever surrounds them. Text echoed from the user's own options (a
+config error) is redacted harder, :func:`redact_keylike`: a secret put in the wrong option was
+never registered, so any long key-shaped run goes too.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["REDACTED", "redact", "redact_value", "register_secret"]
+__all__ = ["REDACTED", "looks_like_key", "redact", "redact_keylike", "redact_value", "register_secret"]
 
 REDACTED = "***"
 
@@ -31,6 +33,12 @@ _PATTERNS: tuple[re.Pattern[str], ...] = (
     ),
     re.compile(r"(?i)(Bearer\s+)([A-Za-z0-9._~+/=-]{8,})"),
 )
+
+# A run of base64/base64url characters long enough to be a key, a client secret or a token
+# (account keys are 88, SAS signatures 44+, client secrets 34-40). Only runs that mix upper
+# case, lower case and digits count: a lowercase hex sha256 or a plain word is no key.
+_KEYLIKE = re.compile(r"[A-Za-z0-9+/_~.-]{32,}={0,2}")
+_MIXED = (re.compile(r"[A-Z]"), re.compile(r"[a-z]"), re.compile(r"[0-9]"))
 
 _known: set[str] = set()
 _lock = threading.Lock()
@@ -55,6 +63,18 @@ def redact(text: str) -> str:
     for pattern in _PATTERNS:
         text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
     return text
+
+
+def looks_like_key(text: str) -> bool:
+    """Whether ``text`` holds a run shaped like a key, a client secret or a token."""
+    return any(all(p.search(m.group(0)) for p in _MIXED) for m in _KEYLIKE.finditer(text))
+
+
+def redact_keylike(text: str) -> str:
+    """:func:`redact`, and every key-shaped run (see :func:`looks_like_key`) replaced by ``***``:
+    for text that echoes what the user typed, where a secret may sit in any option."""
+    text = redact(text)
+    return _KEYLIKE.sub(lambda m: REDACTED if all(p.search(m.group(0)) for p in _MIXED) else m.group(0), text)
 
 
 def redact_value(value: Any) -> Any:

@@ -11,6 +11,7 @@ the moment it is parsed, so no later message can echo it. :class:`~.options.Sink
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import SecretStr
 
-from elspeth_appendsink.core.redact import REDACTED, register_secret
+from elspeth_appendsink.core.redact import REDACTED, looks_like_key, register_secret
 from elspeth_appendsink.errors import ConfigError
 
 __all__ = [
@@ -232,10 +233,27 @@ def resolve_env_secrets(options: Mapping[str, Any]) -> dict[str, Any]:
         variable = resolved.pop(key)
         if not isinstance(variable, str) or not variable.strip():
             raise ConfigError(key, "must name an environment variable")
+        if _VARIABLE_NAME.fullmatch(variable.strip()) is None:
+            # never echoed: a value that is no variable name may well be the secret itself
+            raise ConfigError(
+                key,
+                "must name an environment variable (letters, digits and underscores, not starting "
+                "with a digit); the value given is not one and is not shown, since it may be the "
+                "secret itself",
+                hint=f"put the secret in an environment variable and give its name as {key}",
+            )
         if resolved.get(name) not in (None, ""):
             raise ConfigError(key, f"give either {name} or {key}, not both")
         value = os.environ.get(variable.strip())
         if not value:
-            raise ConfigError(key, f"environment variable {variable.strip()!r} is not set or empty")
+            shown = (
+                repr(variable.strip())
+                if not looks_like_key(variable)
+                else "(name not shown: it looks like a secret)"
+            )
+            raise ConfigError(key, f"environment variable {shown} is not set or empty")
         resolved[name] = value
     return resolved
+
+
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")

@@ -540,6 +540,17 @@ class SinkConfig(BaseModel):
                 "so every run writes a different blob",
                 hint="use a blob_path without run_id/timestamp, or if_exists: fail",
             )
+        if not self.lease and self.if_exists in ("append", "continue"):
+            # Two unfenced runs claiming one existing output both append at its end: the second's
+            # 412 is read back, and with equal rows its bytes look like its own. Only a lease
+            # makes one of them wait.
+            raise ConfigError(
+                "lease",
+                f"false cannot be combined with if_exists: {self.if_exists}: an existing output is "
+                "only claimed under a lease, or two runs started together could both report the "
+                "same bytes as their own",
+                hint="remove lease: false (the default, true, fences the output)",
+            )
         if self.identity_fields is not None and not self.row_schema.is_observed:
             declared = set(self.row_schema.field_names)
             for name in self.identity_fields:

@@ -50,7 +50,7 @@ from elspeth_appendsink.elspeth.options import SinkConfig
 from elspeth_appendsink.elspeth.outcomes import recorded_outcomes
 from elspeth_appendsink.encoders import CsvOptions, create_encoder, restore_encoder
 from elspeth_appendsink.encoders.base import Encoder, Row
-from elspeth_appendsink.errors import AppendSinkError, SchemaDriftError, SettingsChangedError
+from elspeth_appendsink.errors import AppendSinkError, ClosedError, SchemaDriftError, SettingsChangedError
 from elspeth_appendsink.logs import get_logger
 from elspeth_appendsink.protocol.opening import ExistingBlob
 from elspeth_appendsink.protocol.recovery import last_opening
@@ -102,6 +102,7 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
         self._run_id: str | None = None
         self._field_resolution: dict[str, str] | None = None
         self._needs_resume_field_resolution = self._cfg.headers == "original"
+        self._closed = False
 
     # --- ELSPETH contract -----------------------------------------------------------------------
     @property
@@ -158,6 +159,11 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
         log.debug("sink.start", sink=self.name, node_id=self.node_id)
 
     def write(self, rows: list[dict[str, Any]], ctx: Any) -> SinkWriteResult:
+        if self._closed:  # a new writer would take this run for a second start of it
+            raise ClosedError(
+                f"the {self.name} sink for {self._cfg.blob_path} is closed; nothing more can be written",
+                hint="write before close(); ELSPETH builds a new sink for each run",
+            )
         self._ctx = ctx
         try:
             writer = self._writer_for(str(ctx.run_id))
@@ -189,7 +195,7 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
         """Nothing is buffered: write() returns only after every block it sent is durable."""
 
     def on_complete(self, ctx: Any) -> None:
-        if not self._cfg.seal_on_complete:
+        if not self._cfg.seal_on_complete or self._closed:
             return
         if self._writer is None and self._resume:
             # a resume that replayed nothing to this sink still owes the seal its run recorded
@@ -198,6 +204,7 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
             self._writer.finish(seal=True)
 
     def close(self) -> None:
+        self._closed = True
         if self._writer is not None:
             self._writer.close()
         if self._store is not None:
@@ -211,13 +218,21 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
         return self._cfg
 
     def _artifact(self) -> ArtifactDescriptor:
+        """The output so far. Before its first row there is no output (an empty run creates none:
+        the encoder is decided by the first rows); the descriptor then says ``created: False`` —
+        ELSPETH never sees it, since it calls ``write`` only with rows, and ``verify`` finds
+        nothing at the path either."""
         writer = self._writer
         path = writer.target.blob_path if writer is not None else self._cfg.blob_path
+        opened = writer is not None and writer.is_open
         return ArtifactDescriptor(
             artifact_type="file",
             path_or_uri=f"azure://{self._cfg.container}/{path}",
-            content_hash=writer.content_hash if writer is not None and writer.is_open else _EMPTY,
+            content_hash=writer.content_hash if writer is not None and opened else _EMPTY,
             size_bytes=writer.size if writer is not None else 0,
+            metadata=None
+            if opened or self._resume
+            else {"created": False, "why": "no row has been written: no output yet"},
         )
 
     def _ask_landscape(self, writer: AppendWriter, ctx: Any) -> None:
@@ -348,9 +363,18 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
             if encoder is not None and encoder.header():
                 expected = encoder.header()
                 if not head.startswith(expected):
-                    first = head.split(b"\n", 1)[0].decode(cfg.csv_options.encoding, errors="replace")
+                    # shown with its line ending: a header that differs only there reads the same
+                    line = head.split(b"\n", 1)[0] + (b"\n" if b"\n" in head else b"")
+                    first = line.decode(cfg.csv_options.encoding, errors="replace")
+                    ours = expected.decode(cfg.csv_options.encoding, errors="replace")
+                    ending = (
+                        f" (line ending {_ending(line)} where this sink writes {_ending(expected)})"
+                        if line.rstrip(b"\r\n") == expected.rstrip(b"\r\n")
+                        else ""
+                    )
                     return OutputValidationResult.failure(
-                        f"existing CSV header {first!r} differs from the header this sink writes",
+                        f"existing CSV header {first!r} differs from the header this sink writes, "
+                        f"{ours!r}{ending}",
                         target_fields=first.strip().split(cfg.csv_options.delimiter),
                         schema_fields=declared,
                     )
@@ -436,6 +460,14 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
             )
         except Exception as exc:
             raise AuditIntegrityError(f"could not record the sink's {operation} decision: {exc}") from exc
+
+
+def _ending(line: bytes) -> str:
+    """A line's terminator, named: CRLF, LF, CR or none."""
+    for terminator, name in ((b"\r\n", "CRLF"), (b"\n", "LF"), (b"\r", "CR")):
+        if line.endswith(terminator):
+            return name
+    return "none"
 
 
 def _compare_fields(found: list[str], declared: list[str], mode: str) -> OutputValidationResult:

@@ -9,6 +9,10 @@ when another run has it), keeps the lease held for as long as the writer is open
 :class:`~elspeth_appendsink.protocol.heartbeat.LeaseHeartbeat` renews it every third of its
 duration, between write calls too, so that an expired lease means the writer is gone, which is
 what ``runs --mark-failed`` and the launcher's ``--mark-failed-if-dead`` rely on — and lets it go.
+Before each manifest append the writer calls :meth:`LeaseKeeper.confirm`: a writer paused past
+its lease (another run may have continued the output meanwhile) finds out before it writes a
+record, not after (a record written in the residual window is ignored by the next run's readers:
+:func:`~elspeth_appendsink.core.reconcile.continued_prefix`).
 Segment metadata names the run that created a blob (``META_CREATOR``) and the last run that
 wrote it (``META_WRITER``), so that a refused writer's error can name the holder.
 """
@@ -20,9 +24,10 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from typing import Any
 
-from elspeth_appendsink.errors import LeaseHeldError, StorageError
+from elspeth_appendsink.errors import LeaseHeldError, StorageError, StorageUnavailableError
 from elspeth_appendsink.protocol.heartbeat import LeaseHeartbeat
 from elspeth_appendsink.storage import AzureStore
 
@@ -44,7 +49,14 @@ class LeaseKeeper:
     """The lease one run holds on the segment it writes (when the target asks for leases)."""
 
     def __init__(
-        self, store: AzureStore, run_id: str, *, enabled: bool, duration: int, events: list[dict[str, Any]]
+        self,
+        store: AzureStore,
+        run_id: str,
+        *,
+        enabled: bool,
+        duration: int,
+        events: list[dict[str, Any]],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -52,6 +64,7 @@ class LeaseKeeper:
         self.enabled = enabled
         self.duration = duration
         self.events = events
+        self.clock = clock  # seconds, monotonic (a test may hand in one it moves by hand)
         self.held: str | None = None  # our lease id once acquired (the guard of every data append)
         self._at = 0.0
         self._fenced: str | None = None  # the blob the heartbeat renews (the segment being written)
@@ -66,6 +79,7 @@ class LeaseKeeper:
         """
         if not self.enabled:
             return
+        sent = self.clock()
         try:
             self.store.acquire_lease(name, self.lease_id, self.duration)
         except LeaseHeldError as exc:
@@ -89,7 +103,7 @@ class LeaseKeeper:
                 "or break it with `elspeth-appendsink unlock`",
             ) from exc
         self.held = self.lease_id
-        self._at = time.monotonic()
+        self._at = sent
         self._beat_on(name)
         self.events.append({"event": "lease.acquired", "blob": name, "run_id": self.run_id})
         if ours:
@@ -102,10 +116,63 @@ class LeaseKeeper:
     def keep(self, name: str) -> None:
         """Renew our lease if half its duration passed without a beat (a stalled heartbeat thread
         must not let it lapse under a write in flight)."""
-        if self.held is None or self.duration < 0 or time.monotonic() - self._at < self.duration / 2:
+        self.confirm(name)
+
+    def confirm(self, name: str) -> None:
+        """Make sure the lease on ``name`` is still ours before the writer records anything.
+
+        The lease was confirmed (acquired or renewed, timed from when the request was sent) less
+        than half its duration ago: it cannot have lapsed, no request needed — the heartbeat keeps
+        it so. Else renew it now: a writer paused past its lease learns here, before any manifest
+        append, that another run leased the segment meanwhile (:class:`LeaseHeldError`); a lease
+        broken by an operator (``unlock``) is taken back only if no other run wrote the segment
+        since (:meth:`reclaim`).
+        """
+        if self.held is None or self.duration < 0 or self.clock() - self._at < self.duration / 2:
             return
-        self.store.renew_lease(name, self.held)
-        self._at = time.monotonic()
+        sent = self.clock()
+        try:
+            self.store.renew_lease(name, self.held)
+        except StorageUnavailableError:
+            raise
+        except LeaseHeldError as exc:  # the lease id on the blob is another one now
+            raise self._lost(name, exc) from exc
+        except StorageError as exc:
+            if exc.error_code != "LeaseIsBrokenAndCannotBeRenewed":
+                raise
+            self.reclaim(name)
+            return
+        self._at = sent
+
+    def reclaim(self, name: str) -> None:
+        """Take back our lease on ``name`` after it lapsed or was broken — unless another run of
+        this sink leased the segment since (its ``META_WRITER`` names it): then let go and raise
+        :class:`LeaseHeldError`, before anything more is written."""
+        self.acquire(name, ours=True)
+        info = self.store.properties(name)
+        writer = None if info is None else info.metadata.get(META_WRITER)
+        if writer is not None and writer != self.run_id:
+            self.release(name)
+            self.held = None
+            raise self._lost(name, None, writer)
+
+    def _lost(self, name: str, exc: StorageError | None, writer: str | None = None) -> LeaseHeldError:
+        if writer is None:
+            info = self.store.properties(name)
+            named = None if info is None else info.metadata.get(META_WRITER)
+            writer = named if named != self.run_id else None
+        self.stop()
+        self.held = None
+        return LeaseHeldError(
+            f"run {self.run_id} lost its lease on {name}"
+            + (f": run {writer} leased it since" if writer else ": another writer leased it since")
+            + " (this writer was paused past lease_duration); nothing more is written by this run",
+            holder=writer,
+            blob=name,
+            status=None if exc is None else exc.status,
+            error_code=None if exc is None else exc.error_code,
+            hint="the output was taken over; re-run the pipeline with if_exists: continue to add the rest",
+        )
 
     def release(self, name: str) -> None:
         """Let ``name`` go (best effort: a lease expires by itself; nothing is lost).
@@ -155,6 +222,7 @@ class LeaseKeeper:
             name, held = self._fenced, self.held
         if name is None or held is None:
             return False
+        sent = self.clock()
         store.renew_lease(name, held)
-        self._at = time.monotonic()
+        self._at = sent
         return True

@@ -157,7 +157,9 @@ class Opening:
                 self._point(payload)
                 base, fence = self._claim_output(rows)
             encoder = base.encoder or self._new_encoder(rows)
-            header_written = base.base_length == 0 and base.base_segment == 0
+            # the header goes in front of the output's first byte, wherever that lands (an empty
+            # segment 0 sealed by a failed run's completion puts it in segment 1)
+            header_written = base.total_bytes == 0
             opening = OpenRecord(
                 seq=0,
                 prev=base.prev,
@@ -253,6 +255,10 @@ class Opening:
                 raise
             if info.metadata.get(META_CREATOR) == t.run_id and info.size == 0:
                 pass  # ours, from a start that crashed before describing anything
+            elif self._is_empty_own_output(info):
+                base = self._take_over_empty(seg0, info)
+                if base is not None:
+                    return base, None
             elif t.if_exists == "fail":
                 raise _exists(exists, info) from None
             elif not info.is_append_blob:
@@ -297,6 +303,45 @@ class Opening:
             hint="use if_exists: append to add to a blob written by something else",
         )
 
+    def _is_empty_own_output(self, info: BlobInfo) -> bool:
+        """Segment 0 of another run of this sink, still empty, and no segment 1 with bytes (a
+        failed run's completion may have sealed the empty segment 0); ``continue`` has its own
+        path."""
+        if not (
+            self.target.if_exists != "continue"
+            and info.size == 0
+            and META_CREATOR in info.metadata
+            and info.is_append_blob
+        ):
+            return False
+        if not info.sealed:
+            return True
+        after = self.store.properties(self.segment(1))
+        return after is None or after.size == 0
+
+    def _take_over_empty(self, seg0: str, info: BlobInfo) -> _Base | None:
+        """An output this sink created that no manifest describes a byte of (an earlier run stopped
+        before its first block: a bad row, a crash): any ``if_exists`` takes it over as
+        ``continue`` would — under the lease (refused while that run still holds it), naming the
+        runs that opened it so the chain of runs stays whole — but with an encoder of its own.
+        None: no manifest holds a record (start on it afresh)."""
+        recovery = Recovery(self.store, self.target, self.lease, self.events)
+        described = recovery.described()
+        if not described:
+            return None
+        base = self._claim_for_continue(recovery, described)
+        if base.total_bytes:
+            raise BlobExistsError(
+                f"{seg0}: the output already holds {base.total_bytes} bytes written by runs "
+                f"{', '.join(base.continues)} of this sink",
+                blob=seg0,
+                hint="use if_exists: continue to add to it, or a new blob_path",
+            )
+        self.events.append({"event": "open.took_over_empty", "blob": seg0, "runs": list(base.continues)})
+        # nothing of the earlier runs' decisions reached a byte: this run decides the encoder
+        base.encoder, base.replay = None, None
+        return base
+
     def _claim_for_append(self, seg0: str, info: BlobInfo, rows: Sequence[Row]) -> _Base:
         """``if_exists: append``: the existing bytes become the run's pre-existing base."""
         if info.sealed:
@@ -340,7 +385,8 @@ class Opening:
             base_sha256=GENESIS,
             continues=tuple(lay.open.run_id for lay in layouts),
             prev=last.head,
-            encoder=self._restore_encoder(last.open.encoder),
+            # no byte of the earlier runs reached storage: their decisions are not binding
+            encoder=self._restore_encoder(last.open.encoder) if continued.verified.size else None,
             full_hash=continued.verified.full_hash,
             total_bytes=continued.verified.size,
             blocks=0 if current is None else current.committed_blocks or 0,

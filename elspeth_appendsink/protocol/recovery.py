@@ -36,7 +36,13 @@ from elspeth_appendsink.core.manifest import (
     encode_record,
 )
 from elspeth_appendsink.core.paths import manifest_name, manifest_prefix, run_pointer_name, segment_name
-from elspeth_appendsink.core.reconcile import RunLayout, classify_pending, expected_lengths, walk
+from elspeth_appendsink.core.reconcile import (
+    RunLayout,
+    classify_pending,
+    continued_prefix,
+    expected_lengths,
+    walk,
+)
 from elspeth_appendsink.encoders.base import Encoder
 from elspeth_appendsink.errors import (
     BlobExistsError,
@@ -146,6 +152,7 @@ def settled_by_next(layout: RunLayout, following: OpenRecord) -> RunLayout:
     """``layout`` of a run that a later run continued, its last batch settled by where that run
     started: the later run proved those intents landed when it opened (it voids in the earlier
     manifest any that did not), so the segment's length, grown since, no longer tells."""
+    layout.pending_rollover = None  # the later run started after it: it was finished
     pending = layout.pending
     if not pending:
         return layout
@@ -216,11 +223,17 @@ class Recovery:
         t = self.target
         raw = self.store.get(run_pointer_name(t.template_digest, t.run_id))
         if raw is None:
-            return None  # this run never wrote anything: a fresh start (in resume mode)
-        pointer = json.loads(raw)
-        if pointer.get("blob_path") != t.blob_path:
-            # the template held a timestamp: the run's real path is the one it resolved back then
-            self.target = t = replace(t, blob_path=pointer["blob_path"])
+            # No pointer: this run never wrote anything (a fresh start, in resume mode) — or its
+            # pointer was deleted. A path without a timestamp renders again, so the run's manifest
+            # is still found there, and recovery goes on without the pointer.
+            if not t.path_is_stable or self.store.properties(t.manifest) is None:
+                return None
+            self.events.append({"event": "recovery.pointer_missing", "run_id": t.run_id})
+        else:
+            pointer = json.loads(raw)
+            if pointer.get("blob_path") != t.blob_path:
+                # the template held a timestamp: the run's real path is the one it resolved back then
+                self.target = t = replace(t, blob_path=pointer["blob_path"])
         if self.store.properties(t.manifest) is None:
             self._refuse_lost_manifest()
             return None
@@ -341,12 +354,30 @@ class Recovery:
         """The runs ``opening`` continues, oldest first, each settled by the start of the next."""
         if not isinstance(opening, OpenRecord):
             raise ManifestCorruptError(f"{self.target.manifest} does not start with an open record")
-        layouts = []
-        for run_id in opening.continues:
-            name = manifest_name(self.target.blob_path, run_id)
-            layouts.append(walk(self._read_manifest(name), name))
+        names = [manifest_name(self.target.blob_path, run_id) for run_id in opening.continues]
+        records = [self._read_manifest(name) for name in names]
+        # each run as the run after it read it (a stale writer's late records left out)
+        links = [*(r[0].record.prev if r else "" for r in records[1:]), opening.prev]
+        layouts = [
+            walk(self._cut(recs, link, name), name)
+            for recs, link, name in zip(records, links, names, strict=False)
+        ]
         following = [lay.open for lay in layouts[1:]] + [opening]
         return [settled_by_next(lay, nxt) for lay, nxt in zip(layouts, following, strict=False)]
+
+    def _cut(self, records: list[DecodedRecord], link: str, name: str) -> Sequence[DecodedRecord]:
+        """``records`` as the next run read them (:func:`continued_prefix`), saying so if cut."""
+        kept = continued_prefix(records, link)
+        if len(kept) < len(records):
+            self.events.append(
+                {
+                    "event": "recovery.stale_records_ignored",
+                    "manifest": name,
+                    "records": len(records) - len(kept),
+                    "why": "written by that run's writer after the next run took the output over",
+                }
+            )
+        return kept
 
     def settle_tail(self, layout: RunLayout) -> RunLayout:
         """Finish or void the unfinished last step of ``layout`` (writes to that run's manifest)."""
@@ -429,6 +460,11 @@ class Recovery:
             layouts.append((walk(records, name), name))
         layouts.sort(key=lambda pair: len(pair[0].open.continues))
         ordered = [lay for lay, _ in layouts]
+        for index in range(len(ordered) - 1):  # each run as the run after it read it
+            name = layouts[index][1]
+            kept = self._cut(decoded[name], ordered[index + 1].open.prev, name)
+            if len(kept) < len(decoded[name]):
+                ordered[index] = walk(kept, name)
         for index, layout in enumerate(ordered):
             expected = tuple(lay.open.run_id for lay in ordered[:index])
             if layout.open.continues != expected:
@@ -438,7 +474,8 @@ class Recovery:
                 )
         # The earlier runs are over (their leases are gone, or acquire below fails): finish their tails.
         last = ordered[-1]
-        self.check_settings(last.open)
+        if any(lay.committed or lay.pending for lay in ordered):
+            self.check_settings(last.open)  # (no byte of theirs reached storage: nothing was decided)
         require_segments(self.store, self.target.blob_path, ordered)
         fence = last.pending_rollover.segment if last.pending_rollover is not None else last.segment
         self.lease.acquire(self.segment(fence))

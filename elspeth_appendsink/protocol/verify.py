@@ -57,7 +57,13 @@ from elspeth_appendsink.core.paths import (
     segment_name,
     validate_blob_path,
 )
-from elspeth_appendsink.core.reconcile import RunLayout, classify_pending, expected_lengths, walk
+from elspeth_appendsink.core.reconcile import (
+    RunLayout,
+    classify_pending,
+    continued_prefix,
+    expected_lengths,
+    walk,
+)
 from elspeth_appendsink.errors import ConfigError, ManifestCorruptError, UndescribedBytesError
 from elspeth_appendsink.protocol.lease import META_CREATOR, lease_id_for
 from elspeth_appendsink.protocol.scan import (
@@ -423,6 +429,15 @@ class _Survey:
                     )
                 continue
             before = usable[index - 1]
+            kept = continued_prefix(before.records, opening.prev)
+            if len(kept) < len(before.records):
+                self.notes.append(
+                    f"{len(before.records) - len(kept)} record(s) at the end of {before.manifest} were "
+                    f"written by run {before.run_id}'s writer after run {run.run_id} took the output over "
+                    "(it was paused past its lease); they describe no byte and are not used"
+                )
+                before.records = list(kept)
+                before.layout = walk(before.records, before.manifest)
             head = _layout(before).head
             if opening.prev != head:
                 self.problem(
@@ -767,7 +782,16 @@ class _Survey:
                 "blob_path",
                 f"nothing at {self.store.uri(self.blob_path)}: no segment and no manifest "
                 f"(under {manifest_prefix(self.blob_path)})",
-                hint="give the rendered path of the output (e.g. out/<run id>/rows.csv), not the template",
+                hint="give the rendered path of the output (e.g. out/<run id>/rows.csv), not the template; "
+                "a run that wrote no row creates no output",
+            )
+        output, mark, run_id = self.blob_path.rpartition(".manifest/")
+        if not runs and mark and output and run_id and "/" not in run_id:
+            raise ConfigError(
+                "blob_path",
+                f"{self.blob_path} is a manifest of this sink (run {run_id}'s, for the output {output}), "
+                "not an output",
+                hint=f"give the output's path: {output}",
             )
         self.settle_pending(ordered, infos)
         self.check_run_bases(ordered)

@@ -58,6 +58,7 @@ from elspeth_appendsink.core.paths import manifest_name, segment_name
 from elspeth_appendsink.core.replay import ReplayDecision, decide_replay
 from elspeth_appendsink.encoders.base import Encoder, Packed, Part, Row
 from elspeth_appendsink.errors import (
+    ClosedError,
     InvariantViolation,
     LeaseHeldError,
     RowError,
@@ -215,6 +216,7 @@ class AppendWriter:
         # engine recorded a terminal outcome for (None: unknown). Used once, by _match_redelivery.
         self.recorded_rows: int | None = None
         self._run_rows = 0  # rows this run's own manifest commits (set by recovery)
+        self._ended: str | None = None  # "sealed" (finish sealed the output) or "closed"
 
     # --- public -------------------------------------------------------------------------------
     @property
@@ -238,7 +240,9 @@ class AppendWriter:
             self._recover()
 
     def write(self, rows: Sequence[Row]) -> WriteReport:
-        """Append ``rows`` (in order) exactly once. Raises before sending a block with a bad row."""
+        """Append ``rows`` (in order) exactly once. Raises before sending a block with a bad row,
+        and :class:`ClosedError` (before any request) once the writer is closed or sealed the output."""
+        self._refuse_if_ended()
         report = WriteReport(rows_in=len(rows))
         if not rows:
             return report
@@ -340,17 +344,33 @@ class AppendWriter:
             resume=self._resume,
             clock=self._clock,
         )
+        # A bad row among the first rows is found before any request: the first slice is encoded
+        # before the opening starts (a fresh output or an append base keeps this encoder; a
+        # ``continue`` restores its own, which may judge the rows otherwise: it finds out later).
+        early = self.target.if_exists != "continue"
         try:
-            guess = self._make_encoder(rows)
+            guess: Encoder | None = self._make_encoder(rows)
+        except RowError:
+            if early:
+                raise
+            guess = None
         except Exception:
             guess = None  # the opening makes it again, in its own order, and raises there
         ready: Iterator[_Slice] | None = None
         if guess is None:
             plan = opening.start(rows)
         else:
+            slices = self._slices(rows, encoder=guess)
+            head: list[_Slice] = []
+            try:
+                head = [next(slices)]
+            except RowError:
+                if early:
+                    raise
+                slices = self._slices(rows, encoder=guess)  # encoded again (and raised) after the opening
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="elspeth-appendsink-open") as pool:
                 started = pool.submit(opening.start, rows, guess)
-                ready = self._encode_ahead(rows, guess, started)
+                ready = self._encode_ahead(rows, head, slices, started) if head else None
                 plan = started.result()
             if plan.encoder is not guess:
                 ready = None
@@ -368,16 +388,18 @@ class AppendWriter:
         self._unsent = encoded
         return ready
 
-    def _encode_ahead(self, rows: Sequence[Row], encoder: Encoder, started: Future[Any]) -> Iterator[_Slice]:
-        """Encode slices of ``rows`` until ``started`` is done or a batch's worth of blocks (see
-        ``PIPELINE_BYTES``) is ready; return them followed by the rest of the slices (lazily).
+    def _encode_ahead(
+        self, rows: Sequence[Row], ready: list[_Slice], slices: Iterator[_Slice], started: Future[Any]
+    ) -> Iterator[_Slice]:
+        """Encode more of ``slices`` (``rows``' slices after those ``ready``) until ``started`` is
+        done or a batch's worth of blocks (see ``PIPELINE_BYTES``) is ready; return them followed
+        by the rest of the slices (lazily).
 
         A slice that fails to encode (a bad row) ends the work ahead: the write path encodes it
         again after the opening and raises there, as it would have without this.
         """
-        ready: list[_Slice] = []
-        size, start = 0, 0
-        slices = self._slices(rows, encoder=encoder)
+        size = sum(len(item[2].data) for item in ready)
+        start = sum(len(item[1]) for item in ready)
         try:
             while not started.done() and size < self._batch_blocks * self.target.block_size:
                 item = next(slices, None)
@@ -754,9 +776,9 @@ class AppendWriter:
         except LeaseHeldError as exc:
             if exc.error_code != "LeaseNotPresentWithBlobOperation" or self._lease.held is None:
                 raise
-            # Our own lease lapsed (a long retry storm or a long pause between writes): take it
-            # back — that fails if anyone else leased the blob meanwhile — and send again, guarded.
-            self._lease.acquire(name)
+            # Our own lease lapsed or was broken (a long retry storm, an operator's unlock): take
+            # it back — that fails if another run leased the blob since — and send again, guarded.
+            self._lease.reclaim(name)
             return self.store.append_block(name, data, entry.offset, lease=self._lease.held)
 
     def _append_record(self, record: Record) -> None:
@@ -771,6 +793,9 @@ class AppendWriter:
         c = self._require_cursor()
         unsent = self._unsent
         try:
+            # A writer paused past its lease must not record anything after another run took the
+            # output over: the lease is confirmed first (usually no request; see LeaseKeeper.confirm).
+            self._lease.confirm(self.segment(c.segment))
             self.store.append_block(self.target.manifest, unsent + data, c.manifest_length - len(unsent))
         except BaseException:
             self._dirty = True
@@ -808,6 +833,8 @@ class AppendWriter:
     # --- end of run ----------------------------------------------------------------------------
     def finish(self, *, seal: bool) -> None:
         """End of run: optionally seal the last segment (recorded in the manifest first)."""
+        if self._ended is not None:
+            return  # sealed already (a second seal record would follow the first), or closed
         self.prepare()  # a resumed writer given no rows since has not recovered its cursor yet
         if self.cursor is None or self._dirty:
             return
@@ -817,9 +844,12 @@ class AppendWriter:
             c = self.cursor
             self._append_record(SealRecord(c.next_seq, c.head, c.segment, c.offset))
             self.store.seal(self.segment(c.segment), c.offset, lease=self._lease.held)
+            self._ended = "sealed"
 
     def close(self) -> None:
-        """Release our lease (a crashed writer's lease simply expires, or is re-acquired on resume)."""
+        """Release our lease (a crashed writer's lease simply expires, or is re-acquired on resume).
+        Later writes raise :class:`ClosedError`."""
+        self._ended = "closed"
         if self._lease.held is not None and self.cursor is not None:
             self._lease.release(self.segment(self.cursor.segment))  # it expires by itself anyway
         self._lease.stop()
@@ -827,6 +857,20 @@ class AppendWriter:
         self._digest.close()
 
     # --- helpers -------------------------------------------------------------------------------
+    def _refuse_if_ended(self) -> None:
+        """Nothing may be recorded after the seal record, nor by a writer that let its lease go."""
+        if self._ended == "sealed":
+            raise ClosedError(
+                f"run {self.target.run_id} sealed {self.target.blob_path} when it completed; "
+                "nothing more can be written by this run",
+                hint="write before on_complete, or continue the output with a new run (if_exists: continue)",
+            )
+        if self._ended == "closed":
+            raise ClosedError(
+                f"the writer of run {self.target.run_id} for {self.target.blob_path} is closed",
+                hint="write before close(); a closed writer cannot be reopened",
+            )
+
     def _require_cursor(self) -> Cursor:
         if self.cursor is None:
             raise InvariantViolation("writer used before it was opened")

@@ -190,6 +190,14 @@ def map_azure_error(
         return LeaseHeldError(
             what, hint="another writer holds the lease; see `elspeth-appendsink inspect`", **kw
         )
+    if isinstance(exc, ServiceRequestError) and status is None:
+        # the request never reached the service (refused, unresolvable, timed out connecting)
+        return StorageUnavailableError(
+            what,
+            hint="the storage account is unreachable: check the account URL (or the connection "
+            "string's endpoint) and the network; nothing was stored by this request",
+            **kw,
+        )
     if isinstance(exc, ServiceRequestError | ServiceResponseError) or status in _UNAVAILABLE_STATUSES:
         return StorageUnavailableError(
             what,

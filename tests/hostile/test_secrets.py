@@ -368,3 +368,81 @@ def test_info_logging_of_the_http_stack_does_not_show_secrets(
         sink.close()
     text = "\n".join(record.getMessage() for record in caplog.records)
     assert_no_secret(text, secrets=[*sas_secrets(sas), ACCOUNT_KEY])
+
+
+#: A secret of each kind, put where no secret belongs: in an ``*_env`` option, in ``container``,
+#: in ``blob_path``. None is registered as a secret (it sits in the wrong option), so only the
+#: rule can keep it out: never echo an ``*_env`` value that is no variable name (nor a name shaped
+#: like a key), redact before cutting a long value, and redact any long run mixing upper case,
+#: lower case and digits in what a config error echoes.
+_MISPLACED = [
+    ("client_secret_env", CLIENT_SECRET),
+    ("sas_token_env", f"sv=1&sig={SAS_SIGNATURE}"),
+    ("connection_string_env", f"DefaultEndpointsProtocol=https;AccountName=a;AccountKey={WRONG_ACCOUNT_KEY}"),
+    ("client_secret_env", "Q8w7E6r5T4y3U2i1O0pAsDfGhJkLzXcVbNm12345"),  # a name-shaped secret
+    ("container", WRONG_ACCOUNT_KEY),
+    ("container", ACCOUNT_KEY),
+    ("blob_path", f"out/{WRONG_ACCOUNT_KEY}/" + "x" * 2000),
+]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), _MISPLACED, ids=[f"{o}-{i}" for i, (o, _) in enumerate(_MISPLACED)]
+)
+def test_a_secret_in_the_wrong_option_is_never_echoed(
+    option: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A secret given as an ``*_env`` variable name, a container or a blob path: the ConfigError
+    names the option and holds no part of the secret (not even its first characters)."""
+    options: dict[str, Any] = {
+        "tenant_id": "t",
+        "client_id": "c",
+        "account_url": "https://a.blob.core.windows.net",
+        "client_secret": "registered-but-not-the-one-misplaced",
+        "container": "out",
+        "blob_path": "o.csv",
+        "schema": {"mode": "observed"},
+    }
+    if option.endswith("_env"):
+        options.pop(option.removesuffix("_env"), None)
+        if option == "connection_string_env":
+            for key in ("tenant_id", "client_id", "account_url", "client_secret"):
+                options.pop(key)
+    options[option] = value
+    with pytest.raises(ConfigError) as info:
+        AzureAppendBlobSink(options)
+    assert info.value.option == option
+    fragments = [
+        value[i : i + 16] for i in range(0, len(value) - 16, 8) if not set(value[i : i + 16]) <= {"x"}
+    ]
+    secret = value.rsplit("sig=", 1)[-1].rsplit("AccountKey=", 1)[-1]
+    assert_no_secret(info.value, secrets=[secret, *(f for f in fragments if f in secret)])
+    context = info.value.__context__
+    if context is not None:
+        assert_no_secret(str(context), repr(context), secrets=[secret])
+
+
+def test_a_plain_variable_name_is_still_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule keeps what helps: an unset variable with an ordinary name is named."""
+    monkeypatch.delenv("APPENDSINK_TEST_UNSET_SECRET", raising=False)
+    with pytest.raises(ConfigError, match="'APPENDSINK_TEST_UNSET_SECRET' is not set"):
+        AzureAppendBlobSink(
+            {"tenant_id": "t", "client_id": "c", "account_url": "https://a.blob.core.windows.net",
+             "client_secret_env": "APPENDSINK_TEST_UNSET_SECRET", "container": "out",
+             "blob_path": "o.csv", "schema": {"mode": "observed"}}
+        )  # fmt: skip
+
+
+def test_an_unreachable_account_is_named_as_such(azurite: Azurite, container: str) -> None:
+    """verify against an endpoint nobody listens on: StorageUnavailableError whose hint says the
+    account is unreachable (not that a resume continues exactly)."""
+    from elspeth_appendsink.protocol.verify import verify_output
+    from elspeth_appendsink.storage import AzureStore, RetrySettings, build_service_client
+
+    service = build_service_client(
+        connection_string=azurite.connection_string.replace(f":{azurite.port}/", ":9/"),
+        retry=RetrySettings(total=0, initial_backoff=0.0, increment_base=0.0, jitter=0.0),
+    )
+    with pytest.raises(StorageUnavailableError, match="unreachable") as info:
+        verify_output(AzureStore(service, container), "out/data.jsonl")
+    assert "resume" not in str(info.value)

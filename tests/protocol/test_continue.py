@@ -82,6 +82,24 @@ class TestContinue:
         expected = data[::3] + [row for i, row in enumerate(data) if i % 3]
         assert read_output(azurite, container, "out/data.jsonl") == b"".join(encoder.encode(expected))
 
+    @pytest.mark.parametrize("small", [False, True], ids=["one-segment", "many-segments"])
+    def test_a_third_and_fourth_run_continue_after_two_before_them(
+        self, azurite: Azurite, container: str, small: bool
+    ) -> None:
+        """Four runs in sequence, each continuing the output: every one after the second used
+        to stop on the first run's last intents (checked against a segment that had grown since);
+        each earlier run is settled as the run after it found it, and each row is there once."""
+        data = rows(80)
+        extra = SMALL if small else {"block_size": 4 * 1024 * 1024}
+        for index in range(4):
+            writer = make_writer(
+                make_store(azurite, container), run_id=f"r{index}", if_exists="continue", **extra
+            )
+            writer.write(data[: 20 * (index + 1)])
+            writer.close()
+        assert read_output(azurite, container, "out/data.jsonl") == expected_jsonl(data)
+        assert sum(len(e.tokens) for e in check_manifests(azurite, container, "out/data.jsonl")) == len(data)
+
     def test_rerun_of_a_completed_output_changes_no_byte(self, azurite: Azurite, container: str) -> None:
         """Running the same rows again in continue mode appends nothing."""
         data = rows()

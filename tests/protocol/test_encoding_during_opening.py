@@ -18,7 +18,7 @@ from azure.core.pipeline.transport import RequestsTransport
 from elspeth_appendsink.core.identity import IdentityScheme
 from elspeth_appendsink.encoders.base import Packed
 from elspeth_appendsink.encoders.csv import CsvEncoder, restore
-from elspeth_appendsink.errors import BlobExistsError, UnencodableRow
+from elspeth_appendsink.errors import UnencodableRow
 from elspeth_appendsink.protocol.writer import AppendWriter, OutputTarget
 from elspeth_appendsink.testing.azurite import Azurite
 from tests.helpers import DIGEST, make_store, read_output
@@ -130,14 +130,17 @@ def test_a_continuing_run_writes_with_its_outputs_encoder(azurite: Azurite, cont
     assert read_output(azurite, container, "out/data.csv") == b"id,v\r\n" + _lines(0, 300)
 
 
-def test_the_openings_refusal_wins_over_a_bad_first_row(azurite: Azurite, container: str) -> None:
-    """A bad row in the first batch of a refused run: the refusal is what is raised, as before."""
+def test_a_bad_first_row_is_raised_before_the_openings_refusal(azurite: Azurite, container: str) -> None:
+    """A bad row among the first rows of a run that would be refused: the row is what is raised,
+    before any request (the first slice is encoded before the opening starts)."""
     earlier = _writer(make_store(azurite, container), "first")
     earlier.write([{"id": 1, "v": "a"}])
     earlier.close()
     before = read_output(azurite, container, "out/data.csv")
     rows: list[dict[str, Any]] = [{"id": i, "v": "x"} for i in range(300)]
     rows[0]["v"] = b"bytes have no CSV form"
-    with pytest.raises(BlobExistsError):
-        _writer(make_store(azurite, container), "second").write(rows)
+    calls: list[Any] = []
+    with pytest.raises(UnencodableRow, match="row 0"):
+        _writer(make_store(azurite, container, calls=calls), "second").write(rows)
+    assert calls == []
     assert read_output(azurite, container, "out/data.csv") == before
