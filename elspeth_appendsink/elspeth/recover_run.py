@@ -25,7 +25,6 @@ why, nothing was changed); :data:`EXIT_RETRY` a writer's lease is still held.
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from elspeth_appendsink.core.paths import run_pointer_name
+from elspeth_appendsink.core.run_recovery import LAUNCHER, RECOVER, recover_line
 from elspeth_appendsink.elspeth import session
 from elspeth_appendsink.elspeth.options import SinkConfig
 from elspeth_appendsink.elspeth.sink import AzureAppendBlobSink, store_for
@@ -45,16 +45,10 @@ from elspeth_appendsink.tools.runs import LandscapeError, LandscapeRun, mark_if_
 
 __all__ = ["COMMAND", "EXIT_RETRY", "LAUNCHER", "recover", "recover_line"]
 
-COMMAND = "recover"
-LAUNCHER = "python -m elspeth_appendsink.elspeth"
+COMMAND = RECOVER
 #: sysexits' EX_TEMPFAIL: not now, the same command later (a writer's lease is still held).
 EXIT_RETRY = 75
 _PREFIX = "recover:"
-
-
-def recover_line(run_id: str, settings: str | Path, global_options: Sequence[str] = ()) -> str:
-    """The exact command line that recovers ``run_id`` (for messages and closing summaries)."""
-    return shlex.join([*LAUNCHER.split(), *global_options, COMMAND, run_id, "-s", str(settings)])
 
 
 class _Refused(Exception):
@@ -70,7 +64,7 @@ class _Request:
 
     @property
     def line(self) -> str:
-        return recover_line(self.run_id, self.settings, self.global_options)
+        return recover_line(self.run_id, str(self.settings), self.global_options)
 
 
 @dataclass
@@ -225,7 +219,7 @@ def _already_completed(url: str, run: LandscapeRun, outputs: list[_Output], requ
             "nothing to recover. Nothing was changed."
         )
     pending = next(r for r, status in later.items() if status != "completed")
-    line = recover_line(pending, request.settings, request.global_options)
+    line = recover_line(pending, str(request.settings), request.global_options)
     raise _Refused(
         f"run {pending} ({later[pending]}) continued run {run.run_id}'s output after it and did not "
         f"complete: recover that run instead: {line}"

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from elspeth_appendsink.elspeth.recover_run import recover_line
+from elspeth_appendsink.core.run_recovery import recover_line
 from elspeth_appendsink.elspeth.session import Output
 
 __all__ = ["closing_lines", "verify_line"]
@@ -94,5 +94,5 @@ def closing_lines(
         lines.append(f"  output {sink}: azure://{output.container}/{output.blob_path}")
         lines.append(f"    verify: {verify_line(output, landscape_url)}")
     if status != 0:
-        lines.append(f"  to recover it: {recover_line(run_id, settings, global_options)}")
+        lines.append(f"  to recover it: {recover_line(run_id, str(settings), global_options)}")
     return lines
