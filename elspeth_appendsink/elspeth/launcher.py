@@ -139,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     session.clear()
 
     def run_elspeth(elspeth_args: list[str]) -> int:
+        if _command(elspeth_args)[0] == "resume":
+            from elspeth_appendsink.elspeth import resume_fix
+
+            resume_fix.apply()
         try:
             app(args=elspeth_args, prog_name="elspeth-appendsink-elspeth")
         except SystemExit as exc:
@@ -152,13 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = recover_run.recover(args, run_elspeth=run_elspeth)
     else:
         if command == "resume":
-            from elspeth_appendsink.elspeth import recover, resume_fix
+            from elspeth_appendsink.elspeth import recover
 
             if recover.take_flag(args):
                 status_now = recover.mark_failed_if_dead(args)
                 if status_now is not None:
                     return status_now
-            resume_fix.apply()
         status = run_elspeth(args)
     if command in ("run", "resume", "recover") and "--help" not in args:
         _close(status, args, at)

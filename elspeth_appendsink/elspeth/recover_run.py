@@ -10,7 +10,8 @@ It decides from what ELSPETH's landscape and the outputs say, says what it will 
    refuses, naming the holder, with exit :data:`EXIT_RETRY` and the line to run again after the
    lease duration; ``--wait`` waits the lease out instead (re-checking, bounded by twice the
    longest ``lease_duration``).
-3. **A checkpoint exists**: ELSPETH's ``resume RUN_ID -x`` (with the launcher's resume correction).
+3. **A checkpoint exists**: ELSPETH's ``resume RUN_ID -x`` (through the launcher, which corrects
+   0.4.1's resume first).
 4. **No checkpoint** (ELSPETH writes a lone sink once, at the end, so a crash in that write leaves
    none): a new ELSPETH ``run`` of the same settings in which each ``azure_append_blob`` sink that
    opened its output in the crashed run continues it in place: the exact path the crashed run
@@ -118,11 +119,12 @@ def recover(
     load_settings: Callable[[Path], Any] | None = None,
     now: Callable[[], datetime] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> int:
     """Recover the run named in ``args`` (the launcher's command line); the exit status.
 
-    ``run_elspeth`` runs ELSPETH's own command line in this process (the launcher's); the
-    other keywords are for tests.
+    ``run_elspeth`` runs ELSPETH's own command line in this process (the launcher's, which makes
+    its resume correction before a ``resume``); the other keywords are for tests.
     """
 
     def say(text: str) -> None:
@@ -147,7 +149,7 @@ def recover(
                 say(done)
                 return 0
         else:
-            refused = _prove_gone_and_mark(url, run, outputs, request, say, now, sleep)
+            refused = _prove_gone_and_mark(url, run, outputs, request, say, now, (sleep, monotonic))
             if refused is not None:
                 return refused
     except (_Refused, LandscapeError, AppendSinkError) as exc:
@@ -159,9 +161,6 @@ def recover(
             f"run {run.run_id} has {run.checkpoints} checkpoint(s): resuming it with ELSPETH's resume "
             "(each azure_append_blob sink skips the rows already in its output)"
         )
-        from elspeth_appendsink.elspeth import resume_fix
-
-        resume_fix.apply(stderr=err)
         return run_elspeth([*request.global_options, "resume", run.run_id, "-s", settings_arg, "-x"])
     opened = [o for o in outputs if o.blob_path is not None]
     say(
@@ -233,9 +232,10 @@ def _prove_gone_and_mark(
     request: _Request,
     say: Callable[[str], None],
     now: Callable[[], datetime] | None,
-    sleep: Callable[[float], None],
+    timing: tuple[Callable[[float], None], Callable[[], float]],
 ) -> int | None:
     """Mark the ``running`` run failed once every writer is provably gone; else the exit status."""
+    sleep, monotonic = timing
     opened = [o for o in outputs if o.blob_path is not None]
     if not opened:
         raise _Refused(
@@ -246,7 +246,7 @@ def _prove_gone_and_mark(
     durations = [o.cfg.lease_duration for o in opened]
     finite = all(d > 0 for d in durations)
     longest = max(durations)
-    deadline = time.monotonic() + 2 * longest + 5 if request.wait and finite else None
+    deadline = monotonic() + 2 * longest + 5 if request.wait and finite else None
     while True:
         refusals = []
         gone = []
@@ -262,7 +262,7 @@ def _prove_gone_and_mark(
                 refusals.append(f"sink {o.sink}: {state.reason}")
         if not refusals:
             break
-        if deadline is not None and time.monotonic() < deadline:
+        if deadline is not None and monotonic() < deadline:
             say(f"waiting for the lease to lapse (lease_duration {longest} s); checking again")
             sleep(min(5.0, max(longest / 3, 1.0)))
             continue
