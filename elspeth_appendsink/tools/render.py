@@ -225,7 +225,8 @@ def print_inspect(out: Out, report: InspectReport) -> None:
                 f"(manifest {cursor.manifest_length:,} bytes, head {cursor.head[:12]})"
             )
         if run.needs_resume:
-            out.line(f"  resume        NEEDED: {run.pending}")
+            out.line(f"  resume        NEEDED: {run.pending}; recover it:")
+            out.line(f"                {recover_line(run.run_id)}")
         else:
             detail = f" ({run.pending})" if run.pending else ""
             out.line(
