@@ -1,5 +1,7 @@
 """``recover RUN_ID -s settings.yaml``: the one command that brings any crashed run's outputs to complete.
 
+``RUN_ID`` may be ``latest``: the run that started last (a killed process never printed its id).
+
 It decides from what ELSPETH's landscape and the outputs say, says what it will do, then does it:
 
 1. **Already done?** A run that ``completed``, or whose outputs a later run (started by an earlier
@@ -47,6 +49,8 @@ from elspeth_appendsink.tools.runs import LandscapeError, LandscapeRun, mark_if_
 __all__ = ["COMMAND", "EXIT_RETRY", "LAUNCHER", "recover", "recover_line"]
 
 COMMAND = RECOVER
+#: ``recover latest``: the run that started last (as ELSPETH's ``explain`` takes it).
+LATEST = "latest"
 #: sysexits' EX_TEMPFAIL: not now, the same command later (a writer's lease is still held).
 EXIT_RETRY = 75
 _PREFIX = "recover:"
@@ -83,7 +87,7 @@ class _Output:
 
 
 def parse(args: Sequence[str]) -> _Request:
-    """``[GLOBAL OPTIONS] recover RUN_ID [-s SETTINGS] [--wait]``."""
+    """``[GLOBAL OPTIONS] recover RUN_ID|latest [-s SETTINGS] [--wait]``."""
     at = list(args).index(COMMAND)
     rest = list(args[at + 1 :])
     run_id = None
@@ -138,6 +142,12 @@ def recover(
             load_settings = _load_settings
         settings = load_settings(request.settings)
         url = str(settings.landscape.url)
+        if request.run_id == LATEST:
+            runs = read_landscape(url)
+            if not runs:
+                raise _Refused(f"the landscape {url} holds no run")
+            request.run_id = runs[-1].run_id
+            say(f"the latest run in the landscape is {request.run_id}")
         (run,) = read_landscape(url, request.run_id)
         outputs = _outputs(settings, run.run_id, request.settings)
         if run.status == "completed":

@@ -164,3 +164,32 @@ def test_recover_completes_the_readme_pipeline_killed_mid_write(
     assert f"run {rerun} already completed the output of run {crashed}" in again, again[-4000:]
     assert blob_bytes(service, CONTAINER, blob) == data
     assert len(landscape_query(pipeline.root, "SELECT run_id FROM runs")) == 2
+
+
+def test_a_missing_container_fails_the_run_before_any_row_naming_sink_and_container(
+    pipeline: Pipeline, service: BlobServiceClient, azurite: Azurite
+) -> None:
+    """The README's pipeline without its container: the sink's on_start refuses before the source
+    is read, in one line naming sink, container and account (no key); the launcher's closing
+    lines say the run did not complete, why, and the recover line."""
+    (pipeline.root / "data").mkdir()
+    real.write_input(pipeline.root / "data" / "orders.csv", real.input_rows())
+    pipeline.settings.write_text(documented_pipeline(), encoding="utf-8")
+    pipeline.env.pop("ELSPETH_FINGERPRINT_KEY")
+    pipeline.env["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string
+
+    code, output = pipeline.run("run", "-s", "settings.yaml", "-x")
+
+    assert code == 1, output[-4000:]
+    error = (
+        f"sink output: container '{CONTAINER}' in storage account 'devstoreaccount1' does not exist "
+        "(checked at the start of the run, before any row was read)"
+    )
+    assert error in output, output[-4000:]
+    assert real.ACCOUNT_KEY not in output
+    ((run_id, status),) = landscape_query(pipeline.root, "SELECT run_id, status FROM runs")
+    assert status == "failed"
+    assert landscape_query(pipeline.root, "SELECT count(*) FROM rows") == [(0,)]
+    assert f"elspeth-appendsink: run {run_id} did not complete (exit 1)" in output
+    assert f"  output output: not opened: {error}" in output
+    assert f"to recover it: python -m elspeth_appendsink.elspeth --no-dotenv recover {run_id}" in output

@@ -219,3 +219,15 @@ def test_bad_arguments_and_unknown_runs_are_refused_naming_them(tmp_path: Path) 
     assert status == 1 and "unknown option --force" in err
     status, err = _recover(settings, "run-1", Elspeth())
     assert status == 1 and "no azure_append_blob sink in settings.yaml" in err
+
+
+def test_latest_is_the_run_that_started_last(azurite: Azurite, container: str, tmp_path: Path) -> None:
+    """A killed process never printed its run id: ``recover latest`` names and takes the last run."""
+    options = _options(azurite, container)
+    _crash(options, "run-2")
+    url = _landscape(tmp_path / "audit.db", {"run-1": "completed", "run-2": "failed"}, {})
+    elspeth = Elspeth()
+    status, err = _recover(_settings(url, options), "latest", elspeth)
+    assert status == 0 and "the latest run in the landscape is run-2" in err
+    assert f"continues azure://{container}/out/run-2/data.jsonl" in err
+    assert elspeth.calls == [["--no-dotenv", "run", "-s", "settings.yaml", "-x"]]
