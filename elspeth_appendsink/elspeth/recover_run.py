@@ -257,23 +257,32 @@ def _prove_gone_and_mark(
     finite = all(d > 0 for d in durations)
     longest = max(durations)
     deadline = monotonic() + 2 * longest + 5 if request.wait and finite else None
+    waited = 0
     while True:
         refusals = []
         gone = []
+        lines = []
         for o in opened:
             lease = timedelta(seconds=max(o.cfg.lease_duration, 0))  # -1, infinite: never lapses
             clock = now() if now is not None else None
             (state,) = survey(o.store, str(o.blob_path), [run], lease_duration=lease, now=clock)
             holder = f", held by run {state.lease_holder}" if state.lease_holder else ""
-            say(f"sink {o.sink} ({o.uri}): lease {state.lease_state or 'none'}{holder}; {state.reason}")
+            lease_state = state.lease_state or "none"
+            lines.append(f"sink {o.sink} ({o.uri}): lease {lease_state}{holder}; {state.reason}")
             if state.step in ("mark-failed-then-resume", "re-run-continue"):
                 gone.append(state)
             else:
                 refusals.append(f"sink {o.sink}: {state.reason}")
+        waiting = bool(refusals) and deadline is not None and monotonic() < deadline
+        if not (waiting and waited):  # while waiting, only the first and the last checks are shown
+            for line in lines:
+                say(line)
         if not refusals:
             break
-        if deadline is not None and monotonic() < deadline:
-            say(f"waiting for the lease to lapse (lease_duration {longest} s); checking again")
+        if waiting:
+            if not waited:
+                say(f"waiting for the lease to lapse (at most {2 * longest + 5} s), checking every few s")
+            waited += 1
             sleep(min(5.0, max(longest / 3, 1.0)))
             continue
         if not finite:
