@@ -3,7 +3,10 @@
 :class:`AzureAppendBlobSink` turns ELSPETH's calls into :class:`~elspeth_appendsink.writer.AppendWriter`
 calls and every storage request into an audit record:
 
-* ``write(rows, ctx)`` — renders the blob path once per run (``run_id``, ``timestamp``), appends the
+* ``on_start(ctx)`` — one audited request proves the container exists and the credentials work;
+  a wrong container or key fails here, naming sink, container and account.
+* ``write(rows, ctx)`` — renders the blob path once per run (``run_id``, ``timestamp``; or takes
+  the crashed run's path the launcher's ``recover`` registered in :mod:`.session`), appends the
   rows exactly once, and returns an artifact whose ``content_hash`` is the sha256 of the whole
   output so far and ``size_bytes`` its size. Every Azure request made inside ``write`` is recorded
   through ``ctx.record_call`` (``CallType.HTTP``, provider ``azure_blob_storage``), success or error;

@@ -11,15 +11,18 @@ on the blob's bytes, ``verify`` (with and without the landscape) and the audit t
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
 from elspeth_appendsink.testing.azurite import Azurite
@@ -43,8 +46,18 @@ relay = real.relay
 service = real.service
 
 CONTAINER = "pipeline-output"  # the README's
-ROWS = 1200
-NAME_BYTES = 7000  # ~8.4 MB of CSV: three 4 MiB blocks, so the kill at the 2nd lands mid-write
+ROWS = 600
+NAME_BYTES = 15000  # ~9 MB of CSV: three 4 MiB blocks, so the kill at the 2nd lands mid-write
+
+
+@pytest.fixture(autouse=True)
+def _no_readme_container(service: BlobServiceClient) -> Iterator[None]:
+    """Each test starts without the README's container (its module shares one Azurite) and leaves none."""
+    with contextlib.suppress(ResourceNotFoundError):
+        service.delete_container(CONTAINER)
+    yield
+    with contextlib.suppress(ResourceNotFoundError):
+        service.delete_container(CONTAINER)
 
 
 def big_rows() -> list[dict[str, Any]]:
