@@ -88,8 +88,10 @@ def closing_lines(
     for output in reported:
         sink = output.sink or "azure_append_blob"
         if output.blob_path is None:
-            why = f": {output.error}" if output.error else " (it received no rows)"
-            lines.append(f"  output {sink}: not opened{why}")
+            if output.error:
+                lines.append(f"  output {sink}: not opened: {output.error}")
+            else:
+                lines.append(f"  output {sink}: no rows in this command (the output is as the run left it)")
             continue
         lines.append(f"  output {sink}: azure://{output.container}/{output.blob_path}")
         lines.append(f"    verify: {verify_line(output, landscape_url)}")

@@ -35,6 +35,7 @@ from elspeth_appendsink.core.manifest import (
 )
 from elspeth_appendsink.core.paths import manifest_name, manifest_prefix, run_pointer_name, segment_name
 from elspeth_appendsink.core.reconcile import RunLayout, classify_pending, expected_lengths, walk
+from elspeth_appendsink.core.run_recovery import recover_line
 from elspeth_appendsink.encoders.base import Encoder
 from elspeth_appendsink.errors import (
     BlobExistsError,
@@ -201,7 +202,7 @@ class Recovery:
                 raise RecoveryError(
                     f"run {other[0].record.run_id} has continued this output after run {t.run_id}; "
                     "resuming the earlier run would interleave the two",
-                    hint="re-run the pipeline with if_exists: continue instead",
+                    hint=f"recover the later run instead: {recover_line(other[0].record.run_id)}",
                 )
         earlier = self.earlier_layouts(records[0].record)
         layout = self.settle_tail(walk(records, t.manifest))
