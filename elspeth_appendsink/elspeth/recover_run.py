@@ -46,7 +46,7 @@ from elspeth_appendsink.protocol.verify import inspect_output
 from elspeth_appendsink.storage import AzureStore
 from elspeth_appendsink.tools.runs import LandscapeError, LandscapeRun, mark_if_gone, read_landscape, survey
 
-__all__ = ["COMMAND", "EXIT_RETRY", "LAUNCHER", "recover", "recover_line"]
+__all__ = ["COMMAND", "EXIT_RETRY", "LAUNCHER", "USAGE", "recover", "recover_line"]
 
 COMMAND = RECOVER
 #: ``recover latest``: the run that started last (as ELSPETH's ``explain`` takes it).
@@ -54,6 +54,22 @@ LATEST = "latest"
 #: sysexits' EX_TEMPFAIL: not now, the same command later (a writer's lease is still held).
 EXIT_RETRY = 75
 _PREFIX = "recover:"
+
+
+USAGE = f"""\
+usage: {LAUNCHER} [ELSPETH OPTIONS] {RECOVER} RUN_ID|latest [-s SETTINGS] [--wait]
+
+Bring a crashed run's outputs to complete, from the directory the run was started in, with
+its settings file (default settings.yaml). It says what it will do, then does it:
+  - a run still 'running' is marked failed once every azure_append_blob writer is provably
+    gone (its lease lapsed); while a lease is held it refuses (exit 75) and prints the line
+    to run again after lease_duration; --wait waits the lease out instead;
+  - with an ELSPETH checkpoint: ELSPETH's resume;
+  - without one: a new run of the same settings whose azure_append_blob sinks continue the
+    crashed run's outputs in place (each row once; verify accepts the output).
+A run already completed, or whose outputs a later recover completed, is left as it is (exit 0).
+latest: the run that started last. Exit: ELSPETH's status of the run or resume; 0 nothing to
+do; 1 cannot recover (nothing was changed); 75 a writer's lease is still held."""
 
 
 class _Refused(Exception):
@@ -133,6 +149,10 @@ def recover(
 
     def say(text: str) -> None:
         print(f"{_PREFIX} {text}", file=err)
+
+    if {"-h", "--help"} & set(args[list(args).index(COMMAND) + 1 :]):
+        print(USAGE, file=err)
+        return 0
 
     try:
         request = parse(args)

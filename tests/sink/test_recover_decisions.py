@@ -232,3 +232,9 @@ def test_latest_is_the_run_that_started_last(azurite: Azurite, container: str, t
     assert status == 0 and "the latest run in the landscape is run-2" in err
     assert f"continues azure://{container}/out/run-2/data.jsonl" in err
     assert elspeth.calls == [["--no-dotenv", "run", "-s", "settings.yaml", "-x"]]
+
+
+def test_help_describes_the_command_and_changes_nothing() -> None:
+    err = io.StringIO()
+    status = recover(["recover", "--help"], run_elspeth=Elspeth(), err=err)
+    assert status == 0 and "RUN_ID|latest" in err.getvalue() and "--wait" in err.getvalue()
