@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -151,9 +152,9 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
         One request: the properties of this run's pointer blob (absent for a fresh run), which
         needs only the read access the sink needs anyway and tells a missing container
         (``ContainerNotFound``) from refused credentials (403). ELSPETH forbids ``record_call``
-        here, so the call is held and recorded at the first write. A failure raises a
-        :class:`~elspeth_appendsink.errors.StorageError` naming sink, container and account
-        (never a secret); the sink closes its client itself, since ELSPETH calls neither
+        here, so the call is held and recorded at the first write (``purpose: start_check``). A
+        failure raises a :class:`~elspeth_appendsink.errors.StorageError` naming sink, container
+        and account (never a secret); the sink closes its client itself, since ELSPETH calls neither
         ``on_complete`` nor ``close`` after a failed ``on_start``.
         """
         log.debug("sink.start", sink=self.name, node_id=self.node_id)
@@ -161,7 +162,7 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
         run_id = str(ctx.run_id)
         facts = {"sink": self._label(), "run_id": run_id, "container": cfg.container, "options": self.config}
         session.report(cfg.template_digest, **facts)
-        store = self._make_store(self._held_calls.append)
+        store = self._make_store(self._hold_start_check)
         try:
             store.properties(run_pointer_name(cfg.template_digest, run_id))
         except StorageError as exc:
@@ -257,6 +258,19 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
             self._store = store_for(self._cfg, transport=self._transport)
         self._store.on_call = on_call
         return self._store
+
+    def _hold_start_check(self, call: StorageCall) -> None:
+        """Keep the start-up check for the first write; a pointer not found is its expected answer.
+
+        A fresh run has no pointer yet, so ``BlobNotFound`` proves what the check asks (container
+        there, credentials accepted) and is recorded as a success saying so, not as an error.
+        """
+        request = {**call.request, "purpose": "start_check"}
+        error = call.error or {}
+        if not call.ok and error.get("error_code") == "BlobNotFound":
+            response = {"exists": False, "status": error.get("status"), "error_code": "BlobNotFound"}
+            call = replace(call, ok=True, response=response, error=None)
+        self._held_calls.append(replace(call, request=request))
 
     def _start_error(self, store: AzureStore, exc: StorageError) -> StorageError:
         """``exc`` of the start-up check as one line naming sink, container and account."""

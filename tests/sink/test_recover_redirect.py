@@ -92,8 +92,10 @@ class TestStartCheck:
         digest = SinkConfig.from_options(make_options(blob_path=TEMPLATE)).template_digest
         assert first.request_data["operation"] == "get_blob_properties"
         assert first.request_data["blob"] == run_pointer_name(digest, "run-1")
-        # absent for a fresh run: the answer (404 BlobNotFound) proves container and credentials
-        assert first.error is not None and first.error["error_code"] == "BlobNotFound"
+        assert first.request_data["purpose"] == "start_check"
+        # absent for a fresh run: the expected answer, proving container and credentials: a success
+        assert first.status == "success" and first.error is None
+        assert first.response_data == {"exists": False, "status": 404, "error_code": "BlobNotFound"}
 
 
 class TestContinuation:
