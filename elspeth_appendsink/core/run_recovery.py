@@ -2,16 +2,37 @@
 
 No I/O: the thin shells (the ``elspeth-appendsink`` tools, the launcher) gather the facts -- the
 run's status from ELSPETH's landscape, whether a checkpoint exists, the blob's lease state and the
-manifest's last renewal -- and ask these functions what may be done.
+manifest's last renewal -- and ask these functions what may be done. :func:`recover_line` is
+the one command line every message names for it (the launcher's ``recover``).
 """
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-__all__ = ["LeaseFacts", "LeaseState", "WriterVerdict", "next_step", "writer_gone"]
+__all__ = [
+    "LAUNCHER",
+    "RECOVER",
+    "LeaseFacts",
+    "LeaseState",
+    "WriterVerdict",
+    "next_step",
+    "recover_line",
+    "writer_gone",
+]
+
+LAUNCHER = "python -m elspeth_appendsink.elspeth"
+RECOVER = "recover"
+
+
+def recover_line(run_id: str, settings: str = "settings.yaml", global_options: Sequence[str] = ()) -> str:
+    """The exact command line that recovers ``run_id`` (resume, or a re-run continuing its outputs)."""
+    return shlex.join([*LAUNCHER.split(), *global_options, RECOVER, run_id, "-s", str(settings)])
+
 
 LeaseState = Literal["available", "leased", "expired", "broken", "breaking"]
 
@@ -73,8 +94,11 @@ def next_step(status: str, has_checkpoint: bool, verdict: WriterVerdict | None) 
             return "mark-failed-then-resume", f"writer provably gone ({verdict.reason}); checkpoint present"
         return (
             "re-run-continue",
-            f"writer provably gone ({verdict.reason}); no checkpoint: re-run with if_exists: continue",
+            f"writer provably gone ({verdict.reason}); no checkpoint: the launcher's recover "
+            "continues the output in a new run",
         )
     if has_checkpoint:
         return "resume", f"run is {status}; checkpoint present"
-    return "re-run-continue", f"run is {status}; no checkpoint: re-run with if_exists: continue"
+    return "re-run-continue", (
+        f"run is {status}; no checkpoint: the launcher's recover continues the output in a new run"
+    )

@@ -9,12 +9,16 @@ one the CLI uses), then runs ELSPETH's own command line::
     python -m elspeth_appendsink.elspeth --no-dotenv run -s settings.yaml -x
     python -m elspeth_appendsink.elspeth --no-dotenv resume RUN_ID -s settings.yaml -x
     python -m elspeth_appendsink.elspeth --no-dotenv resume RUN_ID -s settings.yaml -x --mark-failed-if-dead
+    python -m elspeth_appendsink.elspeth --no-dotenv recover RUN_ID -s settings.yaml
     elspeth-appendsink-elspeth run -s settings.yaml -x        # the same, as a console script
 
-Every argument is ELSPETH's but one: ``resume RUN_ID --mark-failed-if-dead`` first marks a run
+Every argument is ELSPETH's but two: ``resume RUN_ID --mark-failed-if-dead`` first marks a run
 that is still ``running`` failed when every ``azure_append_blob`` sink proves its writer gone,
 and refuses (exit 1, naming the lease holder) otherwise (:mod:`elspeth_appendsink.elspeth.recover`);
-without the flag no run's status is ever changed. For ``resume`` on an ELSPETH whose
+``recover RUN_ID -s settings.yaml [--wait]`` brings any crashed run's outputs to complete, by
+resume or by a re-run continuing them in place (:mod:`.recover_run`). Without these no run's
+status is ever changed. ``run``, ``resume`` and ``recover`` end with the run id, each output's
+path and the ``verify`` line to paste (:mod:`.summary`). For ``resume`` on an ELSPETH whose
 ``cli.resume`` still has 0.4.1's bug, the launcher corrects it in memory first and says so on
 stderr (:mod:`elspeth_appendsink.elspeth.resume_fix`). The module imports without ELSPETH
 (which needs Python 3.12 or later and is installed from its repository, not from PyPI); only
@@ -121,7 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Register the sink, then run ELSPETH's command line on ``argv`` (default: ``sys.argv[1:]``).
 
     Returns ELSPETH's exit status (0 completed; 1 failed or invalid; 3 interrupted; 4 audit or
-    framework error), so ``sys.exit(main())`` behaves like the ``elspeth`` command.
+    framework error), so ``sys.exit(main())`` behaves like the ``elspeth`` command; ``recover``
+    adds 75 (a writer's lease is still held: the same command later). ``run``, ``resume`` and
+    ``recover`` end with the closing lines of :mod:`.summary` on stderr.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     settings = renamed.settings_path(args)
@@ -136,19 +142,104 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ElspethNotAvailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if "resume" in args:
-        from elspeth_appendsink.elspeth import recover, resume_fix
+    from elspeth_appendsink.elspeth import session
 
-        if recover.take_flag(args):
-            status = recover.mark_failed_if_dead(args)
-            if status is not None:
-                return status
-        resume_fix.apply()
+    command, at = _command(args)
+    session.clear()
+
+    def run_elspeth(elspeth_args: list[str]) -> int:
+        if _command(elspeth_args)[0] == "resume":
+            from elspeth_appendsink.elspeth import resume_fix
+
+            resume_fix.apply()
+        try:
+            app(args=elspeth_args, prog_name="elspeth-appendsink-elspeth")
+        except SystemExit as exc:
+            return _exit_status(exc.code)
+        return 0
+
+    if command == "recover":
+        from elspeth_appendsink.elspeth import recover_run
+
+        _load_dotenv(args[:at])
+        status = recover_run.recover(args, run_elspeth=run_elspeth)
+    else:
+        if command == "resume":
+            from elspeth_appendsink.elspeth import recover
+
+            if recover.take_flag(args):
+                status_now = recover.mark_failed_if_dead(args)
+                if status_now is not None:
+                    return status_now
+        status = run_elspeth(args)
+    if command in ("run", "resume", "recover") and "--help" not in args:
+        _close(status, args, at)
+    return status
+
+
+def _command(args: Sequence[str]) -> tuple[str | None, int]:
+    """ELSPETH's command in ``args`` (after its global options) and its index."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--env-file":
+            i += 2
+            continue
+        if not arg.startswith("-"):
+            return arg, i
+        i += 1
+    return None, len(args)
+
+
+def _option(args: Sequence[str], *names: str) -> str | None:
+    for i, arg in enumerate(args):
+        name, eq, inline = arg.partition("=")
+        if name in names:
+            return inline if eq else (args[i + 1] if i + 1 < len(args) else None)
+    return None
+
+
+def _load_dotenv(global_options: Sequence[str]) -> None:
+    """What ELSPETH's own entry point does before a command: ``recover`` reads the settings first."""
+    if "--no-dotenv" in global_options:
+        return
+    from pathlib import Path
+
+    from elspeth import cli
+
+    env_file = _option(global_options, "--env-file")
+    cli._load_dotenv(env_file=Path(env_file) if env_file else None)
+
+
+def _close(status: int, args: Sequence[str], at: int) -> None:
+    """Print the closing lines (run id, outputs, verify and recover lines) for a finished command."""
+    from elspeth_appendsink.elspeth import session, summary
+
+    outputs = session.outputs()
+    if not any(o.run_id for o in outputs.values()):
+        return
+    settings = _option(args[at + 1 :], "-s", "--settings") or "settings.yaml"
+    lines = summary.closing_lines(
+        status,
+        outputs,
+        settings=settings,
+        landscape_url=_landscape_url(settings),
+        global_options=[a for a in args[:at] if a == "--no-dotenv"],
+    )
+    for line in lines:
+        print(line, file=sys.stderr)
+
+
+def _landscape_url(settings: str) -> str | None:
+    """The settings' landscape url, read with ELSPETH's own loader; None when it cannot be read."""
+    from pathlib import Path
+
+    from elspeth_appendsink.elspeth.recover import _load_settings, _Unreadable
+
     try:
-        app(args=args, prog_name="elspeth-appendsink-elspeth")
-    except SystemExit as exc:
-        return _exit_status(exc.code)
-    return 0
+        return str(_load_settings(Path(settings).expanduser()).landscape.url)
+    except _Unreadable:
+        return None
 
 
 def _exit_status(code: Any) -> int:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from elspeth_appendsink.core.paths import run_pointer_name
+from elspeth_appendsink.core.run_recovery import recover_line
 from elspeth_appendsink.elspeth.options import SinkConfig
 from elspeth_appendsink.elspeth.sink import AzureAppendBlobSink, store_for
 from elspeth_appendsink.errors import AppendSinkError
@@ -103,9 +104,10 @@ def mark_failed_if_dead(
         return _refuse(err, str(exc))
     print(f"{FLAG}: {action}", file=err)
     if not refused and gone[0].step == "re-run-continue":
+        line = recover_line(run_id, str(settings_path), [a for a in args[: args.index("resume")]])
         print(
-            f"{FLAG}: run {run_id} has no checkpoint, so ELSPETH cannot resume it: run the pipeline "
-            "again with if_exists: continue (README, 'When resume is not possible')",
+            f"{FLAG}: run {run_id} has no checkpoint, so ELSPETH cannot resume it; this continues its "
+            f"output in a new run: {line}",
             file=err,
         )
     return 1 if refused else None

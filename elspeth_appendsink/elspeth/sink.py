@@ -4,7 +4,10 @@
 :class:`~elspeth_appendsink.protocol.writer.AppendWriter` calls and every storage request into an
 audit record:
 
-* ``write(rows, ctx)`` — renders the blob path once per run (``run_id``, ``timestamp``), appends the
+* ``on_start(ctx)`` — one audited request proves the container exists and the credentials work;
+  a wrong container or key fails here, naming sink, container and account.
+* ``write(rows, ctx)`` — renders the blob path once per run (``run_id``, ``timestamp``; or takes
+  the crashed run's path the launcher's ``recover`` registered in :mod:`.session`), appends the
   rows exactly once, and returns an artifact whose ``content_hash`` is the sha256 of the whole
   output so far and ``size_bytes`` its size. Every Azure request made inside ``write`` is recorded
   through ``ctx.record_call`` (``CallType.HTTP``, provider ``azure_blob_storage``), success or error;
@@ -25,14 +28,18 @@ audit record:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from elspeth_appendsink import __version__
 from elspeth_appendsink.core.decisions import Requested, check_recorded
 from elspeth_appendsink.core.identity import IdentityScheme
+from elspeth_appendsink.core.paths import run_pointer_name
 from elspeth_appendsink.core.redact import redact_value
+from elspeth_appendsink.elspeth import session
 from elspeth_appendsink.elspeth.host import EMPTY_SHA256 as _EMPTY
 from elspeth_appendsink.elspeth.host import (
     HAVE_ELSPETH,
@@ -50,7 +57,13 @@ from elspeth_appendsink.elspeth.options import SinkConfig
 from elspeth_appendsink.elspeth.outcomes import recorded_outcomes
 from elspeth_appendsink.encoders import CsvOptions, create_encoder, restore_encoder
 from elspeth_appendsink.encoders.base import Encoder, Row
-from elspeth_appendsink.errors import AppendSinkError, ClosedError, SchemaDriftError, SettingsChangedError
+from elspeth_appendsink.errors import (
+    AppendSinkError,
+    ClosedError,
+    SchemaDriftError,
+    SettingsChangedError,
+    StorageError,
+)
 from elspeth_appendsink.logs import get_logger
 from elspeth_appendsink.protocol.opening import ExistingBlob
 from elspeth_appendsink.protocol.recovery import last_opening
@@ -103,6 +116,10 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
         self._field_resolution: dict[str, str] | None = None
         self._needs_resume_field_resolution = self._cfg.headers == "original"
         self._closed = False
+        # Calls made where ELSPETH forbids record_call (on_start): recorded at the first write.
+        self._held_calls: list[StorageCall] = []
+        self._continuation: session.Continuation | None = None
+        self._continuation_recorded = False
 
     # --- ELSPETH contract -----------------------------------------------------------------------
     @property
@@ -156,7 +173,29 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
         return self._validate_head(head)
 
     def on_start(self, ctx: Any) -> None:
+        """Prove the container exists and the credentials work, before the run reads a row.
+
+        One request: the properties of this run's pointer blob (absent for a fresh run), which
+        needs only the read access the sink needs anyway and tells a missing container
+        (``ContainerNotFound``) from refused credentials (403). ELSPETH forbids ``record_call``
+        here, so the call is held and recorded at the first write (``purpose: start_check``). A
+        failure raises a :class:`~elspeth_appendsink.errors.StorageError` naming sink, container
+        and account (never a secret); the sink closes its client itself, since ELSPETH calls neither
+        ``on_complete`` nor ``close`` after a failed ``on_start``.
+        """
         log.debug("sink.start", sink=self.name, node_id=self.node_id)
+        cfg = self._cfg
+        run_id = str(ctx.run_id)
+        facts = {"sink": self._label(), "run_id": run_id, "container": cfg.container, "options": self.config}
+        session.report(cfg.template_digest, **facts)
+        store = self._make_store(self._hold_start_check)
+        try:
+            store.properties(run_pointer_name(cfg.template_digest, run_id))
+        except StorageError as exc:
+            error = self._start_error(store, exc)
+            session.report(cfg.template_digest, error=str(error))
+            self.close()
+            raise error from None
 
     def write(self, rows: list[dict[str, Any]], ctx: Any) -> SinkWriteResult:
         if self._closed:  # a new writer would take this run for a second start of it
@@ -166,7 +205,13 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
             )
         self._ctx = ctx
         try:
+            held, self._held_calls = self._held_calls, []
+            for call in held:
+                self._on_call(call)
             writer = self._writer_for(str(ctx.run_id))
+            if self._continuation is not None and not self._continuation_recorded:
+                self._continuation_recorded = True
+                self._record_fact("recover_continues", self._continuation_facts(self._continuation))
             if self._resume and self._landscape_facts is None:
                 self._ask_landscape(writer, ctx)
             report = writer.write(rows)
@@ -205,6 +250,9 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
 
     def close(self) -> None:
         self._closed = True
+        held, self._held_calls = self._held_calls, []
+        for call in held:  # no write came to record them in: ELSPETH forbids record_call here, so log
+            self._on_call(call)
         if self._writer is not None:
             self._writer.close()
         if self._store is not None:
@@ -251,27 +299,86 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
         self._store.on_call = on_call
         return self._store
 
+    def _hold_start_check(self, call: StorageCall) -> None:
+        """Keep the start-up check for the first write; a pointer not found is its expected answer.
+
+        A fresh run has no pointer yet, so ``BlobNotFound`` proves what the check asks (container
+        there, credentials accepted) and is recorded as a success saying so, not as an error.
+        """
+        request = {**call.request, "purpose": "start_check"}
+        error = call.error or {}
+        if not call.ok and error.get("error_code") == "BlobNotFound":
+            response = {"exists": False, "status": error.get("status"), "error_code": "BlobNotFound"}
+            call = replace(call, ok=True, response=response, error=None)
+        self._held_calls.append(replace(call, request=request))
+
+    def _start_error(self, store: AzureStore, exc: StorageError) -> StorageError:
+        """``exc`` of the start-up check as one line naming sink, container and account."""
+        account = _account(store)
+        where = f"sink {self._label()}: container {self._cfg.container!r} in storage account {account!r}"
+        if exc.error_code == "ContainerNotFound":
+            problem, hint = "does not exist", "create the container, or correct the sink's 'container' option"
+        elif exc.status in (401, 403):
+            problem = "refused the sink's credentials"
+            hint = "check the sink's credentials (key, SAS token, identity) and their read/write permissions"
+        else:
+            problem = "could not be reached"
+            hint = "check the account endpoint and the network; nothing was written"
+        return StorageError(
+            f"{where} {problem} (checked at the start of the run, before any row was read)",
+            status=exc.status,
+            error_code=exc.error_code,
+            hint=hint,
+        )
+
+    def _label(self) -> str:
+        """The sink's name in the settings, from ELSPETH's node id (``sink_<name>_<hash>``)."""
+        found = re.fullmatch(r"sink_(.+)_[0-9a-f]{8,}", str(self.node_id or ""))
+        return found.group(1) if found else self.name
+
+    @staticmethod
+    def _continuation_facts(cont: session.Continuation) -> dict[str, Any]:
+        return {
+            "completes_run": cont.completes,
+            "sink": cont.sink,
+            "container": cont.container,
+            "blob_path": cont.blob_path,
+            "if_exists": "continue",
+            "by": "python -m elspeth_appendsink.elspeth recover",
+        }
+
     def _writer_for(self, run_id: str) -> AppendWriter:
         if self._writer is not None:
             return self._writer
         cfg = self._cfg
         store = self._make_store(self._on_call)
         timestamp = datetime.now(UTC).isoformat()
+        blob_path = cfg.path_template.render(run_id=run_id, timestamp=timestamp)
+        if_exists = cfg.if_exists
+        stable = not cfg.path_template.uses_timestamp
+        # The launcher's recover: continue the crashed run's output at the path it rendered, as
+        # if_exists: continue does (its manifest chained, rows already durable skipped). A resume
+        # of this very run keeps its own path.
+        cont = None if self._resume else session.continuation_for(cfg.template_digest)
+        if cont is not None:
+            self._continuation = cont
+            blob_path, if_exists, stable = cont.blob_path, "continue", True
+        session.report(cfg.template_digest, run_id=run_id, container=cfg.container, blob_path=blob_path)
         target = OutputTarget(
             container=cfg.container,
-            blob_path=cfg.path_template.render(run_id=run_id, timestamp=timestamp),
+            blob_path=blob_path,
             run_id=run_id,
             format=cfg.format,
             template_digest=cfg.template_digest,
             block_size=cfg.block_size,
             segment_max_blocks=cfg.segment_max_blocks,
             segment_max_bytes=cfg.segment_max_bytes,
-            if_exists=cfg.if_exists,
+            if_exists=if_exists,
             lease=cfg.lease,
             lease_duration=cfg.lease_duration,
             identity=IdentityScheme(cfg.identity_fields),
             requested=self._requested(),
-            path_is_stable=not cfg.path_template.uses_timestamp,
+            path_is_stable=stable,
         )
         self._writer = AppendWriter(
             store,
@@ -490,6 +597,11 @@ def _compare_fields(found: list[str], declared: list[str], mode: str) -> OutputV
             missing_fields=missing,
         )
     return OutputValidationResult.success(found)
+
+
+def _account(store: AzureStore) -> str:
+    """The storage account's name (never a credential)."""
+    return str(getattr(store.service, "account_name", None) or store.service.url)
 
 
 def store_for(cfg: SinkConfig, *, transport: HttpTransport[Any, Any] | None = None) -> AzureStore:

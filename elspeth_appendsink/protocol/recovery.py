@@ -43,6 +43,7 @@ from elspeth_appendsink.core.reconcile import (
     expected_lengths,
     walk,
 )
+from elspeth_appendsink.core.run_recovery import recover_line
 from elspeth_appendsink.encoders.base import Encoder
 from elspeth_appendsink.errors import (
     BlobExistsError,
@@ -247,7 +248,7 @@ class Recovery:
                 raise RecoveryError(
                     f"run {other[0].record.run_id} has continued this output after run {t.run_id}; "
                     "resuming the earlier run would interleave the two",
-                    hint="re-run the pipeline with if_exists: continue instead",
+                    hint=f"recover the later run instead: {recover_line(other[0].record.run_id)}",
                 )
         earlier = self.earlier_layouts(records[0].record)
         opened = walk(records, t.manifest)

@@ -38,6 +38,7 @@ from urllib.parse import unquote, urlsplit
 from elspeth_appendsink import __version__
 from elspeth_appendsink.core.paths import validate_blob_path, validate_container_name, validate_run_id
 from elspeth_appendsink.core.redact import redact, register_secret
+from elspeth_appendsink.core.run_recovery import recover_line
 from elspeth_appendsink.errors import AppendSinkError, ConfigError, StorageError
 from elspeth_appendsink.protocol.verify import (
     inspect_output,
@@ -107,16 +108,26 @@ exit codes:
   3  storage error (account unreachable, credentials refused, container missing)
   4  internal error"""
 
-_EXAMPLES = f"""\
-examples:
-  export {ENV_CONNECTION_STRING}='DefaultEndpointsProtocol=https;AccountName=...'
-  {PROG} verify  --container results --blob-path out/run-42/rows.csv
-  {PROG} verify  --container results --blob-path out/run-42/rows.csv \\
-      --landscape sqlite:///./state/audit.db
-  {PROG} inspect --container results --blob-path out/run-42/rows.csv --run-id run-42
-  {PROG} unlock  --container results --blob-path out/run-42/rows.csv --yes
-  {PROG} runs    --container results --blob-path out/run-42/rows.csv \\
-      --landscape sqlite:///./state/audit.db --run-id run-42 --mark-failed"""
+_COMMAND_EXAMPLES = {
+    "verify": [
+        f"{PROG} verify  --container results --blob-path out/run-42/rows.csv",
+        f"{PROG} verify  --container results --blob-path out/run-42/rows.csv \\\n"
+        "      --landscape sqlite:///./state/audit.db",
+    ],
+    "inspect": [f"{PROG} inspect --container results --blob-path out/run-42/rows.csv --run-id run-42"],
+    "unlock": [f"{PROG} unlock  --container results --blob-path out/run-42/rows.csv --yes"],
+    "runs": [
+        f"{PROG} runs    --container results --blob-path out/run-42/rows.csv \\\n"
+        "      --landscape sqlite:///./state/audit.db --run-id run-42 --mark-failed"
+    ],
+}
+_EXAMPLES = "\n".join(
+    [
+        "examples:",
+        f"  export {ENV_CONNECTION_STRING}='DefaultEndpointsProtocol=https;AccountName=...'",
+        *(f"  {line}" for lines in _COMMAND_EXAMPLES.values() for line in lines),
+    ]
+)
 
 _COMMANDS = {
     "verify": (
@@ -170,10 +181,11 @@ append is guarded by its expected position).""",
 Join ELSPETH's landscape (--landscape, read-only) with the output's manifests and leases and show,
 for each run (or the one given with --run-id): ELSPETH's status and checkpoints, the sink's
 entries, rows, cursor and unfinished step, the lease of the segment it wrote last and who holds
-it, and the next step: resume (a checkpoint exists), re-run with if_exists: continue (none), or
-nothing. A run still 'running' whose process was killed can be marked failed with
---mark-failed, but only when its writer is provably gone: its lease is not held and nothing of
-the run was written for longer than --lease-duration. Otherwise it refuses, naming the holder.
+it, and the next step with the line to paste: the launcher's `recover RUN_ID -s settings.yaml`
+(it resumes when a checkpoint exists, else continues the output in a new run), or nothing.
+A run still 'running' whose process was killed can be marked failed with --mark-failed, but only
+when its writer is provably gone: its lease is not held and nothing of the run was written for
+longer than --lease-duration. Otherwise it refuses, naming the holder.
 Marking goes through ELSPETH's own recorder (run it from ELSPETH's environment); repeating it
 changes nothing more.""",
     ),
@@ -199,7 +211,9 @@ def _common_options() -> argparse.ArgumentParser:
         help="the output's blob path as rendered for the run (e.g. out/run-42/rows.csv), "
         "not the {{ run_id }} template",
     )
-    auth = common.add_argument_group("authentication (see the end of --help)")
+    auth = common.add_argument_group(
+        f"authentication (one method; a flag wins over its variable; `{PROG} --help` explains them)"
+    )
     auth.add_argument(
         "--connection-string", metavar="STRING", help=f"storage connection string [${ENV_CONNECTION_STRING}]"
     )
@@ -241,12 +255,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     common = _common_options()
     for name, (summary, details) in _COMMANDS.items():
+        # A command's help shows its own options and examples; the authentication methods and the
+        # exit codes are explained once, in the top-level help.
+        own = "\n".join(["examples:", *(f"  {line}" for line in _COMMAND_EXAMPLES.get(name, []))])
+        shared = f"authentication methods and exit codes: `{PROG} --help`"
         sub = commands.add_parser(
             name,
             parents=[common],
             help=summary,
             description=f"{summary[0].upper()}{summary[1:].rstrip('?')}.\n\n{details}",
-            epilog=epilog,
+            epilog=f"{own}\n\n{shared}" if own else shared,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         if name == "verify":
@@ -503,6 +521,7 @@ def _cmd_runs(args: argparse.Namespace, store: AzureStore, out: Out, now: dateti
                     "writer_gone": None if state.verdict is None else state.verdict.gone,
                     "next": state.step,
                     "reason": state.reason,
+                    "recover": None if state.step == "nothing" else recover_line(run.run_id),
                     "action": action,
                 }
             )
@@ -517,6 +536,8 @@ def _cmd_runs(args: argparse.Namespace, store: AzureStore, out: Out, now: dateti
             last = "never" if state.last_write is None else state.last_write.isoformat(timespec="seconds")
             out.line(f"  lease: {state.lease_state or 'none'}{holder}; last write {last}")
         out.line(f"  next: {state.step} ({state.reason})")
+        if state.step != "nothing":
+            out.line(f"  recover: {recover_line(run.run_id)}   # from the run's directory, its settings file")
         if action:
             out.line(f"  action: {action}")
     return EXIT_PROBLEM if refused else EXIT_OK

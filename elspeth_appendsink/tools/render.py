@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from elspeth_appendsink.core.redact import redact, redact_value
+from elspeth_appendsink.core.run_recovery import recover_line
 from elspeth_appendsink.protocol.verify import (
     InspectReport,
     Problem,
@@ -157,8 +158,10 @@ def print_resume(out: Out, runs: Sequence[RunReport]) -> None:
     for run in runs:
         if run.needs_resume:
             out.line(f"Resume needed: run {run.run_id}: {run.pending}.")
-            out.line(f"  Resume it with `elspeth resume` (run id {run.run_id}); the sink settles the step")
-            out.line("  and continues, writing every row exactly once.")
+            out.line("  Recover it (from the run's directory, with its settings file):")
+            out.line(f"    {recover_line(run.run_id)}")
+            out.line("  It resumes the run if ELSPETH has a checkpoint, else continues this output in a new")
+            out.line("  run; the sink settles the step and writes every row exactly once.")
 
 
 def _base_line(base: UnverifiedBase) -> str:
@@ -261,14 +264,17 @@ def print_inspect(out: Out, report: InspectReport) -> None:
                 f"(manifest {cursor.manifest_length:,} bytes, head {cursor.head[:12]})"
             )
         if run.needs_resume:
-            out.line(f"  resume        NEEDED: {run.pending}")
+            out.line(f"  resume        NEEDED: {run.pending}; recover it:")
+            out.line(f"                {recover_line(run.run_id)}")
         else:
             detail = f" ({run.pending})" if run.pending else ""
             out.line(
                 "  resume        not needed: the manifest ends at a completed step"
                 + detail
-                + ("" if run.sealed else "; if the pipeline did not finish, `elspeth resume` continues here")
+                + ("" if run.sealed else "; if the pipeline did not finish, recover it:")
             )
+            if not run.sealed:
+                out.line(f"                {recover_line(run.run_id)}")
     out.line("")
     print_segments(out, report.segments, leases=True)
     leases = report.leases

@@ -12,9 +12,10 @@ The resume tests use a shape in which ELSPETH resume really reaches the sink: a 
 row to one of two ``azure_append_blob`` sinks; ``low`` is written (and checkpointed) first, then
 ``high`` fails. Two ways of failing, both real behaviour, nothing test-only in the sink:
 
-* ``high`` points at a container that does not exist yet: its write raises, ELSPETH marks the
-  run failed; the test creates the container and resumes (the options do not change, so the node
-  ids match).
+* ``high`` writes to a fixed path where a block blob (not an append blob) is in the way: its
+  first write is refused (``blob_exists``), ELSPETH marks the run failed; the test removes the
+  blob and resumes (the options do not change, so the node ids match). (A missing container
+  no longer serves: the sink's ``on_start`` refuses it before any row is read.)
 * ``high`` talks to Azurite through a small relay in this process, which SIGKILLs the ELSPETH
   process at its 2nd append to ``high``'s data blob — either after Azurite committed the block
   (the response is never delivered: the worst case, bytes durable but unacknowledged) or before
@@ -46,7 +47,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -693,31 +693,45 @@ def resume(pipeline: Pipeline, run_id: str) -> str:
 def test_resume_after_a_failed_sink_write(
     pipeline: Pipeline, service: BlobServiceClient, container: str
 ) -> None:
-    """``high``'s container is missing: its write raises and the run fails after ``low`` was
-    written and checkpointed. Once the container exists, resume writes ``high``'s rows once."""
-    late = "t" + uuid.uuid4().hex[:20]
-    two_sinks(pipeline, container, late, "jsonl", "AZ_DIRECT")
+    """A block blob is in the way of ``high``'s fixed path: its write raises and the run fails
+    after ``low`` was written and checkpointed. Once the blob is gone, resume writes ``high``'s
+    rows once."""
+    high_blob = "high/fixed/rows.jsonl"
+    pipeline.write_settings(
+        [
+            SinkSpec("low", container, "low/{{ run_id }}/rows.jsonl", "jsonl", "AZ_DIRECT", block="256B"),
+            SinkSpec("high", container, high_blob, "jsonl", "AZ_DIRECT", block="256B"),
+        ],
+        gate=True,
+    )
+    blocker = service.get_container_client(container).get_blob_client(high_blob)
+    blocker.upload_blob(b"not an append blob\n")
 
     code, output = pipeline.run("run", "-s", str(pipeline.settings), "-x")
 
     assert code == 1, output[-4000:]
-    assert "ContainerNotFound" in output
+    assert "blob_exists" in output or "BlobAlreadyExists" in output or "already exists" in output, output[
+        -4000:
+    ]
     run_id, status = pipeline.only_run()
     assert status == "failed"
     assert pipeline.query("SELECT count(*) FROM checkpoints WHERE run_id=?", run_id)[0][0] > 0
 
-    service.create_container(late)
-    try:
-        code, output = pipeline.run("resume", run_id, "-s", str(pipeline.settings))  # dry run
-        assert code == 0 and "can be resumed" in output, output[-4000:]
-        unprocessed = sum(1 for r in input_rows() if r["amount"] > THRESHOLD)
-        assert f"Unprocessed rows: {unprocessed}" in output
-        resume(pipeline, run_id)
-        assert_resumed_exactly_once(pipeline, service, run_id, {"low": container, "high": late}, "jsonl")
-        skips = [c for c in pipeline.sink_calls(run_id) if c["request"]["operation"] == "replay_skip"]
-        assert skips == []  # nothing of high's was durable, so nothing was skipped
-    finally:
-        service.delete_container(late)
+    blocker.delete_blob()
+    code, output = pipeline.run("resume", run_id, "-s", str(pipeline.settings))  # dry run
+    assert code == 0 and "can be resumed" in output, output[-4000:]
+    unprocessed = sum(1 for r in input_rows() if r["amount"] > THRESHOLD)
+    assert f"Unprocessed rows: {unprocessed}" in output
+    resume(pipeline, run_id)
+    assert pipeline.query("SELECT status FROM runs WHERE run_id=?", run_id) == [("completed",)]
+    rows = input_rows()
+    for sink, blob in (("low", f"low/{run_id}/rows.jsonl"), ("high", high_blob)):
+        data = blob_bytes(service, container, blob)
+        expected = [r for r in rows if (r["amount"] > THRESHOLD) == (sink == "high")]
+        assert_exactly_once(parse_output(data, "jsonl"), expected)
+        assert_artifact_matches(pipeline, run_id, sink, f"azure://{container}/{blob}", data)
+    skips = [c for c in pipeline.sink_calls(run_id) if c["request"]["operation"] == "replay_skip"]
+    assert skips == []  # nothing of high's was durable, so nothing was skipped
 
 
 def run_killed(
