@@ -24,7 +24,7 @@ from typing import Any
 
 from elspeth_appendsink.errors import LeaseHeldError, StorageError
 from elspeth_appendsink.protocol.heartbeat import LeaseHeartbeat
-from elspeth_appendsink.storage import AzureStore
+from elspeth_appendsink.storage.base import Store
 
 __all__ = ["LEASE_NAMESPACE", "META_CREATOR", "META_WRITER", "LeaseKeeper", "lease_id_for"]
 
@@ -44,7 +44,7 @@ class LeaseKeeper:
     """The lease one run holds on the segment it writes (when the target asks for leases)."""
 
     def __init__(
-        self, store: AzureStore, run_id: str, *, enabled: bool, duration: int, events: list[dict[str, Any]]
+        self, store: Store, run_id: str, *, enabled: bool, duration: int, events: list[dict[str, Any]]
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -149,7 +149,7 @@ class LeaseKeeper:
                 weakref.finalize(self, heart.stop_soon)
                 heart.start()
 
-    def _renew(self, store: AzureStore) -> bool:
+    def _renew(self, store: Store) -> bool:
         """One beat: renew the fenced blob's lease; False once there is nothing left to keep."""
         with self._lock:
             name, held = self._fenced, self.held

@@ -52,7 +52,7 @@ from elspeth_appendsink.protocol.scan import (
     row_digests_from_lengths,
     scan_segments,
 )
-from elspeth_appendsink.storage import AzureStore, BlobInfo
+from elspeth_appendsink.storage.base import BlobInfo, Store
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -140,7 +140,7 @@ class Continued:
     verified: Verified
 
 
-def create_own_segment(store: AzureStore, name: str, creator: str, writer: str) -> None:
+def create_own_segment(store: Store, name: str, creator: str, writer: str) -> None:
     """Create segment ``name`` for run ``creator``; one it created empty already is accepted (idempotent)."""
     try:
         store.create_append_blob(name, {META_CREATOR: creator, META_WRITER: writer})
@@ -160,7 +160,7 @@ class Recovery:
     """
 
     def __init__(
-        self, store: AzureStore, target: OutputTarget, lease: LeaseKeeper, events: list[dict[str, Any]]
+        self, store: Store, target: OutputTarget, lease: LeaseKeeper, events: list[dict[str, Any]]
     ) -> None:
         self.store = store
         self.target = target

@@ -36,7 +36,7 @@ from elspeth_appendsink.core.manifest import GENESIS, BlockEntry, DecodedRecord,
 from elspeth_appendsink.core.paths import segment_name
 from elspeth_appendsink.core.reconcile import RunLayout
 from elspeth_appendsink.errors import UndescribedBytesError
-from elspeth_appendsink.storage import AzureStore, BlobInfo
+from elspeth_appendsink.storage.base import BlobInfo, Store
 
 __all__ = [
     "DigestsFromBytes",
@@ -276,7 +276,7 @@ def _call_ends(runs: Sequence[ScannedRun]) -> dict[int, tuple[str, int]]:
 
 
 def scan_segments(
-    store: AzureStore,
+    store: Store,
     blob_path: str,
     runs: Sequence[ScannedRun],
     infos: dict[int, BlobInfo | None],
@@ -335,7 +335,7 @@ def scan_segments(
 
 
 def _stream_segment(
-    store: AzureStore,
+    store: Store,
     name: str,
     size: int,
     kept: list[Region],
@@ -419,7 +419,7 @@ def _stream_segment(
     return done
 
 
-def read_manifest(store: AzureStore, name: str) -> list[DecodedRecord]:
+def read_manifest(store: Store, name: str) -> list[DecodedRecord]:
     """Every record of manifest ``name``, strictly (any defect raises ``ManifestCorruptError``)."""
     reader = ManifestReader(name)
     records: list[DecodedRecord] = []

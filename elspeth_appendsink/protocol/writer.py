@@ -11,7 +11,7 @@ pointer, claims, segment 0, lease, manifest → a ``StartPlan``),
 lease.LeaseKeeper` (fencing and renewal), and :mod:`~elspeth_appendsink.protocol.scan` (the
 read-only walk recovery and verify share).
 
-:class:`AppendWriter` drives an :class:`~elspeth_appendsink.storage.AzureStore` for one run of
+:class:`AppendWriter` drives a :class:`~elspeth_appendsink.storage.base.Store` for one run of
 one output. Objects in the container::
 
     <blob_path>                        segment 0 (an append blob: the output users read)
@@ -102,7 +102,7 @@ from elspeth_appendsink.protocol.digest import RunningDigest
 from elspeth_appendsink.protocol.lease import LeaseKeeper, lease_id_for
 from elspeth_appendsink.protocol.opening import Opening
 from elspeth_appendsink.protocol.recovery import Recovery, Replay, create_own_segment
-from elspeth_appendsink.storage import AppendResult, AzureStore
+from elspeth_appendsink.storage.base import AppendResult, Store
 
 __all__ = ["AppendWriter", "OutputTarget", "WriteReport", "blocks_per_batch"]
 
@@ -202,7 +202,7 @@ class AppendWriter:
 
     def __init__(
         self,
-        store: AzureStore,
+        store: Store,
         target: OutputTarget,
         *,
         make_encoder: Callable[[Sequence[Row]], Encoder],

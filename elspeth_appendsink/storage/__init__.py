@@ -1,5 +1,6 @@
 """The storage layer: the only code that imports ``azure.*``.
 
+:class:`Store` (:mod:`.base`) is the interface the protocol and the tools use.
 :class:`AzureStore` (:mod:`.store`) knows Azure's verbs for one container (create-only blobs,
 guarded ``append_block``, ranged reads, leases, seals), maps every Azure error into
 :mod:`elspeth_appendsink.errors` and reports every request as a :class:`StorageCall`.
@@ -9,6 +10,7 @@ guarded ``append_block``, ranged reads, leases, seals), maps every Azure error i
 from azure.core.pipeline.transport import HttpTransport
 from azure.storage.blob import BlobServiceClient
 
+from elspeth_appendsink.storage.base import Store
 from elspeth_appendsink.storage.store import (
     PROVIDER,
     AppendResult,
@@ -30,6 +32,7 @@ __all__ = [
     "HttpTransport",
     "RetrySettings",
     "StorageCall",
+    "Store",
     "azure_credential",
     "build_service_client",
     "map_azure_error",

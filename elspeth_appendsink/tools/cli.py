@@ -44,6 +44,7 @@ from elspeth_appendsink.protocol.verify import (
     verify_output,
 )
 from elspeth_appendsink.storage import AzureStore, azure_credential, build_service_client
+from elspeth_appendsink.storage.base import Store
 from elspeth_appendsink.tools.anchor import anchor_runs, output_uri, read_artifacts
 from elspeth_appendsink.tools.render import (
     PROG,
@@ -427,7 +428,7 @@ def open_store(credentials: Credentials, container: str) -> AzureStore:
 # output
 
 
-def _cmd_verify(args: argparse.Namespace, store: AzureStore, out: Out) -> int:
+def _cmd_verify(args: argparse.Namespace, store: Store, out: Out) -> int:
     if args.run_id is not None and args.landscape is None:
         raise UsageError("--run-id needs --landscape: verify checks every byte of every run")
     landscape = None
@@ -463,7 +464,7 @@ def _cmd_verify(args: argparse.Namespace, store: AzureStore, out: Out) -> int:
     return EXIT_OK if ok else EXIT_PROBLEM
 
 
-def _cmd_inspect(args: argparse.Namespace, store: AzureStore, out: Out) -> int:
+def _cmd_inspect(args: argparse.Namespace, store: Store, out: Out) -> int:
     report = inspect_output(store, args.blob_path, run_id=args.run_id)
     if args.json:
         out.json(report.as_dict())
@@ -472,7 +473,7 @@ def _cmd_inspect(args: argparse.Namespace, store: AzureStore, out: Out) -> int:
     return EXIT_PROBLEM if report.problems else EXIT_OK
 
 
-def _cmd_runs(args: argparse.Namespace, store: AzureStore, out: Out, now: datetime | None) -> int:
+def _cmd_runs(args: argparse.Namespace, store: Store, out: Out, now: datetime | None) -> int:
     if args.mark_failed and args.run_id is None:
         raise UsageError("--mark-failed needs --run-id: one run is marked at a time")
     states = survey(
@@ -520,7 +521,7 @@ def _cmd_runs(args: argparse.Namespace, store: AzureStore, out: Out, now: dateti
     return EXIT_PROBLEM if refused else EXIT_OK
 
 
-def _cmd_unlock(args: argparse.Namespace, store: AzureStore, out: Out, stdin: TextIO) -> int:
+def _cmd_unlock(args: argparse.Namespace, store: Store, out: Out, stdin: TextIO) -> int:
     report = inspect_output(store, args.blob_path)
     leases = list(report.leases)
     skipped = []
