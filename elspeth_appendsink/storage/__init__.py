@@ -1,6 +1,7 @@
 """The storage layer: the only code that imports ``azure.*``.
 
 :class:`Store` (:mod:`.base`) is the interface the protocol and the tools use.
+:class:`MemoryStore` (:mod:`.memory`) is its in-memory twin with Azure's semantics.
 :class:`AzureStore` (:mod:`.store`) knows Azure's verbs for one container (create-only blobs,
 guarded ``append_block``, ranged reads, leases, seals), maps every Azure error into
 :mod:`elspeth_appendsink.errors` and reports every request as a :class:`StorageCall`.
@@ -11,6 +12,7 @@ from azure.core.pipeline.transport import HttpTransport
 from azure.storage.blob import BlobServiceClient
 
 from elspeth_appendsink.storage.base import Store
+from elspeth_appendsink.storage.memory import MemoryAccount, MemoryStore
 from elspeth_appendsink.storage.store import (
     PROVIDER,
     AppendResult,
@@ -30,6 +32,8 @@ __all__ = [
     "BlobInfo",
     "BlobServiceClient",
     "HttpTransport",
+    "MemoryAccount",
+    "MemoryStore",
     "RetrySettings",
     "StorageCall",
     "Store",
