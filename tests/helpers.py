@@ -1,4 +1,4 @@
-"""Helpers shared by the test suites: build writers over Azurite, read outputs back, check them."""
+"""Helpers shared by the test suites: build writers over Azurite or memory, read outputs back, check them."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from elspeth_appendsink.core.paths import manifest_prefix, parse_segment_index, 
 from elspeth_appendsink.encoders.base import Packed
 from elspeth_appendsink.protocol.writer import AppendWriter, OutputTarget
 from elspeth_appendsink.storage import AzureStore, RetrySettings, StorageCall, build_service_client
+from elspeth_appendsink.storage.base import Store
+from elspeth_appendsink.storage.memory import MemoryStore
 from elspeth_appendsink.testing.azurite import Azurite
 
 FAST_RETRY = RetrySettings(total=3, initial_backoff=0.0, increment_base=0.0, jitter=0.0)
@@ -73,7 +75,7 @@ def make_store(
 
 
 def make_writer(
-    store: AzureStore,
+    store: Store,
     *,
     run_id: str = "run-1",
     blob_path: str = "out/data.jsonl",
@@ -136,3 +138,45 @@ def check_manifests(azurite: Azurite, container: str, blob_path: str) -> list[Bl
 
 def expected_jsonl(rows: Sequence[Any]) -> bytes:
     return b"".join(JsonlStub().encode(rows))
+
+
+def make_memory_store(calls: list[StorageCall] | None = None, container: str = "memory") -> MemoryStore:
+    """A store on a fresh in-memory account (its ``account`` gives further stores on the same data)."""
+    store = MemoryStore.new(container)
+    store.on_call = None if calls is None else calls.append
+    return store
+
+
+def store_output(store: Store, blob_path: str) -> bytes:
+    """All segments of an output in ``store``, concatenated in segment order (independent of the writer)."""
+    reader = store.unrecorded()
+    stem = blob_path.rsplit(".", 1)[0]  # every segment's name starts with it (paths.segment_name)
+    segments = sorted(
+        (index, name)
+        for name in reader.list_names(stem)
+        if (index := parse_segment_index(blob_path, name)) is not None
+    )
+    return b"".join(reader.get(name) or b"" for _, name in segments)
+
+
+def store_manifests(store: Store, blob_path: str) -> list[BlockEntry]:
+    """:func:`check_manifests` over any store: every committed entry's bytes proven by sha256."""
+    reader = store.unrecorded()
+    committed: list[BlockEntry] = []
+    segments: dict[int, bytes] = {}
+    for name in reader.list_names(manifest_prefix(blob_path)):
+        records = [d.record for d in decode_records(reader.get(name) or b"")]
+        blocks = {r.seq: r for r in records if isinstance(r, BlockEntry)}
+        voided = set()
+        for void in (r for r in records if isinstance(r, VoidRecord)):  # it voids the rest of its batch
+            batch = blocks[void.voids].batch
+            voided |= {s for s, b in blocks.items() if b.batch == batch and s >= void.voids}
+        for r in records:
+            if isinstance(r, BlockEntry) and r.seq not in voided:
+                if r.segment not in segments:
+                    segments[r.segment] = reader.get(segment_name(blob_path, r.segment)) or b""
+                data = segments[r.segment][r.offset : r.end]
+                assert len(data) == r.length, f"entry {r.seq} lies past the end of segment {r.segment}"
+                assert hashlib.sha256(data).hexdigest() == r.sha256, f"entry {r.seq} bytes differ"
+                committed.append(r)
+    return committed
