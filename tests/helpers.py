@@ -18,6 +18,7 @@ from elspeth_appendsink.storage import AzureStore, RetrySettings, StorageCall, b
 from elspeth_appendsink.storage.base import Store
 from elspeth_appendsink.storage.memory import MemoryStore
 from elspeth_appendsink.testing.azurite import Azurite
+from elspeth_appendsink.testing.simulation import FaultyStore
 
 FAST_RETRY = RetrySettings(total=3, initial_backoff=0.0, increment_base=0.0, jitter=0.0)
 DIGEST = "0123456789abcdef"
@@ -180,3 +181,27 @@ def store_manifests(store: Store, blob_path: str) -> list[BlockEntry]:
                 assert hashlib.sha256(data).hexdigest() == r.sha256, f"entry {r.seq} bytes differ"
                 committed.append(r)
     return committed
+
+
+class MemorySpace:
+    """An in-memory container for the tests that do not test Azure itself (the ``memory`` fixture).
+
+    ``store()`` gives a new store on the same data, as a new process would get (with ``faults``:
+    :class:`FaultyStore` keywords, ``at=`` / ``on=`` / ``rule=``); ``output`` and ``manifests``
+    read the result independently of any writer.
+    """
+
+    container = "memory"
+
+    def __init__(self) -> None:
+        self.base = MemoryStore.new(self.container)
+
+    def store(self, calls: list[StorageCall] | None = None, **faults: Any) -> Store:
+        store = self.base.account.store(self.container, on_call=None if calls is None else calls.append)
+        return FaultyStore(store, **faults) if faults else store
+
+    def output(self, blob_path: str) -> bytes:
+        return store_output(self.base, blob_path)
+
+    def manifests(self, blob_path: str) -> list[BlockEntry]:
+        return store_manifests(self.base, blob_path)

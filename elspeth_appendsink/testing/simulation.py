@@ -2,7 +2,8 @@
 
 :class:`FaultyStore` wraps a store (a :class:`~elspeth_appendsink.storage.memory.MemoryStore` in
 the simulation tests) and numbers every request it passes on, from 1. A schedule maps request
-numbers (or a function of number and operation, e.g. :meth:`FaultPlan.rule`) to a fault:
+numbers, (operation, n-th request of that operation) pairs (as ``FaultyTransport`` does), or a
+function of number and operation (:meth:`FaultPlan.rule`) to a fault:
 
 * ``"fail"`` — the request fails before it takes effect: the retries are spent, the caller sees
   :class:`StorageUnavailableError` (503 ``ServerBusy``) and nothing changed;
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,12 +102,15 @@ class FaultyStore:
         inner: Store,
         *,
         at: Mapping[int, str] | None = None,
+        on: Mapping[tuple[str, int], str] | None = None,
         rule: Callable[[int, str], str | None] | None = None,
     ) -> None:
         self.inner = inner
         self.container = inner.container
         self.at = dict(at or {})
+        self.on = dict(on or {})
         self.rule = rule
+        self.per_op: Counter[str] = Counter()
         self.log: list[Seen] = []
         self.count = 0
         self._lock = threading.Lock()
@@ -121,8 +126,9 @@ class FaultyStore:
     def _next(self, operation: str, blob: str) -> tuple[int, str | None]:
         with self._lock:
             self.count += 1
+            self.per_op[operation] += 1
             n = self.count
-            fault = self.at.get(n)
+            fault = self.at.get(n) or self.on.get((operation, self.per_op[operation]))
             if fault is None and self.rule is not None:
                 fault = self.rule(n, operation)
             self.log.append(Seen(n, operation, blob, fault))
