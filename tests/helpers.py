@@ -63,12 +63,18 @@ class CsvStub(JsonlStub):
 
 
 def make_store(
-    azurite: Azurite,
+    azurite: Azurite | MemorySpace,
     container: str,
     transport: Any = None,
     calls: list[StorageCall] | None = None,
     retry: RetrySettings = FAST_RETRY,
-) -> AzureStore:
+) -> Store:
+    """A store on ``container`` of Azurite, or of a :class:`MemorySpace` (where ``transport`` may be
+    one of its fault layers, see :meth:`MemorySpace.faulty`)."""
+    if isinstance(azurite, MemorySpace):
+        if isinstance(transport, FaultyStore):
+            return transport
+        return azurite.base.account.store(container, on_call=None if calls is None else calls.append)
     service = build_service_client(
         connection_string=azurite.connection_string, retry=retry, transport=transport
     )
@@ -199,6 +205,10 @@ class MemorySpace:
     def store(self, calls: list[StorageCall] | None = None, **faults: Any) -> Store:
         store = self.base.account.store(self.container, on_call=None if calls is None else calls.append)
         return FaultyStore(store, **faults) if faults else store
+
+    def faulty(self, **schedule: Any) -> FaultyStore:
+        """A new store on this container behind a fault layer with ``schedule`` (``at``/``on``/``rule``)."""
+        return FaultyStore(self.base.account.store(self.container), **schedule)
 
     def output(self, blob_path: str) -> bytes:
         return store_output(self.base, blob_path)

@@ -166,6 +166,12 @@ class MemoryAccount:
             _refuse(404, "BlobNotFound")
         return blob
 
+    def delete(self, container: str, name: str) -> None:
+        """Remove a blob, as someone working behind the sink's back would (tests tamper with it)."""
+        with self.lock:
+            self.blob(container, name)
+            del self.blobs(container)[name]
+
     def touch(self, blob: _Blob) -> None:
         """A write: a new etag and last-modified time."""
         self._etags += 1

@@ -3,7 +3,7 @@
 :class:`FaultyStore` wraps a store (a :class:`~elspeth_appendsink.storage.memory.MemoryStore` in
 the simulation tests) and numbers every request it passes on, from 1. A schedule maps request
 numbers, (operation, n-th request of that operation) pairs (as ``FaultyTransport`` does), or a
-function of number and operation (:meth:`FaultPlan.rule`) to a fault:
+function of number, operation and blob (:meth:`FaultPlan.rule`) to a fault:
 
 * ``"fail"`` — the request fails before it takes effect: the retries are spent, the caller sees
   :class:`StorageUnavailableError` (503 ``ServerBusy``) and nothing changed;
@@ -73,8 +73,8 @@ class FaultPlan:
             crash=rng.choice(("crash-before", "crash-after")),
         )
 
-    def rule(self) -> Callable[[int, str], str | None]:
-        def fault(n: int, operation: str) -> str | None:
+    def rule(self) -> Callable[[int, str, str], str | None]:
+        def fault(n: int, operation: str, blob: str = "") -> str | None:
             if n == self.crash_at:
                 return self.crash
             if self.storm_at is not None and self.storm_at <= n < self.storm_at + self.storm_length:
@@ -103,7 +103,7 @@ class FaultyStore:
         *,
         at: Mapping[int, str] | None = None,
         on: Mapping[tuple[str, int], str] | None = None,
-        rule: Callable[[int, str], str | None] | None = None,
+        rule: Callable[[int, str, str], str | None] | None = None,
     ) -> None:
         self.inner = inner
         self.container = inner.container
@@ -130,7 +130,7 @@ class FaultyStore:
             n = self.count
             fault = self.at.get(n) or self.on.get((operation, self.per_op[operation]))
             if fault is None and self.rule is not None:
-                fault = self.rule(n, operation)
+                fault = self.rule(n, operation, blob)
             self.log.append(Seen(n, operation, blob, fault))
             return n, fault
 
