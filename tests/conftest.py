@@ -56,6 +56,14 @@ def container(azurite: Azurite) -> Iterator[str]:
 
 
 @pytest.fixture()
+def memory() -> Any:
+    """A fresh in-memory container (:class:`tests.helpers.MemorySpace`): no emulator needed."""
+    from tests.helpers import MemorySpace
+
+    return MemorySpace()
+
+
+@pytest.fixture()
 def account_key() -> str:
     return ACCOUNT_KEY
 

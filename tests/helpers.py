@@ -1,4 +1,4 @@
-"""Helpers shared by the test suites: build writers over Azurite, read outputs back, check them."""
+"""Helpers shared by the test suites: build writers over Azurite or memory, read outputs back, check them."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ from elspeth_appendsink.core.paths import manifest_prefix, parse_segment_index, 
 from elspeth_appendsink.encoders.base import Packed
 from elspeth_appendsink.protocol.writer import AppendWriter, OutputTarget
 from elspeth_appendsink.storage import AzureStore, RetrySettings, StorageCall, build_service_client
+from elspeth_appendsink.storage.base import Store
+from elspeth_appendsink.storage.memory import MemoryStore
 from elspeth_appendsink.testing.azurite import Azurite
+from elspeth_appendsink.testing.simulation import FaultyStore
 
 FAST_RETRY = RetrySettings(total=3, initial_backoff=0.0, increment_base=0.0, jitter=0.0)
 DIGEST = "0123456789abcdef"
@@ -60,12 +63,18 @@ class CsvStub(JsonlStub):
 
 
 def make_store(
-    azurite: Azurite,
+    azurite: Azurite | MemorySpace,
     container: str,
     transport: Any = None,
     calls: list[StorageCall] | None = None,
     retry: RetrySettings = FAST_RETRY,
-) -> AzureStore:
+) -> Store:
+    """A store on ``container`` of Azurite, or of a :class:`MemorySpace` (where ``transport`` may be
+    one of its fault layers, see :meth:`MemorySpace.faulty`)."""
+    if isinstance(azurite, MemorySpace):
+        if isinstance(transport, FaultyStore):
+            return transport
+        return azurite.base.account.store(container, on_call=None if calls is None else calls.append)
     service = build_service_client(
         connection_string=azurite.connection_string, retry=retry, transport=transport
     )
@@ -73,7 +82,7 @@ def make_store(
 
 
 def make_writer(
-    store: AzureStore,
+    store: Store,
     *,
     run_id: str = "run-1",
     blob_path: str = "out/data.jsonl",
@@ -136,3 +145,73 @@ def check_manifests(azurite: Azurite, container: str, blob_path: str) -> list[Bl
 
 def expected_jsonl(rows: Sequence[Any]) -> bytes:
     return b"".join(JsonlStub().encode(rows))
+
+
+def make_memory_store(calls: list[StorageCall] | None = None, container: str = "memory") -> MemoryStore:
+    """A store on a fresh in-memory account (its ``account`` gives further stores on the same data)."""
+    store = MemoryStore.new(container)
+    store.on_call = None if calls is None else calls.append
+    return store
+
+
+def store_output(store: Store, blob_path: str) -> bytes:
+    """All segments of an output in ``store``, concatenated in segment order (independent of the writer)."""
+    reader = store.unrecorded()
+    stem = blob_path.rsplit(".", 1)[0]  # every segment's name starts with it (paths.segment_name)
+    segments = sorted(
+        (index, name)
+        for name in reader.list_names(stem)
+        if (index := parse_segment_index(blob_path, name)) is not None
+    )
+    return b"".join(reader.get(name) or b"" for _, name in segments)
+
+
+def store_manifests(store: Store, blob_path: str) -> list[BlockEntry]:
+    """:func:`check_manifests` over any store: every committed entry's bytes proven by sha256."""
+    reader = store.unrecorded()
+    committed: list[BlockEntry] = []
+    segments: dict[int, bytes] = {}
+    for name in reader.list_names(manifest_prefix(blob_path)):
+        records = [d.record for d in decode_records(reader.get(name) or b"")]
+        blocks = {r.seq: r for r in records if isinstance(r, BlockEntry)}
+        voided = set()
+        for void in (r for r in records if isinstance(r, VoidRecord)):  # it voids the rest of its batch
+            batch = blocks[void.voids].batch
+            voided |= {s for s, b in blocks.items() if b.batch == batch and s >= void.voids}
+        for r in records:
+            if isinstance(r, BlockEntry) and r.seq not in voided:
+                if r.segment not in segments:
+                    segments[r.segment] = reader.get(segment_name(blob_path, r.segment)) or b""
+                data = segments[r.segment][r.offset : r.end]
+                assert len(data) == r.length, f"entry {r.seq} lies past the end of segment {r.segment}"
+                assert hashlib.sha256(data).hexdigest() == r.sha256, f"entry {r.seq} bytes differ"
+                committed.append(r)
+    return committed
+
+
+class MemorySpace:
+    """An in-memory container for the tests that do not test Azure itself (the ``memory`` fixture).
+
+    ``store()`` gives a new store on the same data, as a new process would get (with ``faults``:
+    :class:`FaultyStore` keywords, ``at=`` / ``on=`` / ``rule=``); ``output`` and ``manifests``
+    read the result independently of any writer.
+    """
+
+    container = "memory"
+
+    def __init__(self) -> None:
+        self.base = MemoryStore.new(self.container)
+
+    def store(self, calls: list[StorageCall] | None = None, **faults: Any) -> Store:
+        store = self.base.account.store(self.container, on_call=None if calls is None else calls.append)
+        return FaultyStore(store, **faults) if faults else store
+
+    def faulty(self, **schedule: Any) -> FaultyStore:
+        """A new store on this container behind a fault layer with ``schedule`` (``at``/``on``/``rule``)."""
+        return FaultyStore(self.base.account.store(self.container), **schedule)
+
+    def output(self, blob_path: str) -> bytes:
+        return store_output(self.base, blob_path)
+
+    def manifests(self, blob_path: str) -> list[BlockEntry]:
+        return store_manifests(self.base, blob_path)

@@ -29,7 +29,7 @@ from typing import Any
 
 from elspeth_appendsink.errors import LeaseHeldError, StorageError, StorageUnavailableError
 from elspeth_appendsink.protocol.heartbeat import LeaseHeartbeat
-from elspeth_appendsink.storage import AzureStore
+from elspeth_appendsink.storage.base import Store
 
 __all__ = ["LEASE_NAMESPACE", "META_CREATOR", "META_WRITER", "LeaseKeeper", "lease_id_for"]
 
@@ -50,7 +50,7 @@ class LeaseKeeper:
 
     def __init__(
         self,
-        store: AzureStore,
+        store: Store,
         run_id: str,
         *,
         enabled: bool,
@@ -216,7 +216,7 @@ class LeaseKeeper:
                 weakref.finalize(self, heart.stop_soon)
                 heart.start()
 
-    def _renew(self, store: AzureStore) -> bool:
+    def _renew(self, store: Store) -> bool:
         """One beat: renew the fenced blob's lease; False once there is nothing left to keep."""
         with self._lock:
             name, held = self._fenced, self.held

@@ -48,7 +48,7 @@ from elspeth_appendsink.encoders.base import Encoder, Row
 from elspeth_appendsink.errors import BlobExistsError, BlobTypeError, RecoveryError
 from elspeth_appendsink.protocol.lease import META_CREATOR, META_WRITER, LeaseKeeper
 from elspeth_appendsink.protocol.recovery import Recovery, Replay, create_own_segment
-from elspeth_appendsink.storage import AzureStore, BlobInfo
+from elspeth_appendsink.storage.base import BlobInfo, Store
 
 if TYPE_CHECKING:
     from elspeth_appendsink.protocol.writer import OutputTarget
@@ -103,7 +103,7 @@ class Opening:
 
     def __init__(
         self,
-        store: AzureStore,
+        store: Store,
         target: OutputTarget,
         lease: LeaseKeeper,
         events: list[dict[str, Any]],

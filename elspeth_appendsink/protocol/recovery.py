@@ -61,7 +61,7 @@ from elspeth_appendsink.protocol.scan import (
     row_digests_from_lengths,
     scan_segments,
 )
-from elspeth_appendsink.storage import AzureStore
+from elspeth_appendsink.storage.base import Store
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -168,7 +168,7 @@ def settled_by_next(layout: RunLayout, following: OpenRecord) -> RunLayout:
     return layout
 
 
-def last_opening(store: AzureStore, blob_path: str) -> OpenRecord | None:
+def last_opening(store: Store, blob_path: str) -> OpenRecord | None:
     """The ``open`` record of the latest run of the output at ``blob_path`` (None: no manifest
     holds one). The latest run is the one continuing the most earlier runs."""
     latest: OpenRecord | None = None
@@ -180,7 +180,7 @@ def last_opening(store: AzureStore, blob_path: str) -> OpenRecord | None:
     return latest
 
 
-def create_own_segment(store: AzureStore, name: str, creator: str, writer: str) -> None:
+def create_own_segment(store: Store, name: str, creator: str, writer: str) -> None:
     """Create segment ``name`` for run ``creator``; one it created empty already is accepted (idempotent)."""
     try:
         store.create_append_blob(name, {META_CREATOR: creator, META_WRITER: writer})
@@ -200,7 +200,7 @@ class Recovery:
     """
 
     def __init__(
-        self, store: AzureStore, target: OutputTarget, lease: LeaseKeeper, events: list[dict[str, Any]]
+        self, store: Store, target: OutputTarget, lease: LeaseKeeper, events: list[dict[str, Any]]
     ) -> None:
         self.store = store
         self.target = target
@@ -332,6 +332,17 @@ class Recovery:
             run_id=recorded.run_id,
             output=f"{t.container}/{t.blob_path}",
         )
+
+    def _finish_seal(self, layout: RunLayout) -> None:
+        """Seal the last run's segment if it recorded a seal whose request never landed (the run
+        died, or the seal failed, after the record): the output is continued in a new segment."""
+        if layout.segment not in layout.sealed:
+            return
+        name = self.segment(layout.segment)
+        info = self.store.properties(name)
+        if info is not None and not info.sealed:
+            self.store.seal(name, layout.segment_ends.get(layout.segment, 0), lease=self.lease.held)
+            self.events.append({"event": "recovery.seal_finished", "segment": name})
 
     def _refuse_lost_manifest(self) -> None:
         """This run's pointer exists but its manifest does not: refuse if the run had written data.
@@ -482,6 +493,7 @@ class Recovery:
         self.lease.acquire(self.segment(fence))
         earlier = [settled_by_next(lay, nxt.open) for lay, nxt in itertools.pairwise(ordered)]
         ordered = [*earlier, self.settle_tail(ordered[-1])]
+        self._finish_seal(ordered[-1])
         for index in range(1, len(ordered)):
             if ordered[index].open.prev != ordered[index - 1].head:
                 raise ManifestCorruptError(

@@ -38,7 +38,7 @@ from elspeth_appendsink.core.manifest import GENESIS, BlockEntry, DecodedRecord,
 from elspeth_appendsink.core.paths import segment_name
 from elspeth_appendsink.core.reconcile import RunLayout, expected_lengths
 from elspeth_appendsink.errors import BlobTypeError, UndescribedBytesError
-from elspeth_appendsink.storage import AzureStore, BlobInfo
+from elspeth_appendsink.storage.base import BlobInfo, Store
 
 __all__ = [
     "DigestsFromBytes",
@@ -304,7 +304,7 @@ def missing_segment(name: str, runs: Sequence[str], described: int) -> str:
     return f"segment {name} is missing, but the manifests of {who} {what} (deleted behind the sink's back?)"
 
 
-def require_segments(store: AzureStore, blob_path: str, layouts: Sequence[RunLayout]) -> None:
+def require_segments(store: Store, blob_path: str, layouts: Sequence[RunLayout]) -> None:
     """Refuse an output one of whose segments the runs' manifests need is gone, or is no longer an
     append blob (replaced by another kind of blob).
 
@@ -404,7 +404,7 @@ def _call_ends(runs: Sequence[ScannedRun]) -> dict[int, tuple[str, int]]:
 
 
 def scan_segments(
-    store: AzureStore,
+    store: Store,
     blob_path: str,
     runs: Sequence[ScannedRun],
     infos: dict[int, BlobInfo | None],
@@ -459,7 +459,7 @@ def scan_segments(
 
 
 def _stream_segment(
-    store: AzureStore,
+    store: Store,
     name: str,
     size: int,
     kept: list[Region],
@@ -545,7 +545,7 @@ def _stream_segment(
     return done
 
 
-def read_manifest(store: AzureStore, name: str) -> list[DecodedRecord]:
+def read_manifest(store: Store, name: str) -> list[DecodedRecord]:
     """Every record of manifest ``name``, strictly (any defect raises ``ManifestCorruptError``)."""
     reader = ManifestReader(name)
     records: list[DecodedRecord] = []

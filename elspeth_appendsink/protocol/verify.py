@@ -78,7 +78,7 @@ from elspeth_appendsink.protocol.scan import (
     segment_runs,
     undescribed,
 )
-from elspeth_appendsink.storage import AzureStore, BlobInfo
+from elspeth_appendsink.storage.base import BlobInfo, Store
 
 __all__ = [
     "InspectReport",
@@ -260,7 +260,7 @@ class _Survey:
     """Shared state of one verify / inspect pass: the manifests read, the runs ordered, problems
     and notes so far. Long for the reason the module docstring gives."""
 
-    store: AzureStore
+    store: Store
     blob_path: str
     chunk: int
     problems: list[Problem] = field(default_factory=list)
@@ -925,7 +925,7 @@ def _base(scan: _Survey, ordered: list[_Run], infos: Mapping[int, BlobInfo | Non
 
 
 def verify_output(
-    store: AzureStore,
+    store: Store,
     blob_path: str,
     *,
     progress: ProgressCallback | None = None,
@@ -1016,7 +1016,7 @@ def _with_bases(
 
 
 def inspect_output(
-    store: AzureStore, blob_path: str, *, run_id: str | None = None, chunk: int = DEFAULT_CHUNK
+    store: Store, blob_path: str, *, run_id: str | None = None, chunk: int = DEFAULT_CHUNK
 ) -> InspectReport:
     """Where the runs of the output at ``blob_path`` stand, without reading its data.
 
@@ -1075,7 +1075,7 @@ def inspect_output(
     )
 
 
-def _lease_holder(store: AzureStore, name: str, runs: Sequence[_Run]) -> str | None:
+def _lease_holder(store: Store, name: str, runs: Sequence[_Run]) -> str | None:
     """The run whose lease id is the active lease on ``name`` (newest run tried first), or None."""
     for run in reversed(runs):
         if store.holds_lease(name, lease_id_for(run.run_id)):

@@ -69,7 +69,7 @@ from elspeth_appendsink.protocol.digest import RunningDigest
 from elspeth_appendsink.protocol.lease import LeaseKeeper, lease_id_for
 from elspeth_appendsink.protocol.opening import ExistingBlob, Opening
 from elspeth_appendsink.protocol.recovery import Recovery, Replay, create_own_segment
-from elspeth_appendsink.storage import AppendResult, AzureStore
+from elspeth_appendsink.storage.base import AppendResult, Store
 
 __all__ = ["AppendWriter", "OutputTarget", "WriteReport", "blocks_per_batch"]
 
@@ -172,7 +172,7 @@ class AppendWriter:
 
     def __init__(
         self,
-        store: AzureStore,
+        store: Store,
         target: OutputTarget,
         *,
         make_encoder: Callable[[Sequence[Row]], Encoder],

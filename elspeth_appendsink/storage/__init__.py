@@ -1,5 +1,7 @@
 """The storage layer: the only code that imports ``azure.*``.
 
+:class:`Store` (:mod:`.base`) is the interface the protocol and the tools use.
+:class:`MemoryStore` (:mod:`.memory`) is its in-memory twin with Azure's semantics.
 :class:`AzureStore` (:mod:`.store`) knows Azure's verbs for one container (create-only blobs,
 guarded ``append_block``, ranged reads, leases, seals), maps every Azure error into
 :mod:`elspeth_appendsink.errors` and reports every request as a :class:`StorageCall`.
@@ -9,6 +11,8 @@ guarded ``append_block``, ranged reads, leases, seals), maps every Azure error i
 from azure.core.pipeline.transport import HttpTransport
 from azure.storage.blob import BlobServiceClient
 
+from elspeth_appendsink.storage.base import Store
+from elspeth_appendsink.storage.memory import MemoryAccount, MemoryStore
 from elspeth_appendsink.storage.store import (
     PROVIDER,
     AppendResult,
@@ -28,8 +32,11 @@ __all__ = [
     "BlobInfo",
     "BlobServiceClient",
     "HttpTransport",
+    "MemoryAccount",
+    "MemoryStore",
     "RetrySettings",
     "StorageCall",
+    "Store",
     "azure_credential",
     "build_service_client",
     "map_azure_error",

@@ -31,7 +31,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
@@ -45,16 +44,17 @@ from azure.core.pipeline.transport import HttpTransport
 from azure.storage.blob import BlobClient, BlobServiceClient, BlobType, ContainerClient, ExponentialRetry
 
 from elspeth_appendsink.core.redact import redact
-from elspeth_appendsink.errors import (
-    AppendConflictError,
-    BlobExistsError,
-    BlobTypeError,
-    LeaseHeldError,
-    SegmentFullError,
-    StorageError,
-    StorageUnavailableError,
-)
+from elspeth_appendsink.errors import AppendConflictError, BlobExistsError, LeaseHeldError, StorageError
 from elspeth_appendsink.logs import guard_third_party_loggers
+from elspeth_appendsink.storage.base import (
+    AppendResult,
+    BlobInfo,
+    StorageCall,
+    call_error,
+    iter_range,
+    resolve_append,
+    storage_error,
+)
 
 __all__ = [
     "AppendResult",
@@ -109,55 +109,6 @@ class _Retry(ExponentialRetry):
         transport.sleep(backoff)
 
 
-@dataclass(frozen=True, slots=True)
-class StorageCall:
-    """One request to Azure, as the audit trail sees it. JSON-safe, secret-free."""
-
-    operation: str
-    blob: str
-    ok: bool
-    request: dict[str, Any]
-    response: dict[str, Any] | None
-    error: dict[str, Any] | None
-    latency_ms: float
-
-
-@dataclass(frozen=True, slots=True)
-class BlobInfo:
-    """What ``get_blob_properties`` told us about one blob."""
-
-    name: str
-    size: int
-    is_append_blob: bool
-    sealed: bool
-    committed_blocks: int | None
-    metadata: dict[str, str]
-    lease_state: str | None
-    etag: str
-    last_modified: datetime | None = None  # the service's clock: the blob's last write
-
-
-@dataclass(frozen=True, slots=True)
-class AppendResult:
-    """A block that is durably in the segment at ``offset``; ``resolved`` if proven by read-back."""
-
-    offset: int
-    length: int
-    committed_blocks: int | None
-    resolved: bool = False
-
-
-_UNAVAILABLE_STATUSES = {408, 429, 500, 502, 503, 504}
-_LEASE_CODES = {
-    "LeaseIdMissing",
-    "LeaseIdMismatchWithBlobOperation",
-    "LeaseNotPresentWithBlobOperation",
-    "LeaseAlreadyPresent",
-    "LeaseIdMismatchWithLeaseOperation",
-    "LeaseLost",
-}
-
-
 def _code(exc: AzureError) -> str | None:
     code = getattr(exc, "error_code", None)
     if code is None:
@@ -174,43 +125,17 @@ def map_azure_error(
     message = redact(
         str(getattr(exc, "message", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
     )
-    what = f"{operation} failed: {message}" if operation else message
-    kw: dict[str, Any] = {"blob": blob, "offset": offset, "status": status, "error_code": code}
-    if code == "BlobAlreadyExists":
-        return BlobExistsError(
-            f"{operation}: blob already exists", hint="set if_exists or use a new blob_path", **kw
-        )
-    if code in ("InvalidBlobType", "BlobIsSealed"):
-        return BlobTypeError(
-            what, hint="the blob is not an unsealed append blob; use another blob_path", **kw
-        )
-    if code in ("BlockCountExceedsLimit", "MaxBlobSizeConditionNotMet"):
-        return SegmentFullError(what, **kw)
-    if code in _LEASE_CODES:
-        return LeaseHeldError(
-            what, hint="another writer holds the lease; see `elspeth-appendsink inspect`", **kw
-        )
-    if isinstance(exc, ServiceRequestError) and status is None:
-        # the request never reached the service (refused, unresolvable, timed out connecting)
-        return StorageUnavailableError(
-            what,
-            hint="the storage account is unreachable: check the account URL (or the connection "
-            "string's endpoint) and the network; nothing was stored by this request",
-            **kw,
-        )
-    if isinstance(exc, ServiceRequestError | ServiceResponseError) or status in _UNAVAILABLE_STATUSES:
-        return StorageUnavailableError(
-            what,
-            hint="the storage account is unreachable or throttling; retry later (resume continues exactly)",
-            **kw,
-        )
-    if code == "Md5Mismatch":
-        return StorageUnavailableError(
-            what, hint="the block was corrupted in transit and was not stored", **kw
-        )
-    if isinstance(exc, ResourceNotFoundError):
-        return StorageError(what, hint="check the container exists and the blob was not deleted", **kw)
-    return StorageError(what, **kw)
+    return storage_error(
+        message,
+        blob=blob,
+        offset=offset,
+        operation=operation,
+        status=status,
+        code=code,
+        network=isinstance(exc, ServiceRequestError | ServiceResponseError),
+        unreached=isinstance(exc, ServiceRequestError),
+        not_found=isinstance(exc, ResourceNotFoundError),
+    )
 
 
 def azure_credential(
@@ -330,10 +255,7 @@ class AzureStore:
         except AzureError as exc:
             elapsed = (time.perf_counter() - started) * 1000
             mapped = map_azure_error(exc, blob=name, offset=offset, operation=operation)
-            error = mapped.audit_fields()
-            if isinstance(mapped, BlobExistsError):
-                error["reason"] = BlobExistsError.reason
-            self._emit(StorageCall(operation, name, False, request, None, error, elapsed))
+            self._emit(StorageCall(operation, name, False, request, None, call_error(mapped), elapsed))
             raise mapped from exc
         elapsed = (time.perf_counter() - started) * 1000
         self._emit(StorageCall(operation, name, True, request, summarise(result), None, elapsed))
@@ -422,38 +344,11 @@ class AzureStore:
             )
             if not ambiguous:
                 raise
-            return self._resolve_append(name, data, offset, exc)
+            return resolve_append(self, name, data, offset, exc)
         landed = int(result["blob_append_offset"])
         if landed != offset:  # impossible with appendpos; never continue on a lie
             raise AppendConflictError("service reports the block landed elsewhere", blob=name, offset=landed)
         return AppendResult(offset, length, result.get("blob_committed_block_count"))
-
-    def _resolve_append(self, name: str, data: bytes, offset: int, cause: StorageError) -> AppendResult:
-        """After an ambiguous append: read back ``[offset, offset+len)`` and decide."""
-        info = self.properties(name)
-        size = -1 if info is None else info.size
-        end = offset + len(data)
-        if info is not None and size >= end and self.read(name, offset, len(data)) == data:
-            return AppendResult(offset, len(data), info.committed_blocks, resolved=True)
-        if info is not None and size == offset and cause.error_code != "AppendPositionConditionNotMet":
-            # the request never took effect; the caller may send it again
-            raise StorageUnavailableError(
-                f"append did not land ({cause})",
-                blob=name,
-                offset=offset,
-                status=cause.status,
-                error_code=cause.error_code,
-                hint="nothing was written; retrying is safe",
-            ) from cause
-        raise AppendConflictError(
-            f"bytes at the expected append position are not ours (segment size is {size}, "
-            f"expected {offset} before this block)",
-            blob=name,
-            offset=offset,
-            status=cause.status,
-            error_code=cause.error_code,
-            hint="another writer appended to this blob; nothing more will be appended",
-        ) from cause
 
     def read(self, name: str, offset: int, length: int) -> bytes:
         client = self.blob(name)
@@ -471,22 +366,7 @@ class AzureStore:
         self, name: str, *, offset: int = 0, length: int | None = None, chunk: int = 8 * 1024 * 1024
     ) -> Iterator[bytes]:
         """Yield the blob's bytes ``[offset, offset+length)`` in chunks (bounded memory)."""
-        end = None if length is None else offset + length
-        position = offset
-        while end is None or position < end:
-            size = chunk if end is None else min(chunk, end - position)
-            try:
-                data = self.read(name, position, size)
-            except StorageError as exc:
-                if exc.status == 416:  # position is at (or past) the end: an empty blob answers so too
-                    return
-                raise
-            if not data:
-                return
-            yield data
-            position += len(data)
-            if len(data) < size:
-                return
+        return iter_range(self.read, name, offset=offset, length=length, chunk=chunk)
 
     def seal(self, name: str, final_length: int, *, lease: str | None = None) -> None:
         """Seal ``name`` only if its length is exactly ``final_length`` (idempotent)."""

@@ -45,6 +45,7 @@ from elspeth_appendsink.protocol.verify import (
     verify_output,
 )
 from elspeth_appendsink.storage import AzureStore, azure_credential, build_service_client
+from elspeth_appendsink.storage.base import Store
 from elspeth_appendsink.tools import devstorage
 from elspeth_appendsink.tools.anchor import anchor_runs, output_uri, read_artifacts
 from elspeth_appendsink.tools.render import (
@@ -447,7 +448,7 @@ def open_store(credentials: Credentials, container: str) -> AzureStore:
 # output
 
 
-def _cmd_verify(args: argparse.Namespace, store: AzureStore, out: Out) -> int:
+def _cmd_verify(args: argparse.Namespace, store: Store, out: Out) -> int:
     if args.run_id is not None and args.landscape is None:
         raise UsageError("--run-id needs --landscape: verify checks every byte of every run")
     landscape = None
@@ -483,7 +484,7 @@ def _cmd_verify(args: argparse.Namespace, store: AzureStore, out: Out) -> int:
     return EXIT_OK if ok else EXIT_PROBLEM
 
 
-def _cmd_inspect(args: argparse.Namespace, store: AzureStore, out: Out) -> int:
+def _cmd_inspect(args: argparse.Namespace, store: Store, out: Out) -> int:
     report = inspect_output(store, args.blob_path, run_id=args.run_id)
     if args.json:
         out.json(report.as_dict())
@@ -492,7 +493,7 @@ def _cmd_inspect(args: argparse.Namespace, store: AzureStore, out: Out) -> int:
     return EXIT_PROBLEM if report.problems else EXIT_OK
 
 
-def _cmd_runs(args: argparse.Namespace, store: AzureStore, out: Out, now: datetime | None) -> int:
+def _cmd_runs(args: argparse.Namespace, store: Store, out: Out, now: datetime | None) -> int:
     if args.mark_failed and args.run_id is None:
         raise UsageError("--mark-failed needs --run-id: one run is marked at a time")
     states = survey(
@@ -543,7 +544,7 @@ def _cmd_runs(args: argparse.Namespace, store: AzureStore, out: Out, now: dateti
     return EXIT_PROBLEM if refused else EXIT_OK
 
 
-def _cmd_unlock(args: argparse.Namespace, store: AzureStore, out: Out, stdin: TextIO) -> int:
+def _cmd_unlock(args: argparse.Namespace, store: Store, out: Out, stdin: TextIO) -> int:
     report = inspect_output(store, args.blob_path)
     leases = list(report.leases)
     skipped = []

@@ -24,7 +24,7 @@ from typing import cast, get_args
 
 from elspeth_appendsink.core.run_recovery import LeaseFacts, LeaseState, WriterVerdict, next_step, writer_gone
 from elspeth_appendsink.protocol.verify import InspectReport, RunReport, inspect_output
-from elspeth_appendsink.storage import AzureStore
+from elspeth_appendsink.storage.base import Store
 
 __all__ = ["LandscapeRun", "RunState", "mark_failed", "mark_if_gone", "read_landscape", "survey"]
 
@@ -87,13 +87,13 @@ def read_landscape(url: str, run_id: str | None = None) -> list[LandscapeRun]:
     return runs
 
 
-def _last_write(store: AzureStore, names: Sequence[str]) -> datetime | None:
+def _last_write(store: Store, names: Sequence[str]) -> datetime | None:
     stamps = [info.last_modified for name in names if (info := store.properties(name)) and info.last_modified]
     return max(stamps) if stamps else None
 
 
 def survey(
-    store: AzureStore,
+    store: Store,
     blob_path: str,
     runs: Sequence[LandscapeRun],
     *,

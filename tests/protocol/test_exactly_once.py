@@ -1,4 +1,6 @@
-"""The exactly-once protocol against Azurite: lost responses, crashes at every request, resume."""
+"""The exactly-once protocol against Azurite: lost responses, crashes at every request, resume.
+
+The clean runs (the writer's own bookkeeping) run on the memory store; every other class on Azurite."""
 
 from __future__ import annotations
 
@@ -11,9 +13,7 @@ from elspeth_appendsink.errors import AppendConflictError, LeaseHeldError, Stora
 from elspeth_appendsink.storage import RetrySettings
 from elspeth_appendsink.testing import FaultyTransport, SimulatedCrash
 from elspeth_appendsink.testing.azurite import Azurite
-from tests.helpers import check_manifests, expected_jsonl, make_store, make_writer, read_output
-
-pytestmark = pytest.mark.azurite
+from tests.helpers import MemorySpace, check_manifests, expected_jsonl, make_store, make_writer, read_output
 
 
 def batches(calls: int = 3, per_call: int = 25) -> list[list[dict[str, Any]]]:
@@ -24,11 +24,16 @@ SMALL = {"block_size": 200, "segment_max_blocks": 5}
 
 
 def assert_exact(
-    azurite: Azurite, container: str, blob_path: str, rows: list[dict[str, Any]], writer: Any = None
+    azurite: Azurite | MemorySpace,
+    container: str | None,
+    blob_path: str,
+    rows: list[dict[str, Any]],
+    writer: Any = None,
 ) -> None:
-    output = read_output(azurite, container, blob_path)
+    memory = azurite if isinstance(azurite, MemorySpace) else None
+    output = memory.output(blob_path) if memory else read_output(azurite, container, blob_path)
     assert output == expected_jsonl(rows)
-    committed = check_manifests(azurite, container, blob_path)
+    committed = memory.manifests(blob_path) if memory else check_manifests(azurite, container, blob_path)
     position = 0
     for entry in committed:
         assert entry.tokens.start == position
@@ -40,29 +45,30 @@ def assert_exact(
 
 
 class TestCleanRun:
-    def test_many_writes_land_in_order_across_segments(self, azurite: Azurite, container: str) -> None:
+    def test_many_writes_land_in_order_across_segments(self, memory: MemorySpace) -> None:
         """Three write calls, ≥10 blocks, ≥2 segments: output is every row once, in order."""
-        store = make_store(azurite, container)
+        store = memory.store()
         writer = make_writer(store, **SMALL)
         data = batches()
         for batch in data:
             writer.write(batch)
         assert writer.cursor is not None and writer.cursor.segment >= 1
-        assert len(check_manifests(azurite, container, "out/data.jsonl")) >= 10
-        assert_exact(azurite, container, "out/data.jsonl", [r for b in data for r in b], writer)
+        assert len(memory.manifests("out/data.jsonl")) >= 10
+        assert_exact(memory, None, "out/data.jsonl", [r for b in data for r in b], writer)
 
-    def test_header_is_written_once_at_the_start(self, azurite: Azurite, container: str) -> None:
+    def test_header_is_written_once_at_the_start(self, memory: MemorySpace) -> None:
         """A format header appears exactly once, at offset 0, however many writes and segments."""
         from tests.helpers import CsvStub
 
-        store = make_store(azurite, container)
+        store = memory.store()
         writer = make_writer(store, encoder=CsvStub(), **SMALL)
         for batch in batches():
             writer.write(batch)
-        output = read_output(azurite, container, "out/data.jsonl")
+        output = memory.output("out/data.jsonl")
         assert output.startswith(b"HEADER\n") and output.count(b"HEADER\n") == 1
 
 
+@pytest.mark.azurite
 class TestLostResponses:
     def test_lost_response_on_each_append_is_resolved_without_duplicates(
         self, azurite: Azurite, container: str
@@ -88,6 +94,7 @@ class TestLostResponses:
             assert_exact(azurite, container, path, rows, writer)
 
 
+@pytest.mark.azurite
 class TestCrashAndResume:
     @pytest.mark.parametrize("mode", ["crash-before", "crash-after"])
     def test_crash_at_every_request_then_resume_is_exact(
@@ -199,6 +206,7 @@ class TestCrashAndResume:
         assert {bool(entry.lengths) for entry in entries} == {False, True}
 
 
+@pytest.mark.azurite
 class TestThrottlingAndResets:
     def test_503_storm_within_budget_is_retried_without_duplicates(
         self, azurite: Azurite, container: str
@@ -254,6 +262,7 @@ class TestThrottlingAndResets:
         assert_exact(azurite, container, "out/data.jsonl", [r for b in data for r in b], writer)
 
 
+@pytest.mark.azurite
 class TestForeignWriters:
     def test_foreign_append_at_our_position_is_a_conflict(self, azurite: Azurite, container: str) -> None:
         """Someone else appends between our blocks: AppendConflictError; our committed bytes intact."""
@@ -283,6 +292,7 @@ class TestForeignWriters:
         assert "holder-run" in str(info.value)
 
 
+@pytest.mark.azurite
 class TestRetryInSameProcess:
     def test_retry_after_a_bad_row_appends_only_what_is_missing(
         self, azurite: Azurite, container: str
@@ -336,6 +346,7 @@ class TestRetryInSameProcess:
         assert_exact(azurite, container, "out/data.jsonl", [r for b in data for r in b], writer)
 
 
+@pytest.mark.azurite
 class TestSegmentRefusesMoreBlocks:
     def test_a_batch_refused_midway_moves_to_the_next_segment_and_the_digest_skips_nothing(
         self, azurite: Azurite, container: str

@@ -15,9 +15,7 @@ import pytest
 
 from elspeth_appendsink.testing import FaultyTransport
 from elspeth_appendsink.testing.azurite import Azurite
-from tests.helpers import make_store, make_writer
-
-pytestmark = pytest.mark.azurite
+from tests.helpers import MemorySpace, make_store, make_writer
 
 DURATION = 15
 
@@ -26,6 +24,7 @@ def _hearts(run_id: str) -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == f"lease-{run_id}" and t.is_alive()]
 
 
+@pytest.mark.azurite
 def test_a_quiet_writer_keeps_its_lease_past_its_duration(azurite: Azurite, container: str) -> None:
     transport = FaultyTransport()
     store = make_store(azurite, container, transport)
@@ -48,8 +47,8 @@ def test_a_quiet_writer_keeps_its_lease_past_its_duration(azurite: Azurite, cont
     assert info is not None and info.lease_state == "available"
 
 
-def test_close_stops_the_heartbeat_of_every_segment_it_fenced(azurite: Azurite, container: str) -> None:
-    store = make_store(azurite, container)
+def test_close_stops_the_heartbeat_of_every_segment_it_fenced(memory: MemorySpace) -> None:
+    store = memory.store()
     writer = make_writer(store, run_id="run-roll", segment_max_blocks=2, block_size=64)
     for i in range(6):
         writer.write([{"id": i, "pad": "x" * 40}])
@@ -59,11 +58,11 @@ def test_close_stops_the_heartbeat_of_every_segment_it_fenced(azurite: Azurite, 
     assert _hearts("run-roll") == []
 
 
-def test_a_writer_dropped_without_close_stops_renewing(azurite: Azurite, container: str) -> None:
+def test_a_writer_dropped_without_close_stops_renewing(memory: MemorySpace) -> None:
     """A simulated crash drops the writer; like a killed process, it must not keep its lease."""
     import gc
 
-    writer = make_writer(make_store(azurite, container), run_id="run-dropped")
+    writer = make_writer(memory.store(), run_id="run-dropped")
     writer.write([{"id": 1}])
     (heart,) = _hearts("run-dropped")
     del writer

@@ -11,10 +11,7 @@ import pytest
 
 from elspeth_appendsink.core.paths import manifest_name
 from elspeth_appendsink.encoders import create_encoder
-from elspeth_appendsink.testing.azurite import Azurite
-from tests.helpers import check_manifests, make_store, make_writer, read_output
-
-pytestmark = pytest.mark.azurite
+from tests.helpers import MemorySpace, make_writer
 
 CALLS = 6
 ROWS_PER_CALL = 25_000  # ~200-byte rows: ~5 MB per call, ~30 MB in all
@@ -49,13 +46,13 @@ class TestManifestSize:
         ("identity_fields", "limit"), [(None, 0.025), (["id"], 0.05)], ids=["lengths", "digests"]
     )
     def test_manifest_is_a_few_percent_of_the_data(
-        self, azurite: Azurite, container: str, identity_fields: list[str] | None, limit: float
+        self, memory: MemorySpace, identity_fields: list[str] | None, limit: float
     ) -> None:
         """Default 4 MiB blocks, ~200-byte rows, ~30 MB written: manifest bytes ≤ 2.5 % of data bytes
         with 4-byte row lengths, ≤ 5 % with 8-byte digests."""
         first = batch(0)
         encoder = create_encoder("jsonl", schema=Schema(), first_rows=first)
-        store = make_store(azurite, container)
+        store = memory.store()
         writer = make_writer(
             store,
             blob_path="size/out.jsonl",
@@ -68,7 +65,7 @@ class TestManifestSize:
             batch_rows = first if call == 0 else batch(call)
             writer.write(batch_rows)
             rows += len(batch_rows)
-        data = read_output(azurite, container, "size/out.jsonl")
+        data = memory.output("size/out.jsonl")
         manifest = store.properties(manifest_name("size/out.jsonl", "size-run"))
         assert manifest is not None
         ratio = manifest.size / len(data)
@@ -78,24 +75,24 @@ class TestManifestSize:
         )
         assert 190 <= len(data) / rows <= 210
         assert 25_000_000 <= len(data) == writer.size
-        entries = check_manifests(azurite, container, "size/out.jsonl")
+        entries = memory.manifests("size/out.jsonl")
         assert len(entries) >= 7  # blocks of up to 4 MiB
         assert all(bool(entry.lengths) == (identity_fields is None) for entry in entries)
         assert ratio <= limit
 
-    def test_arrow_manifest_records_no_row_digests(self, azurite: Azurite, container: str) -> None:
+    def test_arrow_manifest_records_no_row_digests(self, memory: MemorySpace) -> None:
         """Arrow with content identity: entries carry no body, so the manifest is a few hundred bytes
         per 4 MiB block whatever the row count (identities are rebuilt from the batches)."""
         first = batch(0)
         encoder = create_encoder("arrow", schema=Schema(), first_rows=first)
-        store = make_store(azurite, container)
+        store = memory.store()
         writer = make_writer(store, blob_path="size/out.arrows", run_id="size-run", encoder=encoder)
         for call in range(CALLS):
             writer.write(first if call == 0 else batch(call))
-        data = read_output(azurite, container, "size/out.arrows")
+        data = memory.output("size/out.arrows")
         manifest = store.properties(manifest_name("size/out.arrows", "size-run"))
         assert manifest is not None
-        entries = check_manifests(azurite, container, "size/out.arrows")
+        entries = memory.manifests("size/out.arrows")
         assert len(entries) >= 5
         assert all(entry.derived and not entry.digests for entry in entries if len(entry.tokens))
         print(f"\narrow manifest: {manifest.size / 1e3:.1f} kB for {len(data) / 1e6:.1f} MB of data")

@@ -11,10 +11,7 @@ import pytest
 
 from elspeth_appendsink.core.anchor import Prefix
 from elspeth_appendsink.protocol.verify import BASE_CALL, verify_output
-from elspeth_appendsink.testing.azurite import Azurite
-from tests.helpers import CsvStub, make_store, make_writer
-
-pytestmark = pytest.mark.azurite
+from tests.helpers import CsvStub, MemorySpace, make_writer
 
 SMALL: dict[str, Any] = {"block_size": 200, "segment_max_blocks": 5}
 
@@ -32,12 +29,10 @@ def reported(writer: Any, calls: list[list[dict[str, Any]]], first_call: int = 0
 
 
 @pytest.mark.parametrize("encoder", [None, CsvStub()], ids=["jsonl", "csv-header"])
-def test_prefixes_equal_the_writers_content_hash_after_each_call(
-    azurite: Azurite, container: str, encoder: Any
-) -> None:
+def test_prefixes_equal_the_writers_content_hash_after_each_call(memory: MemorySpace, encoder: Any) -> None:
     """Many calls, several segments (rollovers), a header: the base (the empty output), then one
     prefix per call, each exact."""
-    store = make_store(azurite, container)
+    store = memory.store()
     writer = make_writer(store, encoder=encoder, **SMALL)
     expected = reported(writer, [batch(c, 3 + 4 * c) for c in range(6)])
     writer.close()
@@ -52,16 +47,16 @@ def test_prefixes_equal_the_writers_content_hash_after_each_call(
     assert as_json == {"call": last.call, "size": last.size, "sha256": last.sha256}
 
 
-def test_prefixes_of_a_continued_output_span_every_run(azurite: Azurite, container: str) -> None:
+def test_prefixes_of_a_continued_output_span_every_run(memory: MemorySpace) -> None:
     """A second run continuing the output: its prefixes hash the whole output, the first run's bytes
     too, and its base is where the first run left the output."""
-    first = make_writer(make_store(azurite, container), run_id="first", if_exists="continue", **SMALL)
+    first = make_writer(memory.store(), run_id="first", if_exists="continue", **SMALL)
     before = reported(first, [batch(c, 5) for c in range(3)])
     first.close()
-    second = make_writer(make_store(azurite, container), run_id="second", if_exists="continue", **SMALL)
+    second = make_writer(memory.store(), run_id="second", if_exists="continue", **SMALL)
     after = reported(second, [batch(10 + c, 6) for c in range(3)])
     second.close()
-    report = verify_output(make_store(azurite, container), "out/data.jsonl")
+    report = verify_output(memory.store(), "out/data.jsonl")
     assert report.ok, report.problems
     assert list(report.prefixes["first"])[1:] == before
     assert list(report.prefixes["second"]) == [Prefix(BASE_CALL, before[-1].size, before[-1].sha256), *after]

@@ -1,4 +1,8 @@
-"""Outputs for the tooling tests: written by the real writer over Azurite, then crashed or tampered with."""
+"""Outputs for the tooling tests: written by the real writer, then crashed or tampered with.
+
+The first argument names where: an :class:`Azurite` (with a container), or a :class:`MemorySpace`
+(tests of the tools' own logic, which need no emulator); the raw helpers (``read_blob``,
+``append_raw``, ``rewrite_blob``, …) tamper the same way on both."""
 
 from __future__ import annotations
 
@@ -23,7 +27,9 @@ from elspeth_appendsink.core.paths import manifest_name, segment_name
 from elspeth_appendsink.protocol.writer import AppendWriter
 from elspeth_appendsink.testing import FaultyTransport, SimulatedCrash
 from elspeth_appendsink.testing.azurite import Azurite
-from tests.helpers import make_store, make_writer
+from tests.helpers import MemorySpace, make_store, make_writer
+
+Where = Azurite | MemorySpace
 
 BLOB = "out/data.jsonl"
 SMALL: dict[str, Any] = {"block_size": 200, "segment_max_blocks": 5}
@@ -39,7 +45,7 @@ def batches(calls: int = CALLS, first_id: int = 0) -> list[list[dict[str, Any]]]
 
 
 def write_output(
-    azurite: Azurite,
+    azurite: Where,
     container: str,
     *,
     blob_path: str = BLOB,
@@ -60,12 +66,13 @@ def write_output(
 
 
 def data_append_rule(nth: int, fault: str) -> Callable[[int, str, Any], str | None]:
-    """A FaultyTransport rule that injects ``fault`` at the ``nth`` append of data (not of a manifest)."""
+    """A FaultyTransport (or FaultyStore) rule: ``fault`` at the ``nth`` data append (not a manifest's)."""
     seen = 0
 
     def rule(n: int, operation: str, request: Any) -> str | None:
         nonlocal seen
-        if operation == "append" and ".manifest/" not in request.url:
+        target = request if isinstance(request, str) else request.url  # a blob name or a request
+        if operation == "append" and ".manifest/" not in target:
             seen += 1
             if seen == nth:
                 return fault
@@ -74,7 +81,7 @@ def data_append_rule(nth: int, fault: str) -> Callable[[int, str, Any], str | No
     return rule
 
 
-def first_call_blocks(azurite: Azurite, container: str) -> int:
+def first_call_blocks(azurite: Where, container: str) -> int:
     """How many blocks the first write call of :func:`batches` makes (in a probe output).
 
     A crash right after that many data appends finds no intent unfinished, whatever the batches:
@@ -87,9 +94,9 @@ def first_call_blocks(azurite: Azurite, container: str) -> int:
 
 
 def crash_run(
-    azurite: Azurite,
+    azurite: Where,
     container: str,
-    transport: FaultyTransport,
+    transport: Any,
     *,
     blob_path: str = BLOB,
     run_id: str = "run-1",
@@ -114,7 +121,7 @@ def crash_run(
 
 
 def resume_run(
-    azurite: Azurite,
+    azurite: Where,
     container: str,
     crashed_in: int,
     *,
@@ -140,11 +147,19 @@ def blob(azurite: Azurite, container: str, name: str) -> BlobClient:
     )
 
 
-def read_blob(azurite: Azurite, container: str, name: str) -> bytes:
+def read_blob(azurite: Where, container: str, name: str) -> bytes:
+    if isinstance(azurite, MemorySpace):
+        return azurite.base.account.store(container).get(name) or b""
     return blob(azurite, container, name).download_blob().readall()
 
 
-def break_lease(azurite: Azurite, container: str, name: str) -> None:
+def break_lease(azurite: Where, container: str, name: str) -> None:
+    if isinstance(azurite, MemorySpace):
+        store = azurite.base.account.store(container)
+        info = store.properties(name)
+        if info is not None and info.lease_state == "leased":
+            store.break_lease(name)
+        return
     client = blob(azurite, container, name)
     if client.get_blob_properties().lease.state == "leased":
         BlobLeaseClient(client).break_lease(lease_break_period=0)
@@ -154,11 +169,60 @@ def lease_state(azurite: Azurite, container: str, name: str) -> str:
     return str(blob(azurite, container, name).get_blob_properties().lease.state)
 
 
-def rewrite_blob(
-    azurite: Azurite, container: str, name: str, data: bytes, *, seal: bool | None = None
-) -> None:
+def blob_size(azurite: Where, container: str, name: str) -> int:
+    if isinstance(azurite, MemorySpace):
+        info = azurite.base.account.store(container).properties(name)
+        assert info is not None
+        return info.size
+    return int(blob(azurite, container, name).get_blob_properties().size)
+
+
+def create_raw(azurite: Where, container: str, name: str) -> None:
+    """A plain append blob at ``name``, as another program would create it (no metadata)."""
+    if isinstance(azurite, MemorySpace):
+        azurite.base.account.store(container).create_append_blob(name)
+    else:
+        blob(azurite, container, name).create_append_blob()
+
+
+def append_raw(azurite: Where, container: str, name: str, data: bytes) -> None:
+    """Append ``data`` at the blob's end without a lease, as another program would."""
+    if isinstance(azurite, MemorySpace):
+        azurite.base.account.store(container).append_block(name, data, blob_size(azurite, container, name))
+    else:
+        blob(azurite, container, name).append_block(data)
+
+
+def delete_raw(azurite: Where, container: str, name: str) -> None:
+    if isinstance(azurite, MemorySpace):
+        azurite.base.account.delete(container, name)
+    else:
+        blob(azurite, container, name).delete_blob()
+
+
+def faulty(azurite: Where, **schedule: Any) -> Any:
+    """What :func:`crash_run` sends through: a FaultyTransport on Azurite, a FaultyStore in memory."""
+    if isinstance(azurite, MemorySpace):
+        return azurite.faulty(**schedule)
+    return FaultyTransport(**schedule)
+
+
+def rewrite_blob(azurite: Where, container: str, name: str, data: bytes, *, seal: bool | None = None) -> None:
     """Replace ``name`` by an append blob holding ``data``, with the same metadata and (unless told
     otherwise) the same seal state: what someone editing the blob behind the sink's back leaves."""
+    if isinstance(azurite, MemorySpace):
+        store = azurite.base.account.store(container)
+        info = store.properties(name)
+        assert info is not None
+        break_lease(azurite, container, name)
+        azurite.base.account.delete(container, name)
+        store.create_append_blob(name, info.metadata)
+        step = 4 * 1024 * 1024
+        for start in range(0, len(data), step):
+            store.append_block(name, data[start : start + step], start)
+        if info.sealed if seal is None else seal:
+            store.seal(name, len(data))
+        return
     client = blob(azurite, container, name)
     props = client.get_blob_properties()
     break_lease(azurite, container, name)
@@ -171,26 +235,26 @@ def rewrite_blob(
         client.seal_append_blob()
 
 
-def flip_byte(azurite: Azurite, container: str, name: str, offset: int) -> None:
+def flip_byte(azurite: Where, container: str, name: str, offset: int) -> None:
     data = bytearray(read_blob(azurite, container, name))
     data[offset] ^= 0x01
     rewrite_blob(azurite, container, name, bytes(data))
 
 
 def manifest_records(
-    azurite: Azurite, container: str, *, blob_path: str = BLOB, run_id: str = "run-1"
+    azurite: Where, container: str, *, blob_path: str = BLOB, run_id: str = "run-1"
 ) -> list[DecodedRecord]:
     return decode_records(read_blob(azurite, container, manifest_name(blob_path, run_id)))
 
 
-def committed_entries(azurite: Azurite, container: str, **where: Any) -> list[BlockEntry]:
+def committed_entries(azurite: Where, container: str, **where: Any) -> list[BlockEntry]:
     return [
         d.record for d in manifest_records(azurite, container, **where) if isinstance(d.record, BlockEntry)
     ]
 
 
 def edit_entry_sha(
-    azurite: Azurite, container: str, seq: int, *, blob_path: str = BLOB, run_id: str = "run-1"
+    azurite: Where, container: str, seq: int, *, blob_path: str = BLOB, run_id: str = "run-1"
 ) -> None:
     """Change one hex digit of the sha256 in manifest record ``seq`` (a block entry), in place."""
     name = manifest_name(blob_path, run_id)
