@@ -167,8 +167,6 @@ def _epoch(writer: AppendWriter, epoch: Epoch, engine: Engine, seal: bool) -> No
     writer.prepare()  # a resumed writer given no rows recovers here
 
 
-
-
 def assert_exactly_once(script: Script, outcome: Outcome) -> None:
     writer, reader = outcome.writer, outcome.store
     output = store_output(reader, outcome.blob_path)
