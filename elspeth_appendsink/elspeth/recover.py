@@ -24,6 +24,7 @@ Every step is printed on stderr. Without the flag the launcher never touches a r
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -72,8 +73,11 @@ def mark_failed_if_dead(
     try:
         run_id, settings_path, database = _resume_arguments(args)
         settings = (load_settings or _load_settings)(settings_path)
+        # As ELSPETH's resume does: --database is a SQLite file, else the settings' landscape url
+        # (any backend); a sqlcipher passphrase comes from the variable the settings name.
         url = f"sqlite:///{Path(database).expanduser().resolve()}" if database else settings.landscape.url
-        (run,) = read_landscape(url, run_id)
+        passphrase = _passphrase(settings)
+        (run,) = read_landscape(url, run_id, passphrase=passphrase)
         if run.status != "running":
             print(f"{FLAG}: run {run_id} is {run.status}: nothing to mark", file=err)
             return None
@@ -98,7 +102,8 @@ def mark_failed_if_dead(
     if not gone:
         return _refuse(err, f"no {AzureAppendBlobSink.name} sink has written anything of run {run_id} yet")
     try:
-        refused, action = mark_if_gone(url, gone[0])  # all sinks' writer (one process) is gone: mark once
+        # all sinks' writer (one process) is gone: mark once
+        refused, action = mark_if_gone(url, gone[0], passphrase=passphrase)
     except LandscapeError as exc:
         return _refuse(err, str(exc))
     print(f"{FLAG}: {action}", file=err)
@@ -141,6 +146,18 @@ def _resume_arguments(args: list[str]) -> tuple[str, Path, str | None]:
     if run_id is None:
         raise _Unreadable("resume needs RUN_ID")
     return run_id, Path(settings or "settings.yaml").expanduser(), database
+
+
+def _passphrase(settings: Any) -> str | None:
+    """The sqlcipher passphrase, read as ELSPETH reads it (``landscape.encryption_key_env``)."""
+    landscape = settings.landscape
+    if getattr(landscape, "backend", "sqlite") != "sqlcipher":
+        return None
+    name = getattr(landscape, "encryption_key_env", "ELSPETH_AUDIT_KEY")
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise _Unreadable(f"the landscape is sqlcipher and {name} (landscape.encryption_key_env) is not set")
+    return value
 
 
 def _load_settings(path: Path) -> Any:

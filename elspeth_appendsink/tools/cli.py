@@ -102,7 +102,8 @@ exit codes:
      ELSPETH recorded), the unlock prompt was declined, or runs refused --mark-failed (the
      run's writer may be alive)
   2  usage error (bad option, nothing at --blob-path, unknown --run-id, unlock without --yes,
-     a --landscape that cannot be read)
+     a --landscape that cannot be read: not a URL, a backend ELSPETH does not accept, a
+     missing file or driver, an unreachable server, a refused password)
   3  storage error (account unreachable, credentials refused, container missing)
   4  internal error"""
 
@@ -253,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--landscape",
                 metavar="URL",
-                help="also check the output against ELSPETH's recorded artifacts (sqlite:/// url)",
+                help="also check the output against ELSPETH's recorded artifacts (its landscape url: "
+                "sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB; read-only)",
             )
             sub.add_argument("--run-id", "--run", metavar="RUN", help="with --landscape: check only this run")
         if name in ("inspect", "unlock"):
@@ -265,7 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "unlock":
             sub.add_argument("--yes", "-y", action="store_true", help="break without asking")
         if name == "runs":
-            sub.add_argument("--landscape", required=True, metavar="URL", help="ELSPETH's landscape url")
+            sub.add_argument(
+                "--landscape",
+                required=True,
+                metavar="URL",
+                help="ELSPETH's landscape url (sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB)",
+            )
             sub.add_argument("--run-id", metavar="RUN", help="only this run")
             sub.add_argument(
                 "--mark-failed",
