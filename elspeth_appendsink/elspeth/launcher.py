@@ -15,9 +15,13 @@ that is still ``running`` failed when every ``azure_append_blob`` sink proves it
 and refuses (exit 1, naming the lease holder) otherwise (:mod:`elspeth_appendsink.elspeth.recover`);
 without the flag no run's status is ever changed. For ``resume`` on an ELSPETH whose
 ``cli.resume`` still has 0.4.1's bug, the launcher corrects it in memory first and says so on
-stderr (:mod:`elspeth_appendsink.elspeth.resume_fix`). The module imports without ELSPETH
-(which needs Python 3.12 or later and is installed from its repository, not from PyPI); only
-:func:`register` and :func:`main` then fail, with :class:`ElspethNotAvailable`.
+stderr (:mod:`elspeth_appendsink.elspeth.resume_fix`). For ``run`` and ``resume`` on a PostgreSQL
+landscape it corrects 0.4.1's narrow ``runs.schema_contract_hash`` and its table-creation race
+the same way, and refuses a landscape already created narrow unless given
+``--widen-landscape-column`` (:mod:`elspeth_appendsink.elspeth.landscape_fix`). The module
+imports without ELSPETH (which needs Python 3.12 or later and is installed from its
+repository, not from PyPI); only :func:`register` and :func:`main` then fail, with
+:class:`ElspethNotAvailable`.
 """
 
 from __future__ import annotations
@@ -127,6 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     args = list(sys.argv[1:] if argv is None else argv)
+    if "run" in args or "resume" in args:
+        from elspeth_appendsink.elspeth import landscape_fix
+
+        widen = landscape_fix.take_flag(args)
+        status = landscape_fix.apply(landscape_fix.landscape_url(args), widen=widen)
+        if status is not None:
+            return status
     if "resume" in args:
         from elspeth_appendsink.elspeth import recover, resume_fix
 
