@@ -77,9 +77,11 @@ def survey(
     *,
     lease_duration: timedelta,
     now: datetime | None = None,
+    report: InspectReport | None = None,
 ) -> list[RunState]:
-    """Each landscape run joined with what the output's manifests and leases say about it."""
-    report: InspectReport = inspect_output(store, blob_path)
+    """Each landscape run joined with what the output's manifests and leases say about it
+    (``report``: the output's inspection, when the caller has it already)."""
+    report = report if report is not None else inspect_output(store, blob_path)
     by_run = {r.run_id: r for r in report.runs}
     clock = now or datetime.now(UTC)
     states = []
