@@ -192,3 +192,8 @@ def _state(
         file=err,
     )
     return name, state
+
+
+# The names these had before they became public (other modules of the package still import them).
+_load_settings = load_elspeth_settings
+_Unreadable = Unreadable
