@@ -18,7 +18,9 @@ without the flag no run's status is ever changed. For ``resume`` on an ELSPETH w
 stderr (:mod:`elspeth_appendsink.elspeth.resume_fix`). For ``run`` and ``resume`` on a PostgreSQL
 landscape it corrects 0.4.1's narrow ``runs.schema_contract_hash`` and its table-creation race
 the same way, and refuses a landscape already created narrow unless given
-``--widen-landscape-column`` (:mod:`elspeth_appendsink.elspeth.landscape_fix`). The module
+``--widen-landscape-column`` (:mod:`elspeth_appendsink.elspeth.landscape_fix`).
+``recover --prefix P -s SETTINGS…`` recovers every crashed run of a fleet
+(:mod:`elspeth_appendsink.elspeth.fleet_recover`). The module
 imports without ELSPETH (which needs Python 3.12 or later and is installed from its
 repository, not from PyPI); only :func:`register` and :func:`main` then fail, with
 :class:`ElspethNotAvailable`.
@@ -131,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     args = list(sys.argv[1:] if argv is None else argv)
+    from elspeth_appendsink.elspeth import fleet_recover
+
+    if fleet_recover.is_fleet_recover(args):
+        return fleet_recover.main(args)
     if "run" in args or "resume" in args:
         from elspeth_appendsink.elspeth import landscape_fix
 

@@ -91,6 +91,7 @@ _runs = Table(
     Column("run_id", String(64), primary_key=True),
     Column("status", String(32)),
     Column("started_at", String),  # ordered by, never read: its stored form differs between backends
+    Column("config_hash", String(64)),  # stable_hash of the run's resolved settings
 )
 _checkpoints = Table(
     "checkpoints", _metadata, Column("checkpoint_id", String(64)), Column("run_id", String(64))
@@ -258,6 +259,15 @@ class Landscape:
                 f"{option}: the landscape has no run {run_id!r} ({self.url}). Nothing was changed."
             )
         return found
+
+    def config_hashes(self, run_ids: Iterable[str]) -> dict[str, str]:
+        """Each run's ``config_hash`` (ELSPETH's hash of the settings it was started with)."""
+        wanted = sorted(set(run_ids))
+        if not wanted:
+            return {}
+        query = select(_runs.c.run_id, _runs.c.config_hash).where(_runs.c.run_id.in_(wanted))
+        with self._connection() as connection:
+            return {str(r): str(h) for r, h in connection.execute(query).all()}
 
     def artifacts(self, uris: Iterable[str]) -> list[LandscapeArtifact]:
         """The artifacts recorded for any of ``uris``, in the order they were recorded.
