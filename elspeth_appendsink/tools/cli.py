@@ -46,7 +46,7 @@ from elspeth_appendsink.protocol.verify import (
 from elspeth_appendsink.storage import AzureStore, azure_credential, build_service_client
 from elspeth_appendsink.tools.anchor import anchor_runs, output_uri, read_artifacts
 from elspeth_appendsink.tools.fleet import OutputVerdict, find_outputs, survey_outputs, verify_outputs
-from elspeth_appendsink.tools.landscape import open_landscape
+from elspeth_appendsink.tools.landscape import display_url, open_landscape
 from elspeth_appendsink.tools.render import (
     PROG,
     Out,
@@ -508,7 +508,9 @@ def _cmd_verify(args: argparse.Namespace, store: AzureStore, out: Out) -> int:
                 f"(runs: {', '.join(r.run_id for r in report.runs) or 'none'})"
             )
         runs, nodes = landscape
-        anchor = anchor_runs(args.landscape, report, report.prefixes, runs, nodes, run_id=args.run_id)
+        anchor = anchor_runs(
+            display_url(args.landscape), report, report.prefixes, runs, nodes, run_id=args.run_id
+        )
     ok = report.ok and (anchor is None or anchor.ok)
     if args.json:
         document = report.as_dict()

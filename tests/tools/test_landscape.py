@@ -270,6 +270,30 @@ class TestCommandsOnPostgres:
         assert "postgresql+psycopg://elspeth:***@127.0.0.1" in out
         assert PASSWORD not in out + err
 
+    def test_a_read_only_role_with_a_short_password_works_and_is_never_shown(
+        self, azurite: Any, container: str, postgres_url: str, written: list[tuple[str, int]]
+    ) -> None:
+        """A role that may only SELECT is enough; its password (too short for the redactor's
+        registry) is still never printed: every URL shown is rendered with it hidden."""
+        from tests.tools.outputs import BLOB
+
+        uri = f"azure://{container}/{BLOB}"
+        build_landscape(
+            postgres_url, {"run-1": "completed"}, artifacts={"run-1": [(uri, h, s) for h, s in written]}
+        )
+        engine = sa.create_engine(postgres_url)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("CREATE ROLE reader LOGIN PASSWORD 'pw1'")
+            connection.exec_driver_sql("GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader")
+        engine.dispose()
+        url = sa.make_url(postgres_url).set(username="reader", password="pw1").render_as_string(False)
+        code, out, err = self._cli(
+            azurite, "verify", "--container", container, "--blob-path", BLOB, "--no-progress",
+            "--landscape", url, "--json",
+        )  # fmt: skip
+        assert code == EXIT_OK, out + err
+        assert "pw1" not in out + err and "reader:***@" in out
+
     def test_runs_reads_a_postgres_landscape(
         self, azurite: Any, container: str, postgres_url: str, written: list[tuple[str, int]]
     ) -> None:
