@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh Azurite per test module, a fresh container per test, no leaked secrets."""
+"""Shared fixtures: a fresh Azurite per test module, a fresh container per test, one PostgreSQL server
+per session (a fresh database per test), no leaked secrets."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from elspeth_appendsink.testing.azurite import ACCOUNT_KEY, Azurite, AzuriteNotInstalled
+from elspeth_appendsink.testing.postgres import PASSWORD as PG_PASSWORD
+from elspeth_appendsink.testing.postgres import Postgres, PostgresNotInstalled
 
 settings.register_profile("ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(
@@ -55,6 +58,31 @@ def container(azurite: Azurite) -> Iterator[str]:
             service.delete_container(name)
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Postgres]:
+    """One PostgreSQL server for the whole session (initdb costs ~1 s); stopped by pid at the end.
+
+    Skipped, with the reason, only where no server can be had (no binaries, or root without an
+    unprivileged user); on CI (``CI`` set) that is an error instead, as for Azurite.
+    """
+    try:
+        server = Postgres().start()
+    except PostgresNotInstalled as exc:  # pragma: no cover - depends on the machine
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def postgres_url(postgres_server: Postgres) -> str:
+    """The URL (psycopg 3, password included) of a new, empty database for one test."""
+    return postgres_server.url(postgres_server.create_database())
+
+
 @pytest.fixture()
 def memory() -> Any:
     """A fresh in-memory container (:class:`tests.helpers.MemorySpace`): no emulator needed."""
@@ -68,13 +96,13 @@ def account_key() -> str:
     return ACCOUNT_KEY
 
 
-def _azurite_children() -> list[int]:
+def _server_children(name: str) -> list[int]:
     import psutil
 
     found = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if "azurite" in " ".join(child.cmdline()):
+            if name in " ".join(child.cmdline()):
                 found.append(child.pid)
         except psutil.Error:
             continue
@@ -82,16 +110,20 @@ def _azurite_children() -> list[int]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the run if any Azurite started by the tests is still alive at the end."""
-    leftovers = _azurite_children()
-    if leftovers:
-        session.exitstatus = 1
-        print(f"\nERROR: Azurite processes left running after the tests: {leftovers}")
+    """Fail the run if any Azurite or PostgreSQL started by the tests is still alive at the end.
+
+    Session fixtures are finalised before this hook, so the session's PostgreSQL is gone by now.
+    """
+    for name, label in (("azurite", "Azurite"), ("postgresql/", "PostgreSQL")):
+        leftovers = _server_children(name)
+        if leftovers:
+            session.exitstatus = 1
+            print(f"\nERROR: {label} processes left running after the tests: {leftovers}")
 
 
 # --- secrets never leak ---------------------------------------------------------------------
 #: Secret values tests use; any of them in a log line or an audit payload fails the test.
-SECRETS_UNDER_TEST = [ACCOUNT_KEY, "hunter2-client-secret", "sig=REALSIGNATURE123"]
+SECRETS_UNDER_TEST = [ACCOUNT_KEY, "hunter2-client-secret", "sig=REALSIGNATURE123", PG_PASSWORD]
 _SECRET_SHAPES = [
     re.compile(r"AccountKey=(?!\*\*\*)[A-Za-z0-9+/=]{8,}"),
     # azure-core's HTTP logging policy writes a redacted signature as "sig=REDACTED"

@@ -1,28 +1,23 @@
 """Running ELSPETH with ``azure_append_blob`` available: :func:`register` and :func:`main`.
 
 ELSPETH finds its built-in plugins by scanning its own package and has no entry-point group for
-third-party plugins. This module takes the route its plugin manager does support: it registers
-an object whose ``elspeth_get_sinks`` hook returns
+third-party plugins. This module registers an object whose ``elspeth_get_sinks`` hook returns
 :class:`~elspeth_appendsink.elspeth.sink.AzureAppendBlobSink` on the shared plugin manager (the
-one the CLI uses), then runs ELSPETH's own command line::
+one the CLI uses), then runs ELSPETH's own command line with ELSPETH's arguments::
 
     python -m elspeth_appendsink.elspeth --no-dotenv run -s settings.yaml -x
-    python -m elspeth_appendsink.elspeth --no-dotenv resume RUN_ID -s settings.yaml -x
-    python -m elspeth_appendsink.elspeth --no-dotenv resume RUN_ID -s settings.yaml -x --mark-failed-if-dead
     python -m elspeth_appendsink.elspeth --no-dotenv recover RUN_ID -s settings.yaml
-    elspeth-appendsink-elspeth run -s settings.yaml -x        # the same, as a console script
 
-Every argument is ELSPETH's but two: ``resume RUN_ID --mark-failed-if-dead`` first marks a run
-that is still ``running`` failed when every ``azure_append_blob`` sink proves its writer gone,
-and refuses (exit 1, naming the lease holder) otherwise (:mod:`elspeth_appendsink.elspeth.recover`);
-``recover RUN_ID -s settings.yaml [--wait]`` brings any crashed run's outputs to complete, by
-resume or by a re-run continuing them in place (:mod:`.recover_run`). Without these no run's
-status is ever changed. ``run``, ``resume`` and ``recover`` end with the run id, each output's
-path and the ``verify`` line to paste (:mod:`.summary`). For ``resume`` on an ELSPETH whose
-``cli.resume`` still has 0.4.1's bug, the launcher corrects it in memory first and says so on
-stderr (:mod:`elspeth_appendsink.elspeth.resume_fix`). The module imports without ELSPETH
-(which needs Python 3.12 or later and is installed from its repository, not from PyPI); only
-:func:`register` and :func:`main` then fail, with :class:`ElspethNotAvailable`.
+It adds: ``resume RUN_ID --mark-failed-if-dead`` (:mod:`.recover`); ``recover RUN_ID`` (any
+crashed run's outputs completed, by resume or a re-run continuing them in place,
+:mod:`.recover_run`) and ``recover --prefix P -s SETTINGS…`` (:mod:`.fleet_recover`); closing
+lines after ``run``, ``resume`` and ``recover`` (:mod:`.summary`). Without these flags and
+commands no run's status is ever changed. ELSPETH 0.4.1's defects are corrected in memory only
+where their marker is present, said once on stderr: resume (:mod:`.resume_fix`), PostgreSQL
+landscapes (:mod:`.landscape_fix`; ``--widen-landscape-column`` for a landscape created narrow).
+A settings file naming a renamed option is refused first (:mod:`.renamed`). The module imports
+without ELSPETH; only :func:`register` and :func:`main` then fail, with
+:class:`ElspethNotAvailable`.
 """
 
 from __future__ import annotations
@@ -142,9 +137,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ElspethNotAvailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    from elspeth_appendsink.elspeth import session
+    from elspeth_appendsink.elspeth import fleet_recover, session
 
+    if fleet_recover.is_fleet_recover(args):
+        return fleet_recover.main(args)
     command, at = _command(args)
+    if command in ("run", "resume", "recover"):
+        from elspeth_appendsink.elspeth import landscape_fix
+
+        widen = landscape_fix.take_flag(args)
+        fixed = landscape_fix.apply(landscape_fix.landscape_url(args), widen=widen)
+        if fixed is not None:
+            return fixed
     session.clear()
 
     def run_elspeth(elspeth_args: list[str]) -> int:

@@ -24,6 +24,7 @@ Every step is printed on stderr. Without the flag the launcher never touches a r
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -44,7 +45,7 @@ from elspeth_appendsink.tools.runs import (
     survey,
 )
 
-__all__ = ["FLAG", "mark_failed_if_dead", "take_flag"]
+__all__ = ["FLAG", "Unreadable", "load_elspeth_settings", "mark_failed_if_dead", "take_flag"]
 
 FLAG = "--mark-failed-if-dead"
 
@@ -72,9 +73,12 @@ def mark_failed_if_dead(
     """
     try:
         run_id, settings_path, database = _resume_arguments(args)
-        settings = (load_settings or _load_settings)(settings_path)
+        settings = (load_settings or load_elspeth_settings)(settings_path)
+        # As ELSPETH's resume does: --database is a SQLite file, else the settings' landscape url
+        # (any backend); a sqlcipher passphrase comes from the variable the settings name.
         url = f"sqlite:///{Path(database).expanduser().resolve()}" if database else settings.landscape.url
-        (run,) = read_landscape(url, run_id)
+        passphrase = _passphrase(settings)
+        (run,) = read_landscape(url, run_id, passphrase=passphrase)
         if run.status != "running":
             print(f"{FLAG}: run {run_id} is {run.status}: nothing to mark", file=err)
             return None
@@ -87,7 +91,7 @@ def mark_failed_if_dead(
             why = f"no {AzureAppendBlobSink.name} sink in {settings_path}: nothing can prove the writer gone"
             return _refuse(err, why)
         states = [_state(name, options, run, err, now) for name, options in sinks.items()]
-    except (LandscapeError, AppendSinkError, _Unreadable) as exc:
+    except (LandscapeError, AppendSinkError, Unreadable) as exc:
         return _refuse(err, str(exc))
     gone: list[RunState] = []
     for name, state in states:
@@ -99,7 +103,8 @@ def mark_failed_if_dead(
     if not gone:
         return _refuse(err, f"no {AzureAppendBlobSink.name} sink has written anything of run {run_id} yet")
     try:
-        refused, action = mark_if_gone(url, gone[0])  # all sinks' writer (one process) is gone: mark once
+        # all sinks' writer (one process) is gone: mark once
+        refused, action = mark_if_gone(url, gone[0], passphrase=passphrase)
     except LandscapeError as exc:
         return _refuse(err, str(exc))
     print(f"{FLAG}: {action}", file=err)
@@ -113,7 +118,7 @@ def mark_failed_if_dead(
     return 1 if refused else None
 
 
-class _Unreadable(Exception):
+class Unreadable(Exception):
     """The resume command's arguments or settings cannot be read; the message says which."""
 
 
@@ -141,11 +146,23 @@ def _resume_arguments(args: list[str]) -> tuple[str, Path, str | None]:
             run_id = arg
         i += 1
     if run_id is None:
-        raise _Unreadable("resume needs RUN_ID")
+        raise Unreadable("resume needs RUN_ID")
     return run_id, Path(settings or "settings.yaml").expanduser(), database
 
 
-def _load_settings(path: Path) -> Any:
+def _passphrase(settings: Any) -> str | None:
+    """The sqlcipher passphrase, read as ELSPETH reads it (``landscape.encryption_key_env``)."""
+    landscape = settings.landscape
+    if getattr(landscape, "backend", "sqlite") != "sqlcipher":
+        return None
+    name = getattr(landscape, "encryption_key_env", "ELSPETH_AUDIT_KEY")
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise Unreadable(f"the landscape is sqlcipher and {name} (landscape.encryption_key_env) is not set")
+    return value
+
+
+def load_elspeth_settings(path: Path) -> Any:
     """ELSPETH's settings, loaded by the same function its ``run`` and ``resume`` commands use."""
     from elspeth import cli
 
@@ -153,7 +170,7 @@ def _load_settings(path: Path) -> Any:
         settings, _resolutions = cli._load_settings_with_secrets(path)
     except Exception as exc:  # ELSPETH's loader raises many kinds; the resume that follows reports them too
         # The type only: a validation message may quote an option's value, and values hold secrets.
-        raise _Unreadable(
+        raise Unreadable(
             f"cannot load settings {path} ({type(exc).__name__}; `elspeth validate -s {path}` says why)"
         ) from None
     return settings
@@ -177,3 +194,8 @@ def _state(
         file=err,
     )
     return name, state
+
+
+# The names these had before they became public (other modules of the package still import them).
+_load_settings = load_elspeth_settings
+_Unreadable = Unreadable

@@ -44,7 +44,7 @@ __all__ = [
     "storage_error",
 ]
 
-#: Azure's limits on one append blob: committed blocks, and bytes in one append (API 2022-11-02+).
+#: Azure's limits on one append blob: committed blocks, and bytes in one append (service version 2022-11-02+).
 MAX_APPEND_BLOCKS = 50_000
 MAX_APPEND_BLOCK_BYTES = 100 * 1024 * 1024
 

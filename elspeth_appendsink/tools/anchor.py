@@ -20,21 +20,28 @@ know is not anchored by it, which is reported as a mismatch too (a forged run). 
 knows but holds no artifact for (every write it started was killed) is anchored by nothing and
 said so; that is not a mismatch unless ELSPETH says the run completed.
 
-The landscape is read read-only, with the standard library; the comparison is
+The landscape is read read-only through SQLAlchemy (:mod:`.landscape`); the comparison is
 :func:`~elspeth_appendsink.core.anchor.first_mismatch`.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from elspeth_appendsink.core.anchor import Artifact, Mismatch, Prefix, first_mismatch
 from elspeth_appendsink.protocol.verify import VerifyReport
-from elspeth_appendsink.tools.runs import LandscapeError, LandscapeRun, _sqlite_path, read_landscape
+from elspeth_appendsink.tools.landscape import LandscapeArtifact, LandscapeRun, open_landscape
 
-__all__ = ["AnchorReport", "NodeArtifacts", "RunAnchor", "anchor_runs", "output_uri", "read_artifacts"]
+__all__ = [
+    "AnchorReport",
+    "NodeArtifacts",
+    "RunAnchor",
+    "anchor_runs",
+    "group_artifacts",
+    "output_uri",
+    "read_artifacts",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,31 +107,29 @@ def output_uri(container: str, blob_path: str) -> str:
 
 
 def read_artifacts(
-    url: str, uri: str, run_id: str | None = None
+    url: str, uri: str, run_id: str | None = None, *, passphrase: str | None = None
 ) -> tuple[list[LandscapeRun], list[NodeArtifacts]]:
     """The landscape's runs (or the one asked for) and their artifacts for ``uri``; read-only.
 
-    Raises :class:`~elspeth_appendsink.tools.runs.LandscapeError` naming ``--landscape`` (not an
-    ELSPETH landscape) or ``--run-id`` (no such run).
+    Raises :class:`~elspeth_appendsink.tools.landscape.LandscapeError` naming ``--landscape``
+    (not a readable ELSPETH landscape) or ``--run-id`` (no such run).
     """
-    runs = read_landscape(url, run_id)
-    path = _sqlite_path(url)
+    with open_landscape(url, passphrase=passphrase) as landscape:
+        runs = landscape.runs(run_id)
+        rows = landscape.artifacts([uri])
+    return runs, group_artifacts(runs, rows)
+
+
+def group_artifacts(runs: Sequence[LandscapeRun], rows: Sequence[LandscapeArtifact]) -> list[NodeArtifacts]:
+    """``rows`` of the ``runs`` as one sequence per (run, sink node), each in the order recorded."""
     wanted = {r.run_id for r in runs}
-    try:
-        with sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True) as db:
-            rows = db.execute(
-                "SELECT run_id, sink_node_id, content_hash, size_bytes FROM artifacts "
-                "WHERE path_or_uri = ? ORDER BY created_at, rowid",
-                (uri,),
-            ).fetchall()
-    except sqlite3.DatabaseError as exc:
-        raise LandscapeError(f"--landscape: {path} is not an ELSPETH landscape ({exc})") from None
     grouped: dict[tuple[str, str], list[Artifact]] = {}
-    for run, node, content_hash, size in rows:
-        if str(run) in wanted:
-            grouped.setdefault((str(run), str(node)), []).append(Artifact(str(content_hash), int(size)))
-    nodes = [NodeArtifacts(run, node, tuple(arts)) for (run, node), arts in grouped.items()]
-    return runs, nodes
+    for row in rows:
+        if row.run_id in wanted:
+            grouped.setdefault((row.run_id, row.sink_node_id), []).append(
+                Artifact(row.content_hash, row.size_bytes)
+            )
+    return [NodeArtifacts(run, node, tuple(arts)) for (run, node), arts in grouped.items()]
 
 
 def anchor_runs(

@@ -48,16 +48,20 @@ from elspeth_appendsink.storage import AzureStore, azure_credential, build_servi
 from elspeth_appendsink.storage.base import Store
 from elspeth_appendsink.tools import devstorage
 from elspeth_appendsink.tools.anchor import anchor_runs, output_uri, read_artifacts
+from elspeth_appendsink.tools.fleet import OutputVerdict, find_outputs, survey_outputs, verify_outputs
+from elspeth_appendsink.tools.landscape import display_url, open_landscape
 from elspeth_appendsink.tools.render import (
     PROG,
     Out,
     ProgressBar,
     isatty,
     print_anchor,
+    print_fleet_line,
+    print_fleet_summary,
     print_inspect,
     print_verify,
 )
-from elspeth_appendsink.tools.runs import LandscapeError, mark_if_gone, read_landscape, survey
+from elspeth_appendsink.tools.runs import LandscapeError, RunState, mark_if_gone, read_landscape, survey
 
 __all__ = ["EXIT_INTERNAL", "EXIT_OK", "EXIT_PROBLEM", "EXIT_STORAGE", "EXIT_USAGE", "ProgressBar", "main"]
 
@@ -105,7 +109,8 @@ exit codes:
      ELSPETH recorded), the unlock prompt was declined, or runs refused --mark-failed (the
      run's writer may be alive)
   2  usage error (bad option, nothing at --blob-path, unknown --run-id, unlock without --yes,
-     a --landscape that cannot be read)
+     a --landscape that cannot be read: not a URL, a backend ELSPETH does not accept, a
+     missing file or driver, an unreachable server, a refused password)
   3  storage error (account unreachable, credentials refused, container missing)
   4  internal error"""
 
@@ -114,12 +119,14 @@ _COMMAND_EXAMPLES = {
         f"{PROG} verify  --container results --blob-path out/run-42/rows.csv",
         f"{PROG} verify  --container results --blob-path out/run-42/rows.csv \\\n"
         "      --landscape sqlite:///./state/audit.db",
+        f"{PROG} verify  --container results --prefix out/ --landscape postgresql+psycopg://elspeth@db/audit",
     ],
     "inspect": [f"{PROG} inspect --container results --blob-path out/run-42/rows.csv --run-id run-42"],
     "unlock": [f"{PROG} unlock  --container results --blob-path out/run-42/rows.csv --yes"],
     "runs": [
         f"{PROG} runs    --container results --blob-path out/run-42/rows.csv \\\n"
-        "      --landscape sqlite:///./state/audit.db --run-id run-42 --mark-failed"
+        "      --landscape sqlite:///./state/audit.db --run-id run-42 --mark-failed",
+        f"{PROG} runs    --container results --prefix out/ --landscape postgresql+psycopg://elspeth@db/audit",
     ],
 }
 _EXAMPLES = "\n".join(
@@ -153,6 +160,12 @@ alone cannot: their last records removed together with their bytes, or foreign r
 under a forged record. The first mismatch is reported with its run, write call, offset in the
 whole output, the landscape's value (expected) and the output's (found). --run-id checks only
 that run.
+
+With --prefix P instead of --blob-path, every output whose blob path starts with P is verified
+(found from the sink's run pointers and manifests), --workers at a time, with one line per
+output as it finishes and a summary (outputs, rows, bytes, seconds, MB/s); with --landscape
+each is also anchored (the landscape is read once). Exit 1 if any output fails; a prefix with
+no output is a usage error (2).
 Nothing is written. A progress bar is shown on a terminal (stderr) for long outputs.""",
     ),
     "inspect": (
@@ -188,7 +201,11 @@ A run still 'running' whose process was killed can be marked failed with --mark-
 when its writer is provably gone: its lease is not held and nothing of the run was written for
 longer than --lease-duration. Otherwise it refuses, naming the holder.
 Marking goes through ELSPETH's own recorder (run it from ELSPETH's environment); repeating it
-changes nothing more.""",
+changes nothing more.
+
+With --prefix P instead of --blob-path, every run of every output under P is shown, grouped by
+output, with a summary of the next steps; runs of these outputs that the landscape does not
+hold are listed too (a landscape holding none of them is probably the wrong one).""",
     ),
 }
 
@@ -207,10 +224,9 @@ def _common_options() -> argparse.ArgumentParser:
     where.add_argument("--container", required=True, help="the container holding the output")
     where.add_argument(
         "--blob-path",
-        required=True,
         metavar="PATH",
         help="the output's blob path as rendered for the run (e.g. out/run-42/rows.csv), "
-        "not the {{ run_id }} template",
+        "not the {{ run_id }} template (verify and runs: or --prefix)",
     )
     auth = common.add_argument_group(
         f"authentication (one method; a flag wins over its variable; `{PROG} --help` explains them)"
@@ -273,9 +289,24 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--landscape",
                 metavar="URL",
-                help="also check the output against ELSPETH's recorded artifacts (sqlite:/// url)",
+                help="also check the output against ELSPETH's recorded artifacts (its landscape url: "
+                "sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB; read-only)",
             )
             sub.add_argument("--run-id", "--run", metavar="RUN", help="with --landscape: check only this run")
+        if name in ("verify", "runs"):
+            sub.add_argument(
+                "--prefix",
+                metavar="P",
+                help="every output whose blob path starts with P (found from the sink's run pointers "
+                "and manifests), instead of --blob-path",
+            )
+            sub.add_argument(
+                "--workers",
+                type=int,
+                default=4,
+                metavar="N",
+                help="with --prefix: outputs checked at a time (default 4)",
+            )
         if name in ("inspect", "unlock"):
             sub.add_argument(
                 "--run-id",
@@ -285,7 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "unlock":
             sub.add_argument("--yes", "-y", action="store_true", help="break without asking")
         if name == "runs":
-            sub.add_argument("--landscape", required=True, metavar="URL", help="ELSPETH's landscape url")
+            sub.add_argument(
+                "--landscape",
+                required=True,
+                metavar="URL",
+                help="ELSPETH's landscape url (sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB)",
+            )
             sub.add_argument("--run-id", metavar="RUN", help="only this run")
             sub.add_argument(
                 "--mark-failed",
@@ -448,7 +484,33 @@ def open_store(credentials: Credentials, container: str) -> AzureStore:
 # output
 
 
+def _cmd_verify_prefix(args: argparse.Namespace, store: Store, out: Out) -> int:
+    if args.run_id is not None:
+        raise UsageError("--run-id cannot be combined with --prefix: a fleet is checked whole")
+    outputs = find_outputs(store, args.prefix)
+    if not outputs:
+        raise UsageError(
+            f"--prefix: no output of this sink under {args.prefix!r} in container {store.container} "
+            "(no run pointer or manifest names one)"
+        )
+
+    def show(verdict: OutputVerdict) -> None:
+        if not args.json:
+            print_fleet_line(out, verdict)
+
+    fleet = verify_outputs(
+        store, args.prefix, outputs, landscape=args.landscape, workers=args.workers, on_done=show
+    )
+    if args.json:
+        out.json(fleet.as_dict())
+    else:
+        print_fleet_summary(out, fleet)
+    return EXIT_OK if fleet.ok else EXIT_PROBLEM
+
+
 def _cmd_verify(args: argparse.Namespace, store: Store, out: Out) -> int:
+    if args.prefix is not None:
+        return _cmd_verify_prefix(args, store, out)
     if args.run_id is not None and args.landscape is None:
         raise UsageError("--run-id needs --landscape: verify checks every byte of every run")
     landscape = None
@@ -467,7 +529,9 @@ def _cmd_verify(args: argparse.Namespace, store: Store, out: Out) -> int:
                 f"(runs: {', '.join(r.run_id for r in report.runs) or 'none'})"
             )
         runs, nodes = landscape
-        anchor = anchor_runs(args.landscape, report, report.prefixes, runs, nodes, run_id=args.run_id)
+        anchor = anchor_runs(
+            display_url(args.landscape), report, report.prefixes, runs, nodes, run_id=args.run_id
+        )
     ok = report.ok and (anchor is None or anchor.ok)
     if args.json:
         document = report.as_dict()
@@ -493,7 +557,117 @@ def _cmd_inspect(args: argparse.Namespace, store: Store, out: Out) -> int:
     return EXIT_PROBLEM if report.problems else EXIT_OK
 
 
+def _state_document(state: RunState, action: str | None) -> dict[str, Any]:
+    run, sink = state.landscape, state.sink
+    return {
+        "run_id": run.run_id,
+        "status": run.status,
+        "checkpoints": run.checkpoints,
+        "sink": None if sink is None else sink.as_dict(),
+        "lease_state": state.lease_state,
+        "lease_holder": state.lease_holder,
+        "last_write": None if state.last_write is None else state.last_write.isoformat(),
+        "writer_gone": None if state.verdict is None else state.verdict.gone,
+        "next": state.step,
+        "reason": state.reason,
+        "recover": None if state.step == "nothing" else recover_line(run.run_id),
+        "action": action,
+    }
+
+
+def _print_state(out: Out, state: RunState, action: str | None, indent: str = "") -> None:
+    run, sink = state.landscape, state.sink
+    out.line(f"{indent}run {run.run_id}: ELSPETH status {run.status}, {run.checkpoints} checkpoint(s)")
+    if sink is None:
+        out.line(f"{indent}  sink: no manifest of this run in the output")
+    else:
+        pending = f"; unfinished: {sink.pending}" if sink.pending else ""
+        out.line(f"{indent}  sink: {sink.entries} entries, {sink.rows} rows, {sink.bytes} bytes{pending}")
+        holder = f", held by run {state.lease_holder}" if state.lease_holder else ""
+        last = "never" if state.last_write is None else state.last_write.isoformat(timespec="seconds")
+        out.line(f"{indent}  lease: {state.lease_state or 'none'}{holder}; last write {last}")
+    out.line(f"{indent}  next: {state.step} ({state.reason})")
+    if state.step != "nothing":
+        out.line(
+            f"{indent}  recover: {recover_line(run.run_id)}   # from the run's directory, its settings file"
+        )
+    if action:
+        out.line(f"{indent}  action: {action}")
+
+
+def _cmd_runs_prefix(args: argparse.Namespace, store: Store, out: Out, now: datetime | None) -> int:
+    if args.mark_failed or args.run_id is not None:
+        raise UsageError(
+            "--prefix lists every run of every output: --run-id and --mark-failed take --blob-path"
+        )
+    with open_landscape(args.landscape) as landscape:
+        shown = landscape.url
+        runs = landscape.runs()
+    outputs = find_outputs(store, args.prefix)
+    if not outputs:
+        raise UsageError(
+            f"--prefix: no output of this sink under {args.prefix!r} in container {store.container} "
+            "(no run pointer or manifest names one)"
+        )
+    surveyed = survey_outputs(
+        store,
+        outputs,
+        runs,
+        lease_duration=timedelta(seconds=args.lease_duration),
+        now=now,
+        workers=args.workers,
+    )
+    steps: dict[str, int] = {}
+    unknown_total = 0
+    documents = []
+    for blob_path, states, unknown in surveyed:
+        unknown_total += len(unknown)
+        for state in states:
+            steps[state.step] = steps.get(state.step, 0) + 1
+        if args.json:
+            documents.append(
+                {
+                    "blob_path": blob_path,
+                    "runs": [_state_document(state, None) for state in states],
+                    "unknown_to_landscape": unknown,
+                }
+            )
+            continue
+        out.line(f"output {blob_path}")
+        for state in states:
+            _print_state(out, state, None, indent="  ")
+        for run_id in unknown:
+            out.line(f"  run {run_id}: not in the landscape {shown} (its manifest is in the output)")
+    known_total = sum(len(states) for _, states, _ in surveyed)
+    if args.json:
+        out.json(
+            {
+                "container": store.container,
+                "prefix": args.prefix,
+                "landscape": shown,
+                "outputs": documents,
+                "summary": {
+                    "outputs": len(outputs),
+                    "runs": known_total,
+                    "next": steps,
+                    "unknown": unknown_total,
+                },
+            }
+        )
+        return EXIT_OK
+    summary = ", ".join(f"{count} {step}" for step, count in sorted(steps.items())) or "none"
+    out.line(f"{len(outputs)} output(s), {known_total} run(s) known to the landscape; next steps: {summary}")
+    if unknown_total:
+        out.line(
+            f"{unknown_total} run(s) of these outputs are not in {shown}"
+            + (": is it the landscape these runs used?" if known_total == 0 else "")
+        )
+    return EXIT_OK
+
+
 def _cmd_runs(args: argparse.Namespace, store: Store, out: Out, now: datetime | None) -> int:
+    if args.prefix is not None:
+        return _cmd_runs_prefix(args, store, out, now)
     if args.mark_failed and args.run_id is None:
         raise UsageError("--mark-failed needs --run-id: one run is marked at a time")
     states = survey(
@@ -505,42 +679,13 @@ def _cmd_runs(args: argparse.Namespace, store: Store, out: Out, now: datetime | 
     )
     refused = False
     for state in states:
-        run, sink = state.landscape, state.sink
         action = None
         if args.mark_failed:  # with --run-id, checked above: one run at a time
             refused, action = mark_if_gone(args.landscape, state)
         if args.json:
-            out.json(
-                {
-                    "run_id": run.run_id,
-                    "status": run.status,
-                    "checkpoints": run.checkpoints,
-                    "sink": None if sink is None else sink.as_dict(),
-                    "lease_state": state.lease_state,
-                    "lease_holder": state.lease_holder,
-                    "last_write": None if state.last_write is None else state.last_write.isoformat(),
-                    "writer_gone": None if state.verdict is None else state.verdict.gone,
-                    "next": state.step,
-                    "reason": state.reason,
-                    "recover": None if state.step == "nothing" else recover_line(run.run_id),
-                    "action": action,
-                }
-            )
-            continue
-        out.line(f"run {run.run_id}: ELSPETH status {run.status}, {run.checkpoints} checkpoint(s)")
-        if sink is None:
-            out.line("  sink: no manifest of this run in the output")
+            out.json(_state_document(state, action))
         else:
-            pending = f"; unfinished: {sink.pending}" if sink.pending else ""
-            out.line(f"  sink: {sink.entries} entries, {sink.rows} rows, {sink.bytes} bytes{pending}")
-            holder = f", held by run {state.lease_holder}" if state.lease_holder else ""
-            last = "never" if state.last_write is None else state.last_write.isoformat(timespec="seconds")
-            out.line(f"  lease: {state.lease_state or 'none'}{holder}; last write {last}")
-        out.line(f"  next: {state.step} ({state.reason})")
-        if state.step != "nothing":
-            out.line(f"  recover: {recover_line(run.run_id)}   # from the run's directory, its settings file")
-        if action:
-            out.line(f"  action: {action}")
+            _print_state(out, state, action)
     return EXIT_PROBLEM if refused else EXIT_OK
 
 
@@ -617,8 +762,20 @@ def _cmd_unlock(args: argparse.Namespace, store: Store, out: Out, stdin: TextIO)
 
 
 def _check_target(args: argparse.Namespace) -> None:
+    prefix = getattr(args, "prefix", None)
+    if prefix is not None and args.blob_path is not None:
+        raise UsageError("give --blob-path (one output) or --prefix (every output under it), not both")
+    if prefix is None and args.blob_path is None:
+        also = " or --prefix" if args.command in ("verify", "runs") else ""
+        raise UsageError(f"--blob-path{also} is required")
+    if prefix is not None and getattr(args, "workers", 1) < 1:
+        raise UsageError("--workers must be at least 1")
     try:
         validate_container_name(args.container)
+        if prefix is not None:
+            if "{{" in prefix or "{%" in prefix:
+                raise UsageError("--prefix looks like a template: give the rendered start of the blob paths")
+            return
         validate_blob_path(args.blob_path, option="blob-path")
         if getattr(args, "run_id", None) is not None:
             validate_run_id(args.run_id)

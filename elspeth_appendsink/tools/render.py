@@ -24,8 +24,19 @@ from elspeth_appendsink.protocol.verify import (
     VerifyReport,
 )
 from elspeth_appendsink.tools.anchor import AnchorReport
+from elspeth_appendsink.tools.fleet import FleetVerdict, OutputVerdict
 
-__all__ = ["PROG", "Out", "ProgressBar", "isatty", "print_anchor", "print_inspect", "print_verify"]
+__all__ = [
+    "PROG",
+    "Out",
+    "ProgressBar",
+    "isatty",
+    "print_anchor",
+    "print_fleet_line",
+    "print_fleet_summary",
+    "print_inspect",
+    "print_verify",
+]
 
 PROG = "elspeth-appendsink"
 
@@ -324,3 +335,58 @@ def print_anchor(out: Out, anchor: AnchorReport) -> None:
         status = "unknown to the landscape" if run.status is None else f"ELSPETH {run.status}"
         nodes = f" of {', '.join(run.nodes)}" if run.nodes else ""
         out.line(f"  {run.run_id}: {status}, {run.artifacts} artifact(s){nodes}: {run.note}")
+
+
+def print_fleet_line(out: Out, verdict: OutputVerdict) -> None:
+    """One line per output of ``verify --prefix``: verdict, anchor, rows, bytes, runs, first problem."""
+    report, anchor = verdict.report, verdict.anchor
+    if report is None:
+        out.line(f"ERROR         {verdict.blob_path}: {verdict.error}")
+        return
+    word = "VERIFIED" if report.ok else "NOT VERIFIED"
+    if anchor is not None:
+        word += ", ANCHORED" if anchor.ok else ", NOT ANCHORED"
+    runs = len(report.runs)
+    resume = f", {sum(r.needs_resume for r in report.runs)} need resume" if report.needs_resume else ""
+    out.line(
+        f"{'ok' if verdict.ok else 'FAILED':<6}  {verdict.blob_path}  {word}: {report.rows:,} rows, "
+        f"{report.bytes:,} bytes, {runs} run{'s' * (runs != 1)}{resume}"
+    )
+    if report.problems:
+        out.line(
+            f"        {report.problems[0]}"
+            + (f" (+{len(report.problems) - 1} more)" if len(report.problems) > 1 else "")
+        )
+    if anchor is not None and anchor.mismatch is not None:
+        first = anchor.mismatch
+        out.line(
+            f"        run {first.run_id} at offset {first.offset:,}: "
+            f"expected {first.expected}; found {first.found}"
+        )
+
+
+def print_fleet_summary(out: Out, fleet: FleetVerdict) -> None:
+    """The closing summary of ``verify --prefix``."""
+    total = len(fleet.outputs)
+    failed = [o for o in fleet.outputs if not o.ok]
+    rows = sum(o.report.rows for o in fleet.outputs if o.report is not None)
+    seconds = max(fleet.seconds, 1e-9)
+    out.line("")
+    verdict = "ALL VERIFIED" if not failed else f"{len(failed)} of {total} FAILED"
+    if fleet.landscape is not None and not failed:
+        verdict += " AND ANCHORED"
+    out.line(f"Fleet    {verdict}: {total} output{'s' * (total != 1)} under {fleet.prefix!r}")
+    out.line(
+        f"Totals   {rows:,} rows, {fleet.bytes:,} bytes in {fleet.seconds:.2f}s "
+        f"({total / seconds:.1f} outputs/s, {fleet.bytes / seconds / 1e6:.1f} MB/s)"
+    )
+    if fleet.landscape is not None:
+        runs = {r.run_id for o in fleet.outputs if o.report is not None for r in o.report.runs}
+        out.line(
+            f"Landscape {fleet.landscape}: holds {fleet.landscape_runs} of the {len(runs)} "
+            "runs of these outputs"
+        )
+        if runs and fleet.landscape_runs == 0:
+            out.line("  it holds none of them: is it the landscape these runs used?")
+    for o in failed:
+        out.line(f"  failed: {o.blob_path}")

@@ -9,37 +9,38 @@ decisions are pure (:mod:`elspeth_appendsink.core.run_recovery`): a ``running`` 
 was written for longer than ``lease_duration`` — and then resumed (checkpoint present) or re-run
 with ``if_exists: continue`` (none). Marking goes through ELSPETH's own
 ``LandscapeRecorder.complete_run`` (so it needs ELSPETH importable); nothing here writes SQL.
-The landscape is read read-only (sqlite URLs), with the standard library, so the report works
-without ELSPETH. Every action is printed, and repeating it changes nothing more.
+The landscape is read read-only through SQLAlchemy (:mod:`.landscape`: sqlite, PostgreSQL, and
+sqlcipher where ELSPETH is installed), so the report works without ELSPETH. Every action is
+printed, and repeating it changes nothing more.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import cast, get_args
 
 from elspeth_appendsink.core.run_recovery import LeaseFacts, LeaseState, WriterVerdict, next_step, writer_gone
 from elspeth_appendsink.protocol.verify import InspectReport, RunReport, inspect_output
 from elspeth_appendsink.storage.base import Store
+from elspeth_appendsink.tools.landscape import (
+    LandscapeError,
+    LandscapeRun,
+    display_url,
+    engine_url,
+    open_landscape,
+)
 
-__all__ = ["LandscapeRun", "RunState", "mark_failed", "mark_if_gone", "read_landscape", "survey"]
-
-
-class LandscapeError(Exception):
-    """The landscape cannot be read or written as asked; the message names the option."""
-
-
-@dataclass(frozen=True, slots=True)
-class LandscapeRun:
-    """One run as ELSPETH recorded it."""
-
-    run_id: str
-    status: str
-    checkpoints: int
+__all__ = [
+    "LandscapeError",
+    "LandscapeRun",
+    "RunState",
+    "mark_failed",
+    "mark_if_gone",
+    "read_landscape",
+    "survey",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,35 +57,12 @@ class RunState:
     reason: str
 
 
-def _sqlite_path(url: str) -> Path:
-    if not url.startswith("sqlite:///"):
-        raise LandscapeError(
-            "--landscape: only sqlite:/// URLs can be read by this command "
-            "(e.g. sqlite:///./state/audit.db, the landscape url of the settings)"
-        )
-    path = Path(url.removeprefix("sqlite:///"))
-    if not path.is_file():
-        raise LandscapeError(f"--landscape: no landscape database at {path} (nothing was changed)")
-    return path
-
-
-def read_landscape(url: str, run_id: str | None = None) -> list[LandscapeRun]:
+def read_landscape(
+    url: str, run_id: str | None = None, *, passphrase: str | None = None
+) -> list[LandscapeRun]:
     """The runs the landscape holds (or the one asked for), oldest first; read-only."""
-    path = _sqlite_path(url)
-    try:
-        with sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True) as db:
-            rows = db.execute(
-                "SELECT r.run_id, r.status, (SELECT COUNT(*) FROM checkpoints c WHERE c.run_id = r.run_id) "
-                "FROM runs r ORDER BY r.started_at"
-            ).fetchall()
-    except sqlite3.DatabaseError as exc:
-        raise LandscapeError(f"--landscape: {path} is not an ELSPETH landscape ({exc})") from None
-    runs = [LandscapeRun(str(r), str(s).lower(), int(c)) for r, s, c in rows]
-    if run_id is not None:
-        runs = [r for r in runs if r.run_id == run_id]
-        if not runs:
-            raise LandscapeError(f"--run-id: the landscape has no run {run_id!r} (nothing was changed)")
-    return runs
+    with open_landscape(url, passphrase=passphrase) as landscape:
+        return landscape.runs(run_id)
 
 
 def _last_write(store: Store, names: Sequence[str]) -> datetime | None:
@@ -99,9 +77,11 @@ def survey(
     *,
     lease_duration: timedelta,
     now: datetime | None = None,
+    report: InspectReport | None = None,
 ) -> list[RunState]:
-    """Each landscape run joined with what the output's manifests and leases say about it."""
-    report: InspectReport = inspect_output(store, blob_path)
+    """Each landscape run joined with what the output's manifests and leases say about it
+    (``report``: the output's inspection, when the caller has it already)."""
+    report = report if report is not None else inspect_output(store, blob_path)
     by_run = {r.run_id: r for r in report.runs}
     clock = now or datetime.now(UTC)
     states = []
@@ -130,7 +110,7 @@ def survey(
     return states
 
 
-def mark_failed(url: str, run_id: str) -> str:
+def mark_failed(url: str, run_id: str, *, passphrase: str | None = None) -> str:
     """Mark ``run_id`` failed through ELSPETH's recorder; the sentence saying what was done."""
     try:
         from elspeth.contracts.enums import RunStatus
@@ -142,13 +122,22 @@ def mark_failed(url: str, run_id: str) -> str:
             "ELSPETH is not importable here (it needs Python >= 3.12): run this command from "
             "ELSPETH's environment. Nothing was changed."
         ) from None
-    _sqlite_path(url)
-    recorder = LandscapeRecorder(LandscapeDB.from_url(url, create_tables=False))
-    recorder.complete_run(run_id, RunStatus.FAILED)
+    target = engine_url(url)  # the same driver the reads used; a bad URL was refused by them already
+    try:
+        db = LandscapeDB.from_url(target, passphrase=passphrase, create_tables=False)
+    except Exception as exc:  # ELSPETH's constructor raises the driver's errors as they come
+        raise LandscapeError(
+            f"--landscape: ELSPETH cannot open {display_url(target)} to mark run {run_id} failed "
+            f"({type(exc).__name__}). Nothing was changed."
+        ) from None
+    try:
+        LandscapeRecorder(db).complete_run(run_id, RunStatus.FAILED)
+    finally:
+        db.close()
     return f"marked run {run_id} failed (ELSPETH LandscapeRecorder.complete_run, status failed)"
 
 
-def mark_if_gone(url: str, state: RunState) -> tuple[bool, str]:
+def mark_if_gone(url: str, state: RunState, *, passphrase: str | None = None) -> tuple[bool, str]:
     """Mark ``state``'s run failed if it is ``running`` and its writer provably gone.
 
     Returns ``(refused, action)``: ``refused`` when the run is running and its writer may be alive
@@ -159,5 +148,5 @@ def mark_if_gone(url: str, state: RunState) -> tuple[bool, str]:
     if run.status != "running":
         return False, f"run {run.run_id} is {run.status}: nothing to mark"
     if state.step in ("mark-failed-then-resume", "re-run-continue"):
-        return False, mark_failed(url, run.run_id)
+        return False, mark_failed(url, run.run_id, passphrase=passphrase)
     return True, f"refused to mark run {run.run_id} failed: {state.reason}"
