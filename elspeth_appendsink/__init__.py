@@ -4,10 +4,9 @@ The public surface is re-exported here: the sink class, the engine-agnostic writ
 verification core and the error tree. Modules own one concept each; see their docstrings.
 """
 
-__version__ = "0.1.0"
-
+from elspeth_appendsink._version import __version__
 from elspeth_appendsink.elspeth.sink import AzureAppendBlobSink
-from elspeth_appendsink.errors import (  # after __version__: sink.py imports it
+from elspeth_appendsink.errors import (
     AppendConflictError,
     AppendSinkError,
     BlobExistsError,

@@ -34,7 +34,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from elspeth_appendsink import __version__
+from elspeth_appendsink._version import __version__
 from elspeth_appendsink.core.decisions import Requested, check_recorded
 from elspeth_appendsink.core.identity import IdentityScheme
 from elspeth_appendsink.core.paths import run_pointer_name

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from elspeth_appendsink import __version__
+from elspeth_appendsink._version import __version__
 from elspeth_appendsink.core.cursor import Cursor
 from elspeth_appendsink.core.manifest import GENESIS, DecodedRecord, OpenRecord
 from elspeth_appendsink.core.paths import run_pointer_name, segment_name

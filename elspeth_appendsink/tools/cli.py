@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 
-from elspeth_appendsink import __version__
+from elspeth_appendsink._version import __version__
 from elspeth_appendsink.core.paths import validate_blob_path, validate_container_name, validate_run_id
 from elspeth_appendsink.core.redact import redact, register_secret
 from elspeth_appendsink.core.run_recovery import recover_line
