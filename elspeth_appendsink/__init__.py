@@ -37,8 +37,9 @@ if TYPE_CHECKING:  # what the lazy names resolve to, for type checkers and reade
         UndescribedBytesError,
         UnencodableRow,
     )
+    from elspeth_appendsink.protocol.target import OutputTarget
     from elspeth_appendsink.protocol.verify import VerifyReport, inspect_output, verify_output
-    from elspeth_appendsink.protocol.writer import AppendWriter, OutputTarget, WriteReport
+    from elspeth_appendsink.protocol.writer import AppendWriter, WriteReport
 
 #: The module that owns each lazily exported name.
 _OWNERS: dict[str, tuple[str, ...]] = {
@@ -64,7 +65,8 @@ _OWNERS: dict[str, tuple[str, ...]] = {
         "UnencodableRow",
     ),
     "elspeth_appendsink.protocol.verify": ("VerifyReport", "inspect_output", "verify_output"),
-    "elspeth_appendsink.protocol.writer": ("AppendWriter", "OutputTarget", "WriteReport"),
+    "elspeth_appendsink.protocol.writer": ("AppendWriter", "WriteReport"),
+    "elspeth_appendsink.protocol.target": ("OutputTarget",),
 }
 _LAZY = {name: module for module, names in _OWNERS.items() for name in names}
 

@@ -53,6 +53,7 @@ from pydantic import (
     model_validator,
 )
 
+from elspeth_appendsink.core import target
 from elspeth_appendsink.core.paths import BlobPathTemplate, validate_container_name
 from elspeth_appendsink.core.redact import redact_value, register_secret
 from elspeth_appendsink.elspeth.auth import (
@@ -100,11 +101,14 @@ MIN_API_VERSION = "2019-12-12"
 MAX_SEGMENT_BLOCKS = 50_000
 DEFAULT_SEGMENT_MAX_BLOCKS = 49_000
 
+#: The option texts of :class:`~elspeth_appendsink.core.target.OutputFormat` and
+#: :class:`~elspeth_appendsink.core.target.IfExists` (the core owns the choices; these literals
+#: type the parsed options, and ``tests/unit/test_target.py`` holds them equal).
 OutputFormat = Literal["csv", "jsonl", "arrow"]
 ExistingBlobPolicy = Literal["fail", "append", "continue"]
 
-_FORMATS: tuple[OutputFormat, ...] = ("csv", "jsonl", "arrow")
-_IF_EXISTS: tuple[ExistingBlobPolicy, ...] = ("fail", "append", "continue")
+_FORMATS: tuple[str, ...] = tuple(member.value for member in target.OutputFormat)
+_IF_EXISTS: tuple[str, ...] = tuple(member.value for member in target.IfExists)
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*", re.IGNORECASE)
 _SIZE_UNITS = {

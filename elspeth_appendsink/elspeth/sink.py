@@ -39,6 +39,7 @@ from elspeth_appendsink.core.decisions import Requested, check_recorded
 from elspeth_appendsink.core.identity import IdentityScheme
 from elspeth_appendsink.core.paths import run_pointer_name
 from elspeth_appendsink.core.redact import redact_value
+from elspeth_appendsink.core.target import IfExists, OutputFormat
 from elspeth_appendsink.elspeth import session
 from elspeth_appendsink.elspeth.host import EMPTY_SHA256 as _EMPTY
 from elspeth_appendsink.elspeth.host import (
@@ -67,7 +68,8 @@ from elspeth_appendsink.errors import (
 from elspeth_appendsink.logs import get_logger
 from elspeth_appendsink.protocol.opening import ExistingBlob
 from elspeth_appendsink.protocol.recovery import last_opening
-from elspeth_appendsink.protocol.writer import AppendWriter, OutputTarget
+from elspeth_appendsink.protocol.target import OutputTarget
+from elspeth_appendsink.protocol.writer import AppendWriter
 from elspeth_appendsink.storage import (
     PROVIDER,
     AzureStore,
@@ -368,12 +370,12 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
             container=cfg.container,
             blob_path=blob_path,
             run_id=run_id,
-            format=cfg.format,
+            format=OutputFormat(cfg.format),
             template_digest=cfg.template_digest,
             block_size=cfg.block_size,
             segment_max_blocks=cfg.segment_max_blocks,
             segment_max_bytes=cfg.segment_max_bytes,
-            if_exists=if_exists,
+            if_exists=IfExists(if_exists),
             lease=cfg.lease,
             lease_duration=cfg.lease_duration,
             identity=IdentityScheme(cfg.identity_fields),

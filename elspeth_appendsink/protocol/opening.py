@@ -51,7 +51,7 @@ from elspeth_appendsink.protocol.recovery import Recovery, Replay, create_own_se
 from elspeth_appendsink.storage import AzureStore, BlobInfo
 
 if TYPE_CHECKING:
-    from elspeth_appendsink.protocol.writer import OutputTarget
+    from elspeth_appendsink.protocol.target import OutputTarget
 
 __all__ = ["ExistingBlob", "Opening", "StartPlan"]
 
