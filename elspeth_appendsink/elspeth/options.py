@@ -26,7 +26,7 @@ an error, ``repr``, ``str`` or :meth:`SinkConfig.public_summary`.
 Why one piece (~650 lines, :class:`SinkConfig` ~390): it is one pydantic model — every field's
 validator and the cross-field checks (``if_exists`` with ``identity_fields``, segment caps with
 ``block_size``, format with ``csv_options``/``schema``) must see the same frozen instance;
-authentication (:mod:`~elspeth_appendsink.elspeth.auth`) and the schema
+authentication (:mod:`~elspeth_appendsink.storage.credentials`) and the schema
 (:mod:`~elspeth_appendsink.elspeth.schema`) are already cut out.
 """
 
@@ -56,18 +56,18 @@ from pydantic import (
 from elspeth_appendsink.core import target
 from elspeth_appendsink.core.paths import BlobPathTemplate, validate_container_name
 from elspeth_appendsink.core.redact import redact_value, register_secret
-from elspeth_appendsink.elspeth.auth import (
+from elspeth_appendsink.elspeth.schema import RowSchema
+from elspeth_appendsink.errors import ConfigError
+from elspeth_appendsink.storage.credentials import (
     SECRET_OPTIONS,
     AuthMethod,
     AuthSettings,
     check_connection_string,
+    check_sas_token,
     check_url,
-    register_signature,
     resolve_auth,
     resolve_env_secrets,
 )
-from elspeth_appendsink.elspeth.schema import RowSchema
-from elspeth_appendsink.errors import ConfigError
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
@@ -362,18 +362,7 @@ class SinkConfig(BaseModel):
     @field_validator("sas_token")
     @classmethod
     def _sas_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return None
-        token = value.get_secret_value().lstrip("?")
-        register_signature(token)
-        if "sig=" not in token:
-            raise ConfigError(
-                "sas_token",
-                "does not look like a SAS token (it has no 'sig=' parameter)",
-                hint="pass the token's query string, e.g. 'sv=...&sig=...'; an account key belongs "
-                "in a connection_string",
-            )
-        return SecretStr(token)
+        return None if value is None else SecretStr(check_sas_token(value.get_secret_value()))
 
     @field_validator("container", mode="before")
     @classmethod

@@ -76,9 +76,8 @@ from elspeth_appendsink.storage import (
     HttpTransport,
     RetrySettings,
     StorageCall,
-    azure_credential,
-    build_service_client,
 )
+from elspeth_appendsink.storage.credentials import open_store
 
 __all__ = ["AzureAppendBlobSink", "store_for"]
 
@@ -610,34 +609,16 @@ def store_for(cfg: SinkConfig, *, transport: HttpTransport[Any, Any] | None = No
     """The :class:`AzureStore` of ``cfg``'s container, authenticated and retried as configured.
 
     The sink and the launcher's ``--mark-failed-if-dead`` (:mod:`.recover`) both open storage
-    through this, so a run's recovery sees the output exactly as its writer did.
+    through this, so a run's recovery sees the output exactly as its writer did; the command
+    line reaches the same :func:`~elspeth_appendsink.storage.credentials.open_store`.
     """
-    auth = cfg.auth
-    common: dict[str, Any] = {
-        "retry": RetrySettings(**cfg.retry.model_dump()),
-        "transport": transport,
-        "api_version": cfg.api_version,
-    }
-    if auth.method == "connection_string":
-        assert auth.connection_string is not None
-        service = build_service_client(connection_string=auth.connection_string.get_secret_value(), **common)
-    else:
-        service = build_service_client(account_url=auth.account_url, credential=_credential(auth), **common)
-    return AzureStore(service, cfg.container, validate_content=cfg.validate_content)
-
-
-def _credential(auth: Any) -> Any:
-    """The SDK credential for the configured (non connection string) auth method."""
-
-    def secret(value: Any) -> str | None:
-        return None if value is None else str(value.get_secret_value())
-
-    return azure_credential(
-        auth.method,
-        sas_token=secret(auth.sas_token),
-        tenant_id=auth.tenant_id,
-        client_id=auth.client_id,
-        client_secret=secret(auth.client_secret),
+    return open_store(
+        cfg.auth,
+        cfg.container,
+        retry=RetrySettings(**cfg.retry.model_dump()),
+        transport=transport,
+        api_version=cfg.api_version,
+        validate_content=cfg.validate_content,
     )
 
 

@@ -16,7 +16,6 @@ from elspeth_appendsink.storage.store import (
     BlobInfo,
     RetrySettings,
     StorageCall,
-    azure_credential,
     build_service_client,
     map_azure_error,
 )
@@ -30,7 +29,6 @@ __all__ = [
     "HttpTransport",
     "RetrySettings",
     "StorageCall",
-    "azure_credential",
     "build_service_client",
     "map_azure_error",
 ]

@@ -213,32 +213,6 @@ def map_azure_error(
     return StorageError(what, **kw)
 
 
-def azure_credential(
-    method: str,
-    *,
-    sas_token: str | None = None,
-    tenant_id: str | None = None,
-    client_id: str | None = None,
-    client_secret: str | None = None,
-) -> Any:
-    """The SDK credential for an auth method other than a connection string: the SAS token
-    itself, ``DefaultAzureCredential`` (managed identity) or a ``ClientSecretCredential``
-    (service principal). azure-identity is imported only when it is needed."""
-    if method == "sas_token":
-        return sas_token
-    if method == "managed_identity":
-        from azure.identity import DefaultAzureCredential
-
-        return DefaultAzureCredential()
-    if method == "service_principal":
-        from azure.identity import ClientSecretCredential
-
-        if not (tenant_id and client_id and client_secret):
-            raise ValueError("a service principal needs tenant_id, client_id and client_secret")
-        return ClientSecretCredential(tenant_id, client_id, client_secret)
-    raise ValueError(f"unknown auth method {method!r}")
-
-
 def build_service_client(
     *,
     connection_string: str | None = None,
