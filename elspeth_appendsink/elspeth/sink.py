@@ -73,11 +73,11 @@ from elspeth_appendsink.protocol.writer import AppendWriter
 from elspeth_appendsink.storage import (
     PROVIDER,
     AzureStore,
-    HttpTransport,
     RetrySettings,
     StorageCall,
 )
 from elspeth_appendsink.storage.credentials import open_store
+from elspeth_appendsink.storage.store import Transport
 
 __all__ = ["AzureAppendBlobSink", "store_for"]
 
@@ -100,7 +100,7 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
     # re-derives its position and the failed call's committed rows); see writer.py.
     idempotent = True
 
-    def __init__(self, config: dict[str, Any], *, transport: HttpTransport[Any, Any] | None = None) -> None:
+    def __init__(self, config: dict[str, Any], *, transport: Transport | None = None) -> None:
         super().__init__(config)
         self._cfg = SinkConfig.from_options(config)
         self.input_schema = build_input_schema(
@@ -605,7 +605,7 @@ def _account(store: AzureStore) -> str:
     return str(getattr(store.service, "account_name", None) or store.service.url)
 
 
-def store_for(cfg: SinkConfig, *, transport: HttpTransport[Any, Any] | None = None) -> AzureStore:
+def store_for(cfg: SinkConfig, *, transport: Transport | None = None) -> AzureStore:
     """The :class:`AzureStore` of ``cfg``'s container, authenticated and retried as configured.
 
     The sink and the launcher's ``--mark-failed-if-dead`` (:mod:`.recover`) both open storage

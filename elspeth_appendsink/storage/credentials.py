@@ -16,7 +16,7 @@ sink) all reach the account here:
   (azure-identity only when needed), the ``BlobServiceClient`` with our retry policy, and the
   :class:`~elspeth_appendsink.storage.store.AzureStore` of one container.
 
-Every problem is a :class:`~elspeth_appendsink.errors.ConfigError` naming the option.
+A value that breaks a rule raises :class:`~elspeth_appendsink.errors.ConfigError` naming its option.
 """
 
 from __future__ import annotations
@@ -32,10 +32,9 @@ from pydantic import SecretStr
 
 from elspeth_appendsink.core.redact import REDACTED, looks_like_key, register_secret
 from elspeth_appendsink.errors import ConfigError
-from elspeth_appendsink.storage.store import AzureStore, RetrySettings, build_service_client
+from elspeth_appendsink.storage.store import AzureStore, RetrySettings, Transport, build_service_client
 
 if TYPE_CHECKING:
-    from azure.core.pipeline.transport import HttpTransport
     from azure.storage.blob import BlobServiceClient
 
 __all__ = [
@@ -365,7 +364,7 @@ def service_client(
     auth: AuthSettings,
     *,
     retry: RetrySettings | None = None,
-    transport: HttpTransport[Any, Any] | None = None,
+    transport: Transport | None = None,
     api_version: str | None = None,
 ) -> BlobServiceClient:
     """The ``BlobServiceClient`` for ``auth``, with our retry policy, timeouts and transport.
@@ -385,7 +384,7 @@ def open_store(
     container: str,
     *,
     retry: RetrySettings | None = None,
-    transport: HttpTransport[Any, Any] | None = None,
+    transport: Transport | None = None,
     api_version: str | None = None,
     validate_content: bool = False,
 ) -> AzureStore:

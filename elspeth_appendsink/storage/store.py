@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -62,11 +62,15 @@ __all__ = [
     "BlobInfo",
     "RetrySettings",
     "StorageCall",
+    "Transport",
     "build_service_client",
     "map_azure_error",
 ]
 
 PROVIDER = "azure_blob_storage"
+
+#: The azure-core transport a client sends through (tests hand in a fault-injecting one).
+Transport: TypeAlias = HttpTransport[Any, Any]
 
 guard_third_party_loggers()  # urllib3 logs request URLs, SAS signature included
 
