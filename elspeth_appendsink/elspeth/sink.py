@@ -56,7 +56,7 @@ from elspeth_appendsink.elspeth.host import (
 )
 from elspeth_appendsink.elspeth.options import SinkConfig
 from elspeth_appendsink.elspeth.outcomes import recorded_outcomes
-from elspeth_appendsink.encoders import CsvOptions, create_encoder, restore_encoder
+from elspeth_appendsink.encoders import create_encoder, restore_encoder
 from elspeth_appendsink.encoders.base import Encoder, Row
 from elspeth_appendsink.errors import (
     AppendSinkError,
@@ -73,7 +73,6 @@ from elspeth_appendsink.protocol.writer import AppendWriter
 from elspeth_appendsink.storage import (
     PROVIDER,
     AzureStore,
-    RetrySettings,
     StorageCall,
 )
 from elspeth_appendsink.storage.credentials import open_store
@@ -415,18 +414,11 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
 
     def _new_encoder(self, first_rows: Sequence[Row]) -> Encoder:
         cfg = self._cfg
-        csv = cfg.csv_options
-        options = CsvOptions(
-            delimiter=csv.delimiter,
-            encoding=csv.encoding,
-            include_header=csv.include_header,
-            line_terminator=csv.line_terminator,
-        )
         return create_encoder(
             cfg.format,
             schema=cfg.row_schema,
             first_rows=first_rows,
-            csv_options=options if cfg.format == "csv" else None,
+            csv_options=cfg.csv_options.encoder_options() if cfg.format == "csv" else None,
             headers=self._display_headers(),
         )
 
@@ -615,7 +607,7 @@ def store_for(cfg: SinkConfig, *, transport: Transport | None = None) -> AzureSt
     return open_store(
         cfg.auth,
         cfg.container,
-        retry=RetrySettings(**cfg.retry.model_dump()),
+        retry=cfg.retry.settings(),
         transport=transport,
         api_version=cfg.api_version,
         validate_content=cfg.validate_content,
