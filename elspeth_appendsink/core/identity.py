@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from itertools import accumulate, pairwise
 from typing import Any
 
-from elspeth_appendsink.encoders.base import Packed
+from elspeth_appendsink.core.rows import Packed
 
 __all__ = ["DIGEST_SIZE", "DigestMultiset", "IdentityScheme", "content_digests"]
 

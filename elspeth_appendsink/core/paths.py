@@ -30,12 +30,15 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta
-from jinja2.sandbox import SandboxedEnvironment
+from functools import cache
+from typing import TYPE_CHECKING
 
 from elspeth_appendsink.core.redact import redact_keylike
 from elspeth_appendsink.errors import ConfigError
+
+if TYPE_CHECKING:
+    from jinja2 import Template
+    from jinja2.sandbox import SandboxedEnvironment
 
 __all__ = [
     "MAX_BLOB_NAME_LENGTH",
@@ -258,6 +261,15 @@ def run_pointer_name(template_digest: str, run_id: str) -> str:
 # the blob_path template
 
 
+@cache
+def _environment() -> SandboxedEnvironment:
+    """The one sandbox every ``blob_path`` compiles in (built on first use: core loads no Jinja2)."""
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
 class BlobPathTemplate:
     """The compiled ``blob_path`` option: a Jinja2 template over ``run_id`` and ``timestamp``.
 
@@ -273,14 +285,15 @@ class BlobPathTemplate:
 
     __slots__ = ("_container", "_digest", "_source", "_template", "_variables")
 
-    _environment = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-
     def __init__(self, source: str, container: str) -> None:
+        from jinja2 import TemplateSyntaxError, meta  # Jinja2 loads with the first template only
+
         if not isinstance(source, str) or not source.strip():
             raise ConfigError("blob_path", "must be a non-empty template such as 'out/{{ run_id }}/rows.csv'")
+        environment = _environment()
         try:
-            parsed = self._environment.parse(source)
-            template = self._environment.from_string(parsed)
+            parsed = environment.parse(source)
+            template = environment.from_string(parsed)
         except TemplateSyntaxError as exc:
             raise ConfigError(
                 "blob_path", f"invalid template syntax at line {exc.lineno}: {exc.message}"
@@ -296,7 +309,7 @@ class BlobPathTemplate:
             )
         self._source = source
         self._container = container
-        self._template = template
+        self._template: Template = template
         self._variables = variables
         self._digest = hashlib.sha256(f"{container}\n{source}".encode()).hexdigest()[:16]
         self.render(_PLACEHOLDER_RUN_ID, _PLACEHOLDER_TIMESTAMP)

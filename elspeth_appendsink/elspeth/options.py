@@ -26,13 +26,12 @@ an error, ``repr``, ``str`` or :meth:`SinkConfig.public_summary`.
 Why one piece (~650 lines, :class:`SinkConfig` ~390): it is one pydantic model — every field's
 validator and the cross-field checks (``if_exists`` with ``identity_fields``, segment caps with
 ``block_size``, format with ``csv_options``/``schema``) must see the same frozen instance;
-authentication (:mod:`~elspeth_appendsink.elspeth.auth`) and the schema
+authentication (:mod:`~elspeth_appendsink.storage.credentials`) and the schema
 (:mod:`~elspeth_appendsink.elspeth.schema`) are already cut out.
 """
 
 from __future__ import annotations
 
-import codecs
 import difflib
 import re
 from collections.abc import Mapping, Sequence
@@ -53,20 +52,23 @@ from pydantic import (
     model_validator,
 )
 
+from elspeth_appendsink.core import target
 from elspeth_appendsink.core.paths import BlobPathTemplate, validate_container_name
 from elspeth_appendsink.core.redact import redact_value, register_secret
-from elspeth_appendsink.elspeth.auth import (
+from elspeth_appendsink.elspeth.schema import RowSchema
+from elspeth_appendsink.encoders import csv as csv_encoder
+from elspeth_appendsink.errors import ConfigError
+from elspeth_appendsink.storage.credentials import (
     SECRET_OPTIONS,
     AuthMethod,
     AuthSettings,
     check_connection_string,
+    check_sas_token,
     check_url,
-    register_signature,
     resolve_auth,
     resolve_env_secrets,
 )
-from elspeth_appendsink.elspeth.schema import RowSchema
-from elspeth_appendsink.errors import ConfigError
+from elspeth_appendsink.storage.store import RetrySettings
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
@@ -100,11 +102,14 @@ MIN_API_VERSION = "2019-12-12"
 MAX_SEGMENT_BLOCKS = 50_000
 DEFAULT_SEGMENT_MAX_BLOCKS = 49_000
 
+#: The option texts of :class:`~elspeth_appendsink.core.target.OutputFormat` and
+#: :class:`~elspeth_appendsink.core.target.IfExists` (the core owns the choices; these literals
+#: type the parsed options, and ``tests/unit/test_target.py`` holds them equal).
 OutputFormat = Literal["csv", "jsonl", "arrow"]
 ExistingBlobPolicy = Literal["fail", "append", "continue"]
 
-_FORMATS: tuple[OutputFormat, ...] = ("csv", "jsonl", "arrow")
-_IF_EXISTS: tuple[ExistingBlobPolicy, ...] = ("fail", "append", "continue")
+_FORMATS: tuple[str, ...] = tuple(member.value for member in target.OutputFormat)
+_IF_EXISTS: tuple[str, ...] = tuple(member.value for member in target.IfExists)
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*", re.IGNORECASE)
 _SIZE_UNITS = {
@@ -167,69 +172,61 @@ def _choice(value: Any, option: str, allowed: tuple[str, ...]) -> str:
 # nested option groups
 
 
+_CSV = csv_encoder.CsvOptions()
+_RETRY = RetrySettings()
+
+
 class CsvOptions(BaseModel):
-    """``csv_options``: how rows become CSV text and bytes (only for ``format: csv``)."""
+    """``csv_options``: how rows become CSV text and bytes (only for ``format: csv``).
+
+    The option's face of :class:`encoders.csv.CsvOptions <elspeth_appendsink.encoders.csv.CsvOptions>`,
+    the one model of a CSV shape: keys and types are parsed here, defaults and rules are the
+    encoder's (:func:`~elspeth_appendsink.encoders.csv.csv_options_problem`), and
+    :meth:`encoder_options` hands the encoder its own value.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
-    delimiter: str = ","
-    encoding: str = "utf-8"
-    include_header: bool = True
-    line_terminator: Literal["\r\n", "\n"] = "\r\n"
+    delimiter: str = _CSV.delimiter
+    encoding: str = _CSV.encoding
+    include_header: bool = _CSV.include_header
+    line_terminator: str = _CSV.line_terminator
 
-    @field_validator("delimiter")
-    @classmethod
-    def _one_character(cls, value: str) -> str:
-        if len(value) != 1:
-            raise ConfigError("csv_options", f"delimiter must be a single character, got {value!r}")
-        if value in '\r\n"':
-            raise ConfigError("csv_options", f"delimiter cannot be a quote or a line break, got {value!r}")
-        return value
+    @model_validator(mode="after")
+    def _encoder_rules(self) -> Self:
+        problem = csv_encoder.csv_options_problem(**self.model_dump())
+        if problem is not None:
+            key, message, hint = problem
+            raise ConfigError("csv_options", f"{key}: {message}", hint=hint)
+        return self
 
-    @field_validator("encoding")
-    @classmethod
-    def _text_codec(cls, value: str) -> str:
-        try:
-            codecs.lookup(value)
-            probe = "a,b\r\n".encode(value)
-        except LookupError:
-            raise ConfigError("csv_options", f"unknown text encoding {value!r}") from None
-        if "".encode(value):
-            raise ConfigError(
-                "csv_options",
-                f"encoding {value!r} writes a byte-order mark on every encode, "
-                "which would repeat inside the appended blob",
-                hint="use a BOM-free codec such as 'utf-8', 'utf-16-le' or 'utf-16-be'",
-            )
-        if not probe:
-            raise ConfigError("csv_options", f"encoding {value!r} cannot encode text")
-        return value
-
-    @field_validator("line_terminator", mode="before")
-    @classmethod
-    def _crlf_or_lf(cls, value: Any) -> Any:
-        if value not in ("\r\n", "\n"):
-            raise ConfigError(
-                "csv_options",
-                f'line_terminator must be "\\r\\n" (CRLF) or "\\n" (LF), got {value!r}',
-                hint='in YAML, write it in double quotes: "\\r\\n"',
-            )
-        return value
+    def encoder_options(self) -> csv_encoder.CsvOptions:
+        """The encoder's :class:`~elspeth_appendsink.encoders.csv.CsvOptions` with these values."""
+        return csv_encoder.CsvOptions(**self.model_dump())
 
 
 class RetryOptions(BaseModel):
-    """``retry``: the storage client's own retry policy and timeouts (seconds)."""
+    """``retry``: the storage client's own retry policy and timeouts (seconds).
+
+    The option's face of :class:`~elspeth_appendsink.storage.store.RetrySettings`, whose
+    defaults it takes; it adds the bounds an option must keep, and :meth:`settings` hands the
+    storage layer its own value.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True, allow_inf_nan=False)
 
-    total: int = Field(default=5, ge=0, le=20)
-    initial_backoff: float = Field(default=0.5, ge=0)
-    increment_base: float = Field(default=2.0, ge=0)
-    jitter: float = Field(default=0.2, ge=0)
-    connection_timeout: float = Field(default=20.0, gt=0)
-    read_timeout: float = Field(default=60.0, gt=0)
+    total: int = Field(default=_RETRY.total, ge=0, le=20)
+    initial_backoff: float = Field(default=_RETRY.initial_backoff, ge=0)
+    increment_base: float = Field(default=_RETRY.increment_base, ge=0)
+    jitter: float = Field(default=_RETRY.jitter, ge=0)
+    connection_timeout: float = Field(default=_RETRY.connection_timeout, gt=0)
+    read_timeout: float = Field(default=_RETRY.read_timeout, gt=0)
 
     _numbers = field_validator("*", mode="before")(_reject_bool)
+
+    def settings(self) -> RetrySettings:
+        """The storage layer's :class:`~elspeth_appendsink.storage.store.RetrySettings` with these values."""
+        return RetrySettings(**self.model_dump())
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,18 +355,7 @@ class SinkConfig(BaseModel):
     @field_validator("sas_token")
     @classmethod
     def _sas_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return None
-        token = value.get_secret_value().lstrip("?")
-        register_signature(token)
-        if "sig=" not in token:
-            raise ConfigError(
-                "sas_token",
-                "does not look like a SAS token (it has no 'sig=' parameter)",
-                hint="pass the token's query string, e.g. 'sv=...&sig=...'; an account key belongs "
-                "in a connection_string",
-            )
-        return SecretStr(token)
+        return None if value is None else SecretStr(check_sas_token(value.get_secret_value()))
 
     @field_validator("container", mode="before")
     @classmethod

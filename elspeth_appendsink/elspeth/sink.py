@@ -34,11 +34,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from elspeth_appendsink import __version__
+from elspeth_appendsink._version import __version__
 from elspeth_appendsink.core.decisions import Requested, check_recorded
 from elspeth_appendsink.core.identity import IdentityScheme
 from elspeth_appendsink.core.paths import run_pointer_name
 from elspeth_appendsink.core.redact import redact_value
+from elspeth_appendsink.core.target import IfExists, OutputFormat
 from elspeth_appendsink.elspeth import session
 from elspeth_appendsink.elspeth.host import EMPTY_SHA256 as _EMPTY
 from elspeth_appendsink.elspeth.host import (
@@ -55,7 +56,7 @@ from elspeth_appendsink.elspeth.host import (
 )
 from elspeth_appendsink.elspeth.options import SinkConfig
 from elspeth_appendsink.elspeth.outcomes import recorded_outcomes
-from elspeth_appendsink.encoders import CsvOptions, create_encoder, restore_encoder
+from elspeth_appendsink.encoders import create_encoder, restore_encoder
 from elspeth_appendsink.encoders.base import Encoder, Row
 from elspeth_appendsink.errors import (
     AppendSinkError,
@@ -67,16 +68,15 @@ from elspeth_appendsink.errors import (
 from elspeth_appendsink.logs import get_logger
 from elspeth_appendsink.protocol.opening import ExistingBlob
 from elspeth_appendsink.protocol.recovery import last_opening
-from elspeth_appendsink.protocol.writer import AppendWriter, OutputTarget
+from elspeth_appendsink.protocol.target import OutputTarget
+from elspeth_appendsink.protocol.writer import AppendWriter
 from elspeth_appendsink.storage import (
     PROVIDER,
     AzureStore,
-    HttpTransport,
-    RetrySettings,
     StorageCall,
-    azure_credential,
-    build_service_client,
 )
+from elspeth_appendsink.storage.credentials import open_store
+from elspeth_appendsink.storage.store import Transport
 
 __all__ = ["AzureAppendBlobSink", "store_for"]
 
@@ -99,7 +99,7 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
     # re-derives its position and the failed call's committed rows); see writer.py.
     idempotent = True
 
-    def __init__(self, config: dict[str, Any], *, transport: HttpTransport[Any, Any] | None = None) -> None:
+    def __init__(self, config: dict[str, Any], *, transport: Transport | None = None) -> None:
         super().__init__(config)
         self._cfg = SinkConfig.from_options(config)
         self.input_schema = build_input_schema(
@@ -368,12 +368,12 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
             container=cfg.container,
             blob_path=blob_path,
             run_id=run_id,
-            format=cfg.format,
+            format=OutputFormat(cfg.format),
             template_digest=cfg.template_digest,
             block_size=cfg.block_size,
             segment_max_blocks=cfg.segment_max_blocks,
             segment_max_bytes=cfg.segment_max_bytes,
-            if_exists=if_exists,
+            if_exists=IfExists(if_exists),
             lease=cfg.lease,
             lease_duration=cfg.lease_duration,
             identity=IdentityScheme(cfg.identity_fields),
@@ -414,18 +414,11 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
 
     def _new_encoder(self, first_rows: Sequence[Row]) -> Encoder:
         cfg = self._cfg
-        csv = cfg.csv_options
-        options = CsvOptions(
-            delimiter=csv.delimiter,
-            encoding=csv.encoding,
-            include_header=csv.include_header,
-            line_terminator=csv.line_terminator,
-        )
         return create_encoder(
             cfg.format,
             schema=cfg.row_schema,
             first_rows=first_rows,
-            csv_options=options if cfg.format == "csv" else None,
+            csv_options=cfg.csv_options.encoder_options() if cfg.format == "csv" else None,
             headers=self._display_headers(),
         )
 
@@ -604,38 +597,20 @@ def _account(store: AzureStore) -> str:
     return str(getattr(store.service, "account_name", None) or store.service.url)
 
 
-def store_for(cfg: SinkConfig, *, transport: HttpTransport[Any, Any] | None = None) -> AzureStore:
+def store_for(cfg: SinkConfig, *, transport: Transport | None = None) -> AzureStore:
     """The :class:`AzureStore` of ``cfg``'s container, authenticated and retried as configured.
 
     The sink and the launcher's ``--mark-failed-if-dead`` (:mod:`.recover`) both open storage
-    through this, so a run's recovery sees the output exactly as its writer did.
+    through this, so a run's recovery sees the output exactly as its writer did; the command
+    line reaches the same :func:`~elspeth_appendsink.storage.credentials.open_store`.
     """
-    auth = cfg.auth
-    common: dict[str, Any] = {
-        "retry": RetrySettings(**cfg.retry.model_dump()),
-        "transport": transport,
-        "api_version": cfg.api_version,
-    }
-    if auth.method == "connection_string":
-        assert auth.connection_string is not None
-        service = build_service_client(connection_string=auth.connection_string.get_secret_value(), **common)
-    else:
-        service = build_service_client(account_url=auth.account_url, credential=_credential(auth), **common)
-    return AzureStore(service, cfg.container, validate_content=cfg.validate_content)
-
-
-def _credential(auth: Any) -> Any:
-    """The SDK credential for the configured (non connection string) auth method."""
-
-    def secret(value: Any) -> str | None:
-        return None if value is None else str(value.get_secret_value())
-
-    return azure_credential(
-        auth.method,
-        sas_token=secret(auth.sas_token),
-        tenant_id=auth.tenant_id,
-        client_id=auth.client_id,
-        client_secret=secret(auth.client_secret),
+    return open_store(
+        cfg.auth,
+        cfg.container,
+        retry=cfg.retry.settings(),
+        transport=transport,
+        api_version=cfg.api_version,
+        validate_content=cfg.validate_content,
     )
 
 

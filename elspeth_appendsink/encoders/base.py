@@ -3,29 +3,21 @@
 An encoder owns one output format. It is created once per output from the first batch of rows
 (that is when column decisions are made), its decisions are frozen in the manifest through
 :meth:`Encoder.describe`, and a resumed or continued run rebuilds an identical encoder with
-``restore(described)`` so that the same rows always produce the same bytes.
+``restore(described)`` so that the same rows always produce the same bytes. The value types
+rows travel in (:data:`Row`, :class:`Packed`, :data:`Part`) belong to the core
+(:mod:`~elspeth_appendsink.core.rows`) and are re-exported here.
 """
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from itertools import accumulate, pairwise
-from operator import sub
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, cast
+from collections.abc import Sequence
+from typing import Any, Protocol, cast
 
-if TYPE_CHECKING:  # core imports this module, so only for annotations
-    import pyarrow as pa
-
-    from elspeth_appendsink.core.manifest import BlockEntry
+from elspeth_appendsink.core.identity import content_digests
+from elspeth_appendsink.core.manifest import BlockEntry
+from elspeth_appendsink.core.rows import Packed, Part, Row
 
 __all__ = ["Encoder", "Packed", "Part", "Row", "SchemaSpec"]
-
-Row = Mapping[str, Any]
-#: Some consecutive rows of a :class:`Packed`, as :meth:`Encoder.block` takes them: their bytes
-#: for CSV and JSONL, the slice of the record batch built while planning for Arrow.
-Part: TypeAlias = "bytes | memoryview | pa.RecordBatch"
 
 
 class SchemaSpec(Protocol):
@@ -38,50 +30,6 @@ class SchemaSpec(Protocol):
     @property
     def field_names(self) -> tuple[str, ...]:  # declared fields, in order (empty when observed)
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Packed:
-    """Rows encoded back to back: row ``i`` is ``data[offsets[i]:offsets[i + 1]]``.
-
-    The writer's unit of work. One buffer and a list of offsets instead of one ``bytes`` per
-    row: a block is a single slice-and-join, row sizes are offset differences, and a million
-    rows cost no million small objects. ``offsets[0]`` is 0 and ``offsets[-1] == len(data)``.
-    """
-
-    data: bytes
-    offsets: list[int]
-
-    @classmethod
-    def join(cls, encoded: Sequence[bytes]) -> Packed:
-        """Pack per-row encodings (copies them once, which also drops any over-allocation)."""
-        return cls(b"".join(encoded), list(accumulate(map(len, encoded), initial=0)))
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def rows(self) -> list[bytes]:
-        """One ``bytes`` per row."""
-        data, offsets = self.data, self.offsets
-        return [data[start:end] for start, end in pairwise(offsets)]
-
-    def span(self, start: int, stop: int) -> memoryview:
-        """Rows ``start`` to ``stop - 1`` as one contiguous view (no copy)."""
-        return memoryview(self.data)[self.offsets[start] : self.offsets[stop]]
-
-    def part(self, start: int, stop: int) -> Part:
-        """Rows ``start`` to ``stop - 1`` for :meth:`Encoder.block`: here their :meth:`span`."""
-        return self.span(start, stop)
-
-    def lengths(self, start: int, stop: int) -> bytes:
-        """The byte lengths of rows ``start`` to ``stop - 1``, 4 bytes big-endian each."""
-        offsets = self.offsets
-        return struct.pack(f">{stop - start}I", *map(sub, offsets[start + 1 : stop + 1], offsets[start:stop]))
-
-    def select(self, keep: Sequence[int]) -> Packed:
-        """Only the rows at the indices ``keep`` (ascending), packed anew."""
-        data, offsets = self.data, self.offsets
-        return Packed.join([data[offsets[i] : offsets[i + 1]] for i in keep])
 
 
 class Encoder(Protocol):
@@ -158,6 +106,4 @@ class ContiguousRows:
 
     def row_digests(self, entry: BlockEntry, block: bytes) -> bytes:
         """The packed content digests of the rows of ``block`` (they end it; lengths from ``entry``)."""
-        from elspeth_appendsink.core.identity import content_digests  # core imports encoders.base
-
         return content_digests(block, entry.row_lengths())

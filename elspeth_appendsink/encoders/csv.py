@@ -55,7 +55,16 @@ from elspeth_appendsink.errors import (
     UnencodableRow,
 )
 
-__all__ = ["CsvEncoder", "CsvOptions", "column_values", "declared_values", "reject_undeclared", "restore"]
+__all__ = [
+    "CsvEncoder",
+    "CsvOptions",
+    "CsvProblem",
+    "column_values",
+    "csv_options_problem",
+    "declared_values",
+    "reject_undeclared",
+    "restore",
+]
 
 _NONE = type(None)
 _TEXT = frozenset({str})
@@ -70,27 +79,57 @@ _TERMINATORS = ("\r\n", "\n")
 _KERNEL_MIN_ROWS = 800
 
 
-def _check_encoding(encoding: str) -> str:
-    """Return the codec's canonical name; refuse codecs whose rows could not be concatenated.
+#: A broken rule of :class:`CsvOptions`: the key, what is wrong, and a hint (possibly empty).
+CsvProblem = tuple[str, str, str]
 
-    Rows are encoded one by one, so a codec that writes a byte-order mark on every encode
-    (``utf-16``, ``utf-32``, ``utf-8-sig``) would repeat it inside the output.
+
+def csv_options_problem(
+    delimiter: object, encoding: object, include_header: object, line_terminator: object
+) -> CsvProblem | None:
+    """The first rule these CSV options break, in key order, or ``None``: the one statement of them.
+
+    :class:`CsvOptions` raises it as ``ConfigError("csv_options.<key>")``, the sink's options
+    (:class:`~elspeth_appendsink.elspeth.options.CsvOptions`) as ``ConfigError("csv_options")``.
     """
-    option = "csv_options.encoding"
-    if not isinstance(encoding, str):
-        raise ConfigError(option, f"must be a string, got {type(encoding).__name__}")
-    try:
-        name = codecs.lookup(encoding).name
-        bom = "".encode(encoding)
-    except LookupError:
-        raise ConfigError(option, f"unknown encoding {encoding!r}") from None
-    if bom:
-        raise ConfigError(
-            option,
-            f"{encoding!r} writes a byte-order mark on every encode, so appended rows would carry one each",
-            hint="use a BOM-free codec such as utf-8, utf-16-le or utf-16-be",
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        return "delimiter", f"must be a single character, got {delimiter!r}", ""
+    if delimiter in '"\r\n\x00':
+        return "delimiter", f"cannot be a quote or a line break (nor NUL), got {delimiter!r}", ""
+    problem = _encoding_problem(encoding)
+    if problem is not None:
+        return problem
+    if not isinstance(include_header, bool):
+        return "include_header", "must be true or false", ""
+    if line_terminator not in _TERMINATORS:
+        return (
+            "line_terminator",
+            f'must be "\\r\\n" (CRLF) or "\\n" (LF), got {line_terminator!r}',
+            'in YAML, write it in double quotes: "\\r\\n"',
         )
-    return name
+    return None
+
+
+def _encoding_problem(encoding: object) -> CsvProblem | None:
+    """Only a text codec that writes no byte-order mark: rows are encoded one by one, so a codec
+    writing one on every encode (``utf-16``, ``utf-32``, ``utf-8-sig``) would repeat it inside the
+    output."""
+    if not isinstance(encoding, str):
+        return "encoding", f"must be a string, got {type(encoding).__name__}", ""
+    try:
+        codecs.lookup(encoding)
+        bom = "".encode(encoding)
+        probe = "a,b\r\n".encode(encoding)
+    except LookupError:  # unknown, or a bytes-to-bytes codec such as base64
+        return "encoding", f"unknown text encoding {encoding!r}", ""
+    if bom:
+        return (
+            "encoding",
+            f"{encoding!r} writes a byte-order mark on every encode, so appended rows would carry one each",
+            "use a BOM-free codec such as utf-8, utf-16-le or utf-16-be",
+        )
+    if not probe:
+        return "encoding", f"{encoding!r} cannot encode text", ""
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,18 +149,12 @@ class CsvOptions:
     line_terminator: str = "\r\n"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.delimiter, str) or len(self.delimiter) != 1 or self.delimiter in '"\r\n\x00':
-            raise ConfigError(
-                "csv_options.delimiter",
-                f"must be one character other than '\"', CR, LF or NUL, got {self.delimiter!r}",
-            )
-        if self.line_terminator not in _TERMINATORS:
-            raise ConfigError(
-                "csv_options.line_terminator", f"must be '\\r\\n' or '\\n', got {self.line_terminator!r}"
-            )
-        if not isinstance(self.include_header, bool):
-            raise ConfigError("csv_options.include_header", "must be true or false")
-        _check_encoding(self.encoding)
+        problem = csv_options_problem(
+            self.delimiter, self.encoding, self.include_header, self.line_terminator
+        )
+        if problem is not None:
+            key, message, hint = problem
+            raise ConfigError(f"csv_options.{key}", message, hint=hint)
 
 
 def reject_undeclared(rows: Sequence[Row], allowed: frozenset[str], columns: Sequence[str]) -> None:
@@ -266,7 +299,7 @@ class CsvEncoder(ContiguousRows):
         if not all(isinstance(name, str) for name in (*self.columns, *self.header_names)):
             raise ConfigError("headers", "column and display names must be strings")
         self._allowed = frozenset(self.columns)
-        self._utf8 = _check_encoding(self.options.encoding) == "utf-8"
+        self._utf8 = codecs.lookup(self.options.encoding).name == "utf-8"  # CsvOptions checked it
         self._specials = self.options.delimiter + '"\r\n'
         self._needs_quote = re.compile("[" + re.escape(self._specials) + "]").search
         delimiter = self.options.delimiter

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from elspeth_appendsink import __version__
+from elspeth_appendsink._version import __version__
 from elspeth_appendsink.core.cursor import Cursor
 from elspeth_appendsink.core.manifest import GENESIS, DecodedRecord, OpenRecord
 from elspeth_appendsink.core.paths import run_pointer_name, segment_name
@@ -51,7 +51,7 @@ from elspeth_appendsink.protocol.recovery import Recovery, Replay, create_own_se
 from elspeth_appendsink.storage.base import BlobInfo, Store
 
 if TYPE_CHECKING:
-    from elspeth_appendsink.protocol.writer import OutputTarget
+    from elspeth_appendsink.protocol.target import OutputTarget
 
 __all__ = ["ExistingBlob", "Opening", "StartPlan"]
 

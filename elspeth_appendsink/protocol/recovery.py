@@ -66,7 +66,7 @@ from elspeth_appendsink.storage.base import Store
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from elspeth_appendsink.protocol.writer import OutputTarget
+    from elspeth_appendsink.protocol.target import OutputTarget
 
 __all__ = ["Continued", "Recovered", "Recovery", "Replay", "Verified", "create_own_segment", "last_opening"]
 

@@ -35,15 +35,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from itertools import chain
 from typing import Any
 
 from elspeth_appendsink.core.blocks import BlockCutter, needs_rollover
 from elspeth_appendsink.core.cursor import Cursor
-from elspeth_appendsink.core.decisions import Requested
-from elspeth_appendsink.core.identity import DIGEST_SIZE, DigestMultiset, IdentityScheme
+from elspeth_appendsink.core.identity import DIGEST_SIZE, DigestMultiset
 from elspeth_appendsink.core.manifest import (
     BlockEntry,
     Record,
@@ -54,7 +53,7 @@ from elspeth_appendsink.core.manifest import (
     encode_record,
     record_hash,
 )
-from elspeth_appendsink.core.paths import manifest_name, segment_name
+from elspeth_appendsink.core.paths import segment_name
 from elspeth_appendsink.core.replay import ReplayDecision, decide_replay
 from elspeth_appendsink.encoders.base import Encoder, Packed, Part, Row
 from elspeth_appendsink.errors import (
@@ -66,9 +65,10 @@ from elspeth_appendsink.errors import (
     SegmentFullError,
 )
 from elspeth_appendsink.protocol.digest import RunningDigest
-from elspeth_appendsink.protocol.lease import LeaseKeeper, lease_id_for
+from elspeth_appendsink.protocol.lease import LeaseKeeper
 from elspeth_appendsink.protocol.opening import ExistingBlob, Opening
 from elspeth_appendsink.protocol.recovery import Recovery, Replay, create_own_segment
+from elspeth_appendsink.protocol.target import OutputTarget
 from elspeth_appendsink.storage.base import AppendResult, Store
 
 __all__ = ["AppendWriter", "OutputTarget", "WriteReport", "blocks_per_batch"]
@@ -93,39 +93,6 @@ def blocks_per_batch(block_size: int) -> int:
     """How many blocks are prepared ahead while a batch uploads, and the most one batch carries."""
     low, high = PIPELINE_BLOCKS
     return max(low, min(high, PIPELINE_BYTES // block_size))
-
-
-@dataclass(frozen=True, slots=True)
-class OutputTarget:
-    """Everything the writer needs to know about one run's output (no credentials)."""
-
-    container: str
-    blob_path: str  # rendered
-    run_id: str
-    format: str
-    template_digest: str
-    block_size: int = 4 * 1024 * 1024
-    segment_max_blocks: int = 49_000
-    segment_max_bytes: int | None = None
-    if_exists: str = "fail"  # fail | append | continue
-    lease: bool = True
-    lease_duration: int = 60
-    identity: IdentityScheme = field(default_factory=lambda: IdentityScheme(None))
-    # what the configuration asks of an existing output's recorded decisions (None: only the
-    # identity is compared; see core.decisions)
-    requested: Requested | None = None
-    # a resume renders the same blob_path (its template holds no timestamp): the run pointer
-    # and segment 0 may then be created together (see opening.py)
-    path_is_stable: bool = True
-
-    @property
-    def manifest(self) -> str:
-        return manifest_name(self.blob_path, self.run_id)
-
-    @property
-    def lease_id(self) -> str:
-        """Deterministic per run: a resume of the same run re-acquires its own lease."""
-        return lease_id_for(self.run_id)
 
 
 @dataclass(slots=True)

@@ -5,11 +5,10 @@
 :class:`AzureStore` (:mod:`.store`) knows Azure's verbs for one container (create-only blobs,
 guarded ``append_block``, ranged reads, leases, seals), maps every Azure error into
 :mod:`elspeth_appendsink.errors` and reports every request as a :class:`StorageCall`.
-:mod:`.faults` is the fault-injecting transport that tests put under it.
+:mod:`.faults` is the fault-injecting transport that tests put under it, and
+:mod:`.credentials` the one way from credentials to a client. Nothing exported here is an SDK
+type: the SDK stays behind these names.
 """
-
-from azure.core.pipeline.transport import HttpTransport
-from azure.storage.blob import BlobServiceClient
 
 from elspeth_appendsink.storage.base import Store
 from elspeth_appendsink.storage.memory import MemoryAccount, MemoryStore
@@ -20,7 +19,6 @@ from elspeth_appendsink.storage.store import (
     BlobInfo,
     RetrySettings,
     StorageCall,
-    azure_credential,
     build_service_client,
     map_azure_error,
 )
@@ -30,14 +28,11 @@ __all__ = [
     "AppendResult",
     "AzureStore",
     "BlobInfo",
-    "BlobServiceClient",
-    "HttpTransport",
     "MemoryAccount",
     "MemoryStore",
     "RetrySettings",
     "StorageCall",
     "Store",
-    "azure_credential",
     "build_service_client",
     "map_azure_error",
 ]

@@ -31,7 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -62,11 +62,15 @@ __all__ = [
     "BlobInfo",
     "RetrySettings",
     "StorageCall",
+    "Transport",
     "build_service_client",
     "map_azure_error",
 ]
 
 PROVIDER = "azure_blob_storage"
+
+#: The azure-core transport a client sends through (tests hand in a fault-injecting one).
+Transport: TypeAlias = HttpTransport[Any, Any]
 
 guard_third_party_loggers()  # urllib3 logs request URLs, SAS signature included
 
@@ -136,32 +140,6 @@ def map_azure_error(
         unreached=isinstance(exc, ServiceRequestError),
         not_found=isinstance(exc, ResourceNotFoundError),
     )
-
-
-def azure_credential(
-    method: str,
-    *,
-    sas_token: str | None = None,
-    tenant_id: str | None = None,
-    client_id: str | None = None,
-    client_secret: str | None = None,
-) -> Any:
-    """The SDK credential for an auth method other than a connection string: the SAS token
-    itself, ``DefaultAzureCredential`` (managed identity) or a ``ClientSecretCredential``
-    (service principal). azure-identity is imported only when it is needed."""
-    if method == "sas_token":
-        return sas_token
-    if method == "managed_identity":
-        from azure.identity import DefaultAzureCredential
-
-        return DefaultAzureCredential()
-    if method == "service_principal":
-        from azure.identity import ClientSecretCredential
-
-        if not (tenant_id and client_id and client_secret):
-            raise ValueError("a service principal needs tenant_id, client_id and client_secret")
-        return ClientSecretCredential(tenant_id, client_id, client_secret)
-    raise ValueError(f"unknown auth method {method!r}")
 
 
 def build_service_client(

@@ -30,22 +30,25 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TextIO
-from urllib.parse import unquote, urlsplit
 
-from elspeth_appendsink import __version__
+from elspeth_appendsink._version import __version__
 from elspeth_appendsink.core.paths import validate_blob_path, validate_container_name, validate_run_id
-from elspeth_appendsink.core.redact import redact, register_secret
+from elspeth_appendsink.core.redact import redact
 from elspeth_appendsink.core.run_recovery import recover_line
 from elspeth_appendsink.errors import AppendSinkError, ConfigError, StorageError
 from elspeth_appendsink.protocol.verify import (
     inspect_output,
     verify_output,
 )
-from elspeth_appendsink.storage import AzureStore, azure_credential, build_service_client
 from elspeth_appendsink.storage.base import Store
+from elspeth_appendsink.storage.credentials import (
+    AuthSettings,
+    auth_settings,
+    open_store,
+    register_credential,
+)
 from elspeth_appendsink.tools import devstorage
 from elspeth_appendsink.tools.anchor import anchor_runs, output_uri, read_artifacts
 from elspeth_appendsink.tools.fleet import OutputVerdict, find_outputs, survey_outputs, verify_outputs
@@ -77,7 +80,6 @@ ENV_SAS_TOKEN = "AZURE_STORAGE_SAS_TOKEN"
 ENV_TENANT_ID = "AZURE_TENANT_ID"
 ENV_CLIENT_ID = "AZURE_CLIENT_ID"
 ENV_CLIENT_SECRET = "AZURE_CLIENT_SECRET"
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 _DESCRIPTION = """\
 Check and manage the outputs of the azure_append_blob sink (ELSPETH).
@@ -343,24 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
 # credentials
 
 
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """The one authentication method chosen, with its values (secrets registered, never shown)."""
+def resolve_credentials(args: argparse.Namespace, env: Mapping[str, str]) -> AuthSettings:
+    """Pick exactly one authentication method: flags first, then environment variables.
 
-    method: str  # connection_string | sas_token | managed_identity | service_principal
-    connection_string: str | None = None
-    account_url: str | None = None
-    sas_token: str | None = None
-    tenant_id: str | None = None
-    client_id: str | None = None
-    client_secret: str | None = None
-
-    def __repr__(self) -> str:
-        return f"Credentials(method={self.method!r}, account_url={self.account_url!r})"
-
-
-def _register_all(args: argparse.Namespace, env: Mapping[str, str]) -> None:
-    """Register every secret we can see, used or not, so none can ever be printed."""
+    Which values to take is the command's business (its flags and variables); their checks and
+    the settings they make are the sink's own (:func:`~elspeth_appendsink.storage.credentials.auth_settings`).
+    """
     for value in (
         args.connection_string,
         env.get(ENV_CONNECTION_STRING),
@@ -369,20 +359,40 @@ def _register_all(args: argparse.Namespace, env: Mapping[str, str]) -> None:
         args.client_secret,
         env.get(ENV_CLIENT_SECRET),
     ):
-        if not value:
-            continue
-        register_secret(value)
-        register_secret(value.strip())
-        for part in value.replace("&", ";").replace("?", ";").split(";"):
-            key, _, item = part.partition("=")
-            if key.strip().lower() in ("accountkey", "sharedaccesssignature", "sig") and item:
-                register_secret(item.strip())
-                register_secret(unquote(item.strip()))
+        register_credential(value)  # every secret we can see, used or not, so none can be printed
+    method = _chosen_method(args, env)
+    if method == "connection_string":
+        value = (args.connection_string or env.get(ENV_CONNECTION_STRING, "")).strip()
+        return auth_settings(connection_string=value, account_url=args.account_url or None)
+    url = (args.account_url or env.get(ENV_ACCOUNT_URL, "")).strip()
+    if not url:
+        raise UsageError(
+            f"--account-url (or {ENV_ACCOUNT_URL}) is required with {method.replace('_', ' ')} "
+            "authentication, e.g. https://myaccount.blob.core.windows.net"
+        )
+    if method == "sas_token":
+        return auth_settings(
+            account_url=url, sas_token=(args.sas_token or env.get(ENV_SAS_TOKEN, "")).strip()
+        )
+    if method == "managed_identity":
+        return auth_settings(account_url=url, use_managed_identity=True)
+    fields = {
+        "--tenant-id": args.tenant_id or env.get(ENV_TENANT_ID),
+        "--client-id": args.client_id or env.get(ENV_CLIENT_ID),
+        "--client-secret": args.client_secret or env.get(ENV_CLIENT_SECRET),
+    }
+    missing = [flag for flag, value in fields.items() if not value]
+    if missing:
+        raise UsageError(f"service principal authentication also needs {', '.join(missing)}")
+    return auth_settings(
+        account_url=url,
+        tenant_id=fields["--tenant-id"],
+        client_id=fields["--client-id"],
+        client_secret=fields["--client-secret"],
+    )
 
 
-def resolve_credentials(args: argparse.Namespace, env: Mapping[str, str]) -> Credentials:
-    """Pick exactly one authentication method: flags first, then environment variables."""
-    _register_all(args, env)
+def _chosen_method(args: argparse.Namespace, env: Mapping[str, str]) -> str:
     flagged = [
         method
         for method, given in (
@@ -398,86 +408,18 @@ def resolve_credentials(args: argparse.Namespace, env: Mapping[str, str]) -> Cre
             f"give one authentication method, not {' and '.join(m.replace('_', ' ') for m in flagged)}"
         )
     if flagged:
-        method = flagged[0]
-    elif env.get(ENV_CONNECTION_STRING):
-        method = "connection_string"
-    elif env.get(ENV_SAS_TOKEN):
-        method = "sas_token"
-    elif env.get(ENV_TENANT_ID) and env.get(ENV_CLIENT_ID) and env.get(ENV_CLIENT_SECRET):
-        method = "service_principal"
-    else:
-        raise UsageError(
-            "no credentials: give --connection-string (or set "
-            f"{ENV_CONNECTION_STRING}), --account-url with --sas-token, --managed-identity or a "
-            "service principal (--tenant-id, --client-id, --client-secret); see --help"
-        )
-    if method == "connection_string":
-        if args.account_url:
-            raise UsageError(
-                "--account-url cannot be combined with a connection string (it names the endpoint)"
-            )
-        value = (args.connection_string or env.get(ENV_CONNECTION_STRING, "")).strip()
-        if "=" not in value:
-            raise UsageError("--connection-string is not a connection string (key=value;key=value...)")
-        return Credentials(method, connection_string=value)
-    url = (args.account_url or env.get(ENV_ACCOUNT_URL, "")).strip()
-    if not url:
-        raise UsageError(
-            f"--account-url (or {ENV_ACCOUNT_URL}) is required with {method.replace('_', ' ')} "
-            "authentication, e.g. https://myaccount.blob.core.windows.net"
-        )
-    _check_url(url)
-    if method == "sas_token":
-        token = (args.sas_token or env.get(ENV_SAS_TOKEN, "")).strip().lstrip("?")
-        return Credentials(method, account_url=url, sas_token=token)
-    if method == "managed_identity":
-        return Credentials(method, account_url=url)
-    fields = {
-        "--tenant-id": args.tenant_id or env.get(ENV_TENANT_ID),
-        "--client-id": args.client_id or env.get(ENV_CLIENT_ID),
-        "--client-secret": args.client_secret or env.get(ENV_CLIENT_SECRET),
-    }
-    missing = [flag for flag, value in fields.items() if not value]
-    if missing:
-        raise UsageError(f"service principal authentication also needs {', '.join(missing)}")
-    return Credentials(
-        method,
-        account_url=url,
-        tenant_id=fields["--tenant-id"],
-        client_id=fields["--client-id"],
-        client_secret=fields["--client-secret"],
+        return flagged[0]
+    if env.get(ENV_CONNECTION_STRING):
+        return "connection_string"
+    if env.get(ENV_SAS_TOKEN):
+        return "sas_token"
+    if env.get(ENV_TENANT_ID) and env.get(ENV_CLIENT_ID) and env.get(ENV_CLIENT_SECRET):
+        return "service_principal"
+    raise UsageError(
+        "no credentials: give --connection-string (or set "
+        f"{ENV_CONNECTION_STRING}), --account-url with --sas-token, --managed-identity or a "
+        "service principal (--tenant-id, --client-id, --client-secret); see --help"
     )
-
-
-def _check_url(url: str) -> None:
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError:
-        raise UsageError("--account-url is not a valid URL") from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise UsageError("--account-url must be an https URL, e.g. https://myaccount.blob.core.windows.net")
-    if parts.query:
-        raise UsageError("--account-url must not carry a query string: give a SAS token with --sas-token")
-    if parts.scheme == "http" and host not in _LOOPBACK:
-        raise UsageError(f"--account-url: plain http is only allowed for a local emulator, not {host!r}")
-
-
-def open_store(credentials: Credentials, container: str) -> AzureStore:
-    """An :class:`AzureStore` for ``container`` with the chosen credentials (read requests only
-    are sent by verify and inspect; unlock also breaks leases)."""
-    if credentials.method == "connection_string":
-        service = build_service_client(connection_string=credentials.connection_string)
-    else:
-        credential = azure_credential(
-            credentials.method,
-            sas_token=credentials.sas_token,
-            tenant_id=credentials.tenant_id,
-            client_id=credentials.client_id,
-            client_secret=credentials.client_secret,
-        )
-        service = build_service_client(account_url=credentials.account_url, credential=credential)
-    return AzureStore(service, container)
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from elspeth_appendsink.core.paths import parse_segment_index
-from elspeth_appendsink.storage import BlobServiceClient, build_service_client
+from elspeth_appendsink.storage import AzureStore, build_service_client
 from elspeth_appendsink.testing.azurite import Azurite
 from elspeth_appendsink.tools.cli import main as cli
 
@@ -73,14 +73,18 @@ def harness(args: list[str], env: dict[str, str], *, hold: str | None = None) ->
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def read_output(service: BlobServiceClient, blob_path: str) -> tuple[bytes, int]:
-    cc = service.get_container_client(CONTAINER)
+def read_output(store: AzureStore, blob_path: str) -> tuple[bytes, int]:
     names = sorted(
-        (index, blob.name)
-        for blob in cc.list_blobs()
-        if (index := parse_segment_index(blob_path, blob.name)) is not None
+        (index, name)
+        for name in store.list_names("")
+        if (index := parse_segment_index(blob_path, name)) is not None
     )
-    return b"".join(cc.get_blob_client(name).download_blob().readall() for _, name in names), len(names)
+    return b"".join(_whole(store, name) for _, name in names), len(names)
+
+
+def _whole(store: AzureStore, name: str) -> bytes:
+    info = store.properties(name)
+    return store.read(name, 0, info.size) if info is not None and info.size else b""
 
 
 def run_demo(workdir: Path) -> int:
@@ -90,6 +94,7 @@ def run_demo(workdir: Path) -> int:
         say(f"   listening on {azurite.blob_endpoint} (pid {azurite.pid})")
         service = build_service_client(connection_string=azurite.connection_string)
         service.create_container(CONTAINER)
+        store = AzureStore(service, CONTAINER)
         os.environ["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string  # for the CLI steps
         env = {**os.environ, "DEMO_STORAGE": azurite.connection_string}
         options = {
@@ -142,7 +147,7 @@ def run_demo(workdir: Path) -> int:
             say(f"   the child was not killed mid-write (exit {child.returncode})")
             return 1
         say("   child killed with SIGKILL just before a data append of the third write")
-        torn, segments = read_output(service, blob_path)
+        torn, segments = read_output(store, blob_path)
         say(f"   the blob holds {len(torn):,} bytes in {segments} segment(s) so far")
 
         step("4. inspect: where does the run stand?")
@@ -163,7 +168,7 @@ def run_demo(workdir: Path) -> int:
         if code != 0:
             say("   verify FAILED")
             return 1
-        data, segments = read_output(service, blob_path)
+        data, segments = read_output(store, blob_path)
         ids = [int(r["id"]) for r in csv.DictReader(io.StringIO(data.decode()))]
         once = sorted(ids) == list(range(1, len(rows) + 1))
         say(f"   {len(ids)} data rows in {segments} segment(s); every order exactly once: {once}")
@@ -187,15 +192,15 @@ def run_demo(workdir: Path) -> int:
         )
         say(
             f"   this sink: the output once plus a manifest of "
-            f"{_manifest_bytes(service, blob_path):,} bytes, and an exact resume"
+            f"{_manifest_bytes(store, blob_path):,} bytes, and an exact resume"
         )
         say(f"   demo finished in {time.monotonic() - started:.1f} s")
         return 0 if once else 1
 
 
-def _manifest_bytes(service: BlobServiceClient, blob_path: str) -> int:
-    cc = service.get_container_client(CONTAINER)
-    return sum(b.size for b in cc.list_blobs(name_starts_with=f"{blob_path}.manifest/"))
+def _manifest_bytes(store: AzureStore, blob_path: str) -> int:
+    infos = (store.properties(name) for name in store.list_names(f"{blob_path}.manifest/"))
+    return sum(info.size for info in infos if info is not None)
 
 
 def main() -> int:

@@ -30,3 +30,19 @@ class TestExports:
             pytest.skip("ELSPETH is installed here")
         with pytest.raises(ImportError, match=r"3\.12"):
             launcher.register()
+
+
+class TestStorageExports:
+    def test_storage_exports_no_sdk_type(self) -> None:
+        """Every class and function the storage package exports is ours: the SDK stays behind it."""
+        import inspect
+
+        from elspeth_appendsink import storage
+
+        foreign = [
+            name
+            for name in storage.__all__
+            if (inspect.isclass(value := getattr(storage, name)) or inspect.isfunction(value))
+            and not value.__module__.startswith("elspeth_appendsink.")
+        ]
+        assert foreign == []

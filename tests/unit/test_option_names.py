@@ -12,8 +12,8 @@ import importlib
 
 import pytest
 
-from elspeth_appendsink.elspeth.auth import SECRET_OPTIONS
 from elspeth_appendsink.elspeth.options import CsvOptions, RetryOptions, SinkConfig
+from elspeth_appendsink.storage.credentials import SECRET_OPTIONS
 
 # ELSPETH 0.4.1, src/elspeth/core/config.py
 SECRET_NAMES = frozenset(

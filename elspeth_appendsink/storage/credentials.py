@@ -1,11 +1,22 @@
-"""Authentication options: which one way to reach the account, and the secrets' first handling.
+"""Credentials, one path for every caller: options → :class:`AuthSettings` → Azure client.
 
-Owns :class:`AuthSettings` (the one configured method, for :mod:`elspeth_appendsink.storage` to
-turn into a client), :func:`resolve_auth` (exactly one method, with the stock ``azure_blob``
-sink's messages for partial configurations), :func:`resolve_env_secrets` (``<secret>_env``
-options read from the environment) and the shape checks of endpoint URLs, connection strings and
-SAS tokens. Every secret seen is registered with :func:`~elspeth_appendsink.core.redact.register_secret`
-the moment it is parsed, so no later message can echo it. :class:`~.options.SinkConfig` calls these.
+The sink's options (:class:`~elspeth_appendsink.elspeth.options.SinkConfig`), the
+``elspeth-appendsink`` command's flags and environment variables, and the launcher (through the
+sink) all reach the account here:
+
+* the shape checks of endpoint URLs, connection strings and SAS tokens (:func:`check_url`,
+  :func:`check_connection_string`, :func:`check_sas_token`); every secret seen is registered
+  with :func:`~elspeth_appendsink.core.redact.register_secret` the moment it is parsed
+  (:func:`register_credential` for a value whose kind is not known yet), so no later message
+  can echo it;
+* :func:`resolve_auth`: exactly one method, with the stock ``azure_blob`` sink's messages for
+  partial configurations; :func:`auth_settings` checks each value's shape first;
+* :func:`resolve_env_secrets`: the sink's ``<secret>_env`` options, read from the environment;
+* :func:`credential_for`, :func:`service_client` and :func:`open_store`: the SDK credential
+  (azure-identity only when needed), the ``BlobServiceClient`` with our retry policy, and the
+  :class:`~elspeth_appendsink.storage.store.AzureStore` of one container.
+
+A value that breaks a rule raises :class:`~elspeth_appendsink.errors.ConfigError` naming its option.
 """
 
 from __future__ import annotations
@@ -14,24 +25,34 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import SecretStr
 
 from elspeth_appendsink.core.redact import REDACTED, looks_like_key, register_secret
 from elspeth_appendsink.errors import ConfigError
+from elspeth_appendsink.storage.store import AzureStore, RetrySettings, Transport, build_service_client
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobServiceClient
 
 __all__ = [
     "SECRET_OPTIONS",
     "URL_EXAMPLE",
     "AuthMethod",
     "AuthSettings",
+    "auth_settings",
     "check_connection_string",
+    "check_sas_token",
     "check_url",
+    "credential_for",
+    "open_store",
+    "register_credential",
     "register_signature",
     "resolve_auth",
     "resolve_env_secrets",
+    "service_client",
 ]
 
 AuthMethod = Literal["connection_string", "sas_token", "managed_identity", "service_principal"]
@@ -112,9 +133,40 @@ def register_signature(sas: str) -> None:
             register_secret(unquote(item))
 
 
+def check_sas_token(token: str) -> str:
+    """The token without a leading ``?``; its signature registered; refused without ``sig=``."""
+    token = token.lstrip("?")
+    register_signature(token)
+    if "sig=" not in token:
+        raise ConfigError(
+            "sas_token",
+            "does not look like a SAS token (it has no 'sig=' parameter)",
+            hint="pass the token's query string, e.g. 'sv=...&sig=...'; an account key belongs "
+            "in a connection_string",
+        )
+    return token
+
+
+def register_credential(value: str | None) -> None:
+    """Register a secret whose kind is not known yet, and every key or signature inside it.
+
+    For values seen before a method is chosen (the command's flags and environment), so that
+    none can be printed, used or not.
+    """
+    if not value:
+        return
+    register_secret(value)
+    register_secret(value.strip())
+    for part in value.replace("&", ";").replace("?", ";").split(";"):
+        key, _, item = part.partition("=")
+        if key.strip().lower() in ("accountkey", "sharedaccesssignature", "sig") and item:
+            register_secret(item.strip())
+            register_secret(unquote(item.strip()))
+
+
 @dataclass(frozen=True, slots=True)
 class AuthSettings:
-    """The one configured way to authenticate, for the storage module to turn into a client.
+    """The one configured way to authenticate, for :func:`service_client` to turn into a client.
 
     * ``connection_string``: ``connection_string``;
     * ``sas_token``: ``account_url`` + ``sas_token`` (without a leading ``?``);
@@ -217,6 +269,36 @@ def resolve_auth(
     )
 
 
+def auth_settings(
+    *,
+    account_url: str | None = None,
+    connection_string: str | None = None,
+    sas_token: str | None = None,
+    use_managed_identity: bool = False,
+    tenant_id: str | None = None,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+) -> AuthSettings:
+    """Check each given value's shape, then :func:`resolve_auth` (secrets registered first)."""
+    for secret in (connection_string, sas_token, client_secret):
+        register_credential(secret)
+    if account_url is not None:
+        check_url(account_url, "account_url")
+    if connection_string is not None:
+        check_connection_string(connection_string)
+    if sas_token is not None:
+        sas_token = check_sas_token(sas_token)
+    return resolve_auth(
+        account_url=account_url,
+        connection_string=None if connection_string is None else SecretStr(connection_string),
+        sas_token=None if sas_token is None else SecretStr(sas_token),
+        use_managed_identity=use_managed_identity,
+        tenant_id=tenant_id,
+        client_id=client_id,
+        client_secret=None if client_secret is None else SecretStr(client_secret),
+    )
+
+
 def resolve_env_secrets(options: Mapping[str, Any]) -> dict[str, Any]:
     """``<secret>_env: VAR`` options: take the secret from the environment variable ``VAR``.
 
@@ -257,3 +339,55 @@ def resolve_env_secrets(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def credential_for(auth: AuthSettings) -> Any:
+    """The SDK credential of a method other than a connection string: the SAS token itself,
+    ``DefaultAzureCredential`` (managed identity) or a ``ClientSecretCredential`` (service
+    principal). azure-identity is imported only when it is needed."""
+    if auth.method == "sas_token" and auth.sas_token is not None:
+        return auth.sas_token.get_secret_value()
+    if auth.method == "managed_identity":
+        from azure.identity import DefaultAzureCredential
+
+        return DefaultAzureCredential()
+    if auth.method == "service_principal" and auth.client_secret is not None:
+        from azure.identity import ClientSecretCredential
+
+        return ClientSecretCredential(
+            str(auth.tenant_id), str(auth.client_id), auth.client_secret.get_secret_value()
+        )
+    raise ValueError(f"no SDK credential for auth method {auth.method!r} with these fields")
+
+
+def service_client(
+    auth: AuthSettings,
+    *,
+    retry: RetrySettings | None = None,
+    transport: Transport | None = None,
+    api_version: str | None = None,
+) -> BlobServiceClient:
+    """The ``BlobServiceClient`` for ``auth``, with our retry policy, timeouts and transport.
+
+    Raises:
+        ValueError: the SDK refused the connection string or URL (its message may hold a
+            secret: pass it through :func:`~elspeth_appendsink.core.redact.redact`).
+    """
+    common: dict[str, Any] = {"retry": retry, "transport": transport, "api_version": api_version}
+    if auth.method == "connection_string" and auth.connection_string is not None:
+        return build_service_client(connection_string=auth.connection_string.get_secret_value(), **common)
+    return build_service_client(account_url=auth.account_url, credential=credential_for(auth), **common)
+
+
+def open_store(
+    auth: AuthSettings,
+    container: str,
+    *,
+    retry: RetrySettings | None = None,
+    transport: Transport | None = None,
+    api_version: str | None = None,
+    validate_content: bool = False,
+) -> AzureStore:
+    """The :class:`AzureStore` of ``container``, authenticated by ``auth`` (see :func:`service_client`)."""
+    service = service_client(auth, retry=retry, transport=transport, api_version=api_version)
+    return AzureStore(service, container, validate_content=validate_content)
