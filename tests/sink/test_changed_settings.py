@@ -39,12 +39,26 @@ ROWS = [{"id": i, "name": f"name-{i:02d}", "kind": "ab"[i % 2]} for i in range(6
 CALLS = [ROWS[0:20], ROWS[20:40], ROWS[40:60]]
 
 #: option changes that alter what the output's bytes or identities mean: refused
-REFUSED = {"identity", "unkeyed", "delimiter", "terminator", "header", "headers", "narrow", "format"}
+REFUSED = {
+    "identity",
+    "unkeyed",
+    "delimiter",
+    "terminator",
+    "encoding",
+    "header",
+    "headers",
+    "narrow",
+    "format",
+}
 #: changes a later run may make: the output's decisions are adopted, or the option is per run
-ADOPTED = {"observed", "block_size", "segment_max_blocks", "lease_duration", "seal"}
+ADOPTED = {
+    "observed", "block_size", "segment_max_blocks", "segment_max_bytes", "lease_duration", "seal",
+    "validate_content", "retry", "api_version", "policy",
+}  # fmt: skip
 ONLY = {
     "delimiter": {"csv"},
     "terminator": {"csv"},
+    "encoding": {"csv"},
     "header": {"csv"},
     "headers": {"csv", "jsonl"},
 }
@@ -96,6 +110,18 @@ def changed(options: dict[str, Any], changes: set[str]) -> dict[str, Any]:
             new["lease_duration"] = 30
         elif change == "seal":
             new["seal_on_complete"] = True
+        elif change == "encoding":
+            new["csv_options"] = {**new.get("csv_options", {}), "encoding": "utf-16-le"}
+        elif change == "segment_max_bytes":
+            new["segment_max_bytes"] = "2KiB" if options["format"] != "arrow" else "8KiB"
+        elif change == "validate_content":
+            new["validate_content"] = True
+        elif change == "retry":
+            new["retry"] = {**FAST_RETRY, "total": 4}
+        elif change == "api_version":
+            new["api_version"] = "2025-01-05"
+        elif change == "policy":  # a resume ignores if_exists; a continue run changed to append
+            new["if_exists"] = "fail"  # would add every row again by design, so it is not drawn there
     if new["format"] != "csv":
         new.pop("csv_options", None)  # an option of CSV only
     if new["format"] == "arrow":
@@ -233,11 +259,15 @@ CHANGES = sorted(REFUSED | ADOPTED)
 def scenarios(draw: st.DrawFn) -> tuple[str, Any, set[str], bool]:
     fmt = draw(st.sampled_from(["csv", "jsonl", "arrow"]))
     identity = draw(st.sampled_from([None, "id"]))
-    allowed = [c for c in CHANGES if fmt in ONLY.get(c, {fmt}) and (c != "unkeyed" or identity)]
+    resume = draw(st.booleans())
+    allowed = [
+        c for c in CHANGES
+        if fmt in ONLY.get(c, {fmt}) and (c != "unkeyed" or identity) and (c != "policy" or resume)
+    ]  # fmt: skip
     changes = set(draw(st.lists(st.sampled_from(allowed), min_size=1, max_size=4, unique=True)))
     if {"narrow", "observed"} <= changes:
         changes.discard("observed")
-    return fmt, identity, changes, draw(st.booleans())
+    return fmt, identity, changes, resume
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
