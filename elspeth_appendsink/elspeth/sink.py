@@ -64,6 +64,7 @@ from elspeth_appendsink.errors import (
     SchemaDriftError,
     SettingsChangedError,
     StorageError,
+    StorageUnavailableError,
 )
 from elspeth_appendsink.logs import get_logger
 from elspeth_appendsink.protocol.opening import ExistingBlob
@@ -324,7 +325,9 @@ class AzureAppendBlobSink(BaseSink):  # type: ignore[misc]
         else:
             problem = "could not be reached"
             hint = "check the account endpoint and the network; nothing was written"
-        return StorageError(
+        # throttling or an outage stays retryable: the run can simply be started again
+        kind = StorageUnavailableError if isinstance(exc, StorageUnavailableError) else StorageError
+        return kind(
             f"{where} {problem} (checked at the start of the run, before any row was read)",
             status=exc.status,
             error_code=exc.error_code,

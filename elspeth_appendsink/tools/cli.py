@@ -150,8 +150,8 @@ Read every manifest and stream every segment of the output once, and check:
     before the first run), so no byte was appended by anything else;
   - each entry's bytes match its sha256, and sealed segments are sealed at the recorded length.
 It reports rows, bytes, segments and runs, the sha256 of the whole output, each problem with
-its location (blob, byte offset, manifest record), and whether a run needs `elspeth resume`
-(a crashed run that stopped mid-step is not a problem, but it is reported).
+its location (blob, byte offset, manifest record), and whether a run needs recovering (the
+launcher's `recover`; a crashed run that stopped mid-step is not a problem, but it is reported).
 
 With --landscape (ELSPETH's landscape url, read-only), it also checks the output against what
 ELSPETH recorded: every artifact the sink returned for this output (its content hash and size,

@@ -287,8 +287,12 @@ class TestErrors:
         code, _, err = _verify(azurite, container, "--landscape", f"sqlite:///{missing}")
         assert code == EXIT_USAGE and "--landscape: no landscape database" in err
         assert not missing.exists()
-        code, _, err = _verify(azurite, container, "--landscape", "mysql://u:secret@db/audit")
-        assert code == EXIT_USAGE and "is not a landscape ELSPETH accepts" in err and "secret" not in err
+        code, _, err = _verify(azurite, container, "--landscape", "mysql://u:pw-7f3a9c-landscape@db/audit")
+        assert (
+            code == EXIT_USAGE
+            and "is not a landscape ELSPETH accepts" in err
+            and "pw-7f3a9c-landscape" not in err
+        )
         not_landscape = tmp_path / "other.db"
         sqlite3.connect(not_landscape).close()
         code, _, err = _verify(azurite, container, "--landscape", f"sqlite:///{not_landscape}")
