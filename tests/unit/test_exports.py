@@ -13,6 +13,13 @@ class TestExports:
         for name in names:
             assert hasattr(elspeth_appendsink, name), name
 
+    def test_the_whole_error_tree_is_exported_from_the_root(self) -> None:
+        """Every exception of ``errors`` is a public name of the root too (the tree is one surface)."""
+        from elspeth_appendsink import errors
+
+        missing = set(errors.__all__) - set(elspeth_appendsink.__all__)
+        assert not missing
+
     def test_sink_is_importable_from_the_root_under_its_plugin_name(self) -> None:
         """`from elspeth_appendsink import AzureAppendBlobSink` gives the azure_append_blob sink."""
         from elspeth_appendsink import AzureAppendBlobSink
