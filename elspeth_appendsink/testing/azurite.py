@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from elspeth_appendsink.testing.process import stop_process
+
 __all__ = ["ACCOUNT_KEY", "ACCOUNT_NAME", "Azurite", "AzuriteNotInstalled", "find_azurite_binary"]
 
 #: Azurite's well-known development account. Not a secret, but treated as one by the redactor.
@@ -120,15 +122,8 @@ class Azurite:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the process we started (by pid), wait for it, and remove its workspace."""
         proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
-        if proc is not None and proc.stdout is not None:
-            proc.stdout.close()
+        if proc is not None:
+            stop_process(proc, signal.SIGTERM, timeout)
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None

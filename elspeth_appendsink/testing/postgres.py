@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from elspeth_appendsink.testing.process import stop_process
+
 __all__ = ["PASSWORD", "USER", "Postgres", "PostgresNotInstalled", "find_postgres_bin"]
 
 #: The superuser the cluster is created with, and its password (a test value, treated as a secret).
@@ -190,17 +192,8 @@ class Postgres:
 
     def _terminate(self, timeout: float = 30.0) -> None:
         proc, self.process = self.process, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)  # fast shutdown: roll back sessions, checkpoint, exit
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        if proc is not None:  # SIGINT: fast shutdown (roll back sessions, checkpoint, exit)
+            stop_process(proc, signal.SIGINT, timeout)
 
     def stop(self) -> None:
         """Stop the server we started (by its pid) and remove its cluster."""
