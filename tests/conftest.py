@@ -28,12 +28,12 @@ settings.register_profile("dev", max_examples=30, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-@pytest.fixture(scope="module")
-def azurite() -> Iterator[Azurite]:
-    """A private Azurite for this test module (Azurite garbage-collects lazily and slows down)."""
+def _served(server_type: Any, not_installed: type[Exception]) -> Iterator[Any]:
+    """Start a test server, yield it, stop it by pid. Where it is not installed the test is
+    skipped with the reason, except on CI (``CI`` set), where that is an error."""
     try:
-        server = Azurite().start()
-    except AzuriteNotInstalled as exc:  # pragma: no cover - depends on the machine
+        server = server_type().start()
+    except not_installed as exc:  # pragma: no cover - depends on the machine
         if os.environ.get("CI"):
             raise
         pytest.skip(str(exc))
@@ -41,6 +41,12 @@ def azurite() -> Iterator[Azurite]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def azurite() -> Iterator[Azurite]:
+    """A private Azurite for this test module (Azurite garbage-collects lazily and slows down)."""
+    yield from _served(Azurite, AzuriteNotInstalled)
 
 
 @pytest.fixture()
@@ -65,16 +71,7 @@ def postgres_server() -> Iterator[Postgres]:
     Skipped, with the reason, only where no server can be had (no binaries, or root without an
     unprivileged user); on CI (``CI`` set) that is an error instead, as for Azurite.
     """
-    try:
-        server = Postgres().start()
-    except PostgresNotInstalled as exc:  # pragma: no cover - depends on the machine
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _served(Postgres, PostgresNotInstalled)
 
 
 @pytest.fixture()
