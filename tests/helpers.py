@@ -7,8 +7,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from azure.storage.blob import BlobServiceClient
-
 from elspeth_appendsink.core.identity import IdentityScheme, content_digests
 from elspeth_appendsink.core.manifest import BlockEntry, VoidRecord, decode_records
 from elspeth_appendsink.core.paths import manifest_prefix, parse_segment_index, segment_name
@@ -104,43 +102,13 @@ def make_writer(
 
 
 def read_output(azurite: Azurite, container: str, blob_path: str) -> bytes:
-    """All segments of an output, concatenated in segment order (independent of the writer)."""
-    service = BlobServiceClient.from_connection_string(azurite.connection_string)
-    cc = service.get_container_client(container)
-    segments = []
-    stem = blob_path.rsplit(".", 1)[0]  # every segment's name starts with it (paths.segment_name)
-    for blob in cc.list_blobs(name_starts_with=stem):
-        index = parse_segment_index(blob_path, blob.name)
-        if index is not None:
-            segments.append((index, blob.name))
-    return b"".join(cc.get_blob_client(name).download_blob().readall() for _, name in sorted(segments))
+    """All segments of an output on Azurite, concatenated in segment order (:func:`store_output`)."""
+    return store_output(make_store(azurite, container), blob_path)
 
 
 def check_manifests(azurite: Azurite, container: str, blob_path: str) -> list[BlockEntry]:
-    """Decode every manifest of the output (chain checked by the decoder) and prove each committed
-    entry's bytes by sha256 against the segments. Returns the committed entries, oldest first."""
-    service = BlobServiceClient.from_connection_string(azurite.connection_string)
-    cc = service.get_container_client(container)
-    committed: list[BlockEntry] = []
-    segments: dict[int, bytes] = {}  # each segment downloaded once, entries checked against it
-
-    for blob in cc.list_blobs(name_starts_with=manifest_prefix(blob_path)):
-        records = [d.record for d in decode_records(cc.get_blob_client(blob.name).download_blob().readall())]
-        blocks = {r.seq: r for r in records if isinstance(r, BlockEntry)}
-        voided = set()
-        for void in (r for r in records if isinstance(r, VoidRecord)):  # it voids the rest of its batch
-            batch = blocks[void.voids].batch
-            voided |= {s for s, b in blocks.items() if b.batch == batch and s >= void.voids}
-        for r in records:
-            if isinstance(r, BlockEntry) and r.seq not in voided:
-                if r.segment not in segments:
-                    segment = cc.get_blob_client(segment_name(blob_path, r.segment))
-                    segments[r.segment] = segment.download_blob().readall()
-                data = segments[r.segment][r.offset : r.end]
-                assert len(data) == r.length, f"entry {r.seq} lies past the end of segment {r.segment}"
-                assert hashlib.sha256(data).hexdigest() == r.sha256, f"entry {r.seq} bytes differ"
-                committed.append(r)
-    return committed
+    """Every committed entry of the output on Azurite, each proven by sha256 (:func:`store_manifests`)."""
+    return store_manifests(make_store(azurite, container), blob_path)
 
 
 def expected_jsonl(rows: Sequence[Any]) -> bytes:
@@ -167,7 +135,8 @@ def store_output(store: Store, blob_path: str) -> bytes:
 
 
 def store_manifests(store: Store, blob_path: str) -> list[BlockEntry]:
-    """:func:`check_manifests` over any store: every committed entry's bytes proven by sha256."""
+    """Decode every manifest of the output (chain checked by the decoder) and prove each committed
+    entry's bytes by sha256 against the segments. Returns the committed entries, oldest first."""
     reader = store.unrecorded()
     committed: list[BlockEntry] = []
     segments: dict[int, bytes] = {}
