@@ -337,9 +337,8 @@ class Opening:
                 blob=seg0,
                 hint="use if_exists: continue to add to it, or a new blob_path",
             )
+        # no byte, so _claim_for_continue left the encoder to this run; not ``continue``, no replay
         self.events.append({"event": "open.took_over_empty", "blob": seg0, "runs": list(base.continues)})
-        # nothing of the earlier runs' decisions reached a byte: this run decides the encoder
-        base.encoder, base.replay = None, None
         return base
 
     def _claim_for_append(self, seg0: str, info: BlobInfo, rows: Sequence[Row]) -> _Base:
