@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from elspeth_appendsink.elspeth import renamed
@@ -125,8 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``recover`` end with the closing lines of :mod:`.summary` on stderr.
     """
     args = list(sys.argv[1:] if argv is None else argv)
-    settings = renamed.settings_path(args)
-    problems = renamed.renamed_options(settings) if settings is not None else []
+    settings = _option(args, "-s", "--settings")
+    problems = renamed.renamed_options(Path(settings)) if settings is not None else []
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if problems:
@@ -207,8 +208,6 @@ def _load_dotenv(global_options: Sequence[str]) -> None:
     """What ELSPETH's own entry point does before a command: ``recover`` reads the settings first."""
     if "--no-dotenv" in global_options:
         return
-    from pathlib import Path
-
     from elspeth import cli
 
     env_file = _option(global_options, "--env-file")
@@ -236,8 +235,6 @@ def _close(status: int, args: Sequence[str], at: int) -> None:
 
 def _landscape_url(settings: str) -> str | None:
     """The settings' landscape url, read with ELSPETH's own loader; None when it cannot be read."""
-    from pathlib import Path
-
     from elspeth_appendsink.elspeth.recover import _load_settings, _Unreadable
 
     try:

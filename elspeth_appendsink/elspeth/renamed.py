@@ -8,25 +8,14 @@ file first (:func:`renamed_options`) and names the new option instead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RENAMED", "renamed_options", "settings_path"]
+__all__ = ["RENAMED", "renamed_options"]
 
 #: old option name -> new option name
 RENAMED = {"row_key": "identity_fields"}
 _PLUGIN = "azure_append_blob"
-
-
-def settings_path(args: Sequence[str]) -> Path | None:
-    """The ``-s``/``--settings`` file of an ELSPETH command line, if it names one."""
-    for index, arg in enumerate(args):
-        if arg in ("-s", "--settings") and index + 1 < len(args):
-            return Path(args[index + 1])
-        if arg.startswith("--settings="):
-            return Path(arg.split("=", 1)[1])
-    return None
 
 
 def renamed_options(path: Path) -> list[str]:

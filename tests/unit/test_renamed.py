@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from elspeth_appendsink.elspeth.launcher import main
-from elspeth_appendsink.elspeth.renamed import renamed_options, settings_path
+from elspeth_appendsink.elspeth.launcher import _option, main
+from elspeth_appendsink.elspeth.renamed import renamed_options
 
 SETTINGS = """
 sinks:
@@ -41,6 +41,7 @@ def test_settings_without_renamed_options_and_unreadable_files_pass(tmp_path: Pa
     good.write_text(SETTINGS.replace("row_key: id, schema", "identity_fields: id, schema"))
     assert renamed_options(good) == []
     assert renamed_options(tmp_path / "missing.yaml") == []
-    assert settings_path(["run", "--settings=a.yaml"]) == Path("a.yaml")
-    assert settings_path(["run", "-s", "b.yaml", "-x"]) == Path("b.yaml")
-    assert settings_path(["plugins", "list"]) is None
+    settings = ("-s", "--settings")  # how the launcher finds the file it checks
+    assert _option(["run", "--settings=a.yaml"], *settings) == "a.yaml"
+    assert _option(["run", "-s", "b.yaml", "-x"], *settings) == "b.yaml"
+    assert _option(["plugins", "list"], *settings) is None
